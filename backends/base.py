@@ -1,0 +1,37 @@
+"""The contract every backend implements, and the backend registry."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from harness.registry import Registry
+from harness.types import Answer, Query
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Answers queries about videos.
+
+    Implementations are dataclasses whose fields are their options (see
+    `harness.registry`). `answer` raises `harness.types.BackendError` for a
+    failure on one sample, and must release remote or device work when it is
+    cancelled (the runner cancels on deadline and on Ctrl-C).
+    """
+
+    name: ClassVar[str]
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        """Why this backend cannot run on this machine now, or None if it can."""
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        """Every setting that can change an answer: model, revision, sampling, endpoint."""
+        ...
+
+    async def answer(self, query: Query) -> Answer: ...
+
+    async def aclose(self) -> None: ...
+
+
+registry: Registry[Backend] = Registry("backend", entry_point_group="vqa_harness.backends")

@@ -1,0 +1,58 @@
+"""The contract every benchmark implements, its registry, and shared multiple-choice pieces."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import ClassVar, Protocol, runtime_checkable
+
+from harness.metrics import explain_choice, option_letters
+
+from harness.registry import Registry
+from harness.types import Sample, Score
+
+
+@runtime_checkable
+class Benchmark(Protocol):
+    """A set of samples, the prompt each is asked with, and how answers are scored.
+
+    Implementations are dataclasses whose fields are their options. `version`
+    changes whenever samples, prompts or scoring change, so runs compare only
+    like with like.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+
+    def samples(self) -> Iterator[Sample]: ...
+
+    def prompt(self, sample: Sample) -> str: ...
+
+    def score(self, sample: Sample, text: str) -> Score: ...
+
+
+registry: Registry[Benchmark] = Registry("benchmark", entry_point_group="vqa_harness.benchmarks")
+
+MULTIPLE_CHOICE_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+
+
+def multiple_choice_prompt(sample: Sample) -> str:
+    """The question, its lettered options, and the field's usual instruction."""
+    lines = [sample.question]
+    lines += [
+        f"{letter}. {text}"
+        for letter, text in zip(option_letters(len(sample.options)), sample.options, strict=True)
+    ]
+    lines.append(MULTIPLE_CHOICE_INSTRUCTION)
+    return "\n".join(lines)
+
+
+def score_multiple_choice(sample: Sample, text: str) -> Score:
+    """Score with the shared ranked extractor; an unreadable answer is wrong, with a reason."""
+    extraction = explain_choice(text, sample.options)
+    if extraction.letter is None:
+        return Score(correct=False, prediction=None, reason=extraction.reason)
+    return Score(
+        correct=extraction.letter == sample.answer,
+        prediction=extraction.letter,
+        rule=extraction.rule,
+    )

@@ -1,0 +1,212 @@
+"""Name -> class registries for backends and benchmarks.
+
+A registered class is a dataclass: its init fields are its options, with their
+types, defaults and `metadata={"help": ...}`. The CLI, `vqa-harness list` and
+nox sessions name an entry and pass options as strings (`key=value`), which are
+converted to the field's type here, so no caller imports an implementation.
+Third-party packages add entries through the entry-point group given to the
+registry (e.g. `vqa_harness.backends`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class RegistryError(ValueError):
+    """An unknown name, an unknown option or a value of the wrong type."""
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    name: str
+    annotation: Any
+    default: Any
+    help: str
+
+    @property
+    def required(self) -> bool:
+        return self.default is dataclasses.MISSING
+
+    def type_name(self) -> str:
+        return _type_name(self.annotation)
+
+
+class Registry(Generic[T]):
+    """Registered classes of one kind (`backend` or `benchmark`), by name."""
+
+    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+        self.kind = kind
+        self._entry_point_group = entry_point_group
+        self._entry_points_loaded = entry_point_group is None
+        self._classes: dict[str, type[T]] = {}
+
+    def register(self, cls: type[T]) -> type[T]:
+        """Class decorator; the class's `name` attribute is its registry name."""
+        if not dataclasses.is_dataclass(cls):
+            raise TypeError(
+                f"{cls.__qualname__} must be a dataclass to be a registered {self.kind}"
+            )
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{cls.__qualname__} needs a non-empty `name` class attribute")
+        existing = self._classes.get(name)
+        if existing is not None and existing is not cls:
+            raise RegistryError(
+                f"{self.kind} {name!r} is already registered by {existing.__qualname__}"
+            )
+        self._classes[name] = cls
+        return cls
+
+    def unregister(self, name: str) -> None:
+        self._classes.pop(name, None)
+
+    def names(self) -> list[str]:
+        self._load_entry_points()
+        return sorted(self._classes)
+
+    def get(self, name: str) -> type[T]:
+        self._load_entry_points()
+        try:
+            return self._classes[name]
+        except KeyError:
+            known = ", ".join(sorted(self._classes)) or "none registered yet"
+            raise RegistryError(f"unknown {self.kind} {name!r} (available: {known})") from None
+
+    def options(self, name: str) -> list[OptionSpec]:
+        return option_specs(self.get(name))
+
+    def create(self, name: str, **options: Any) -> T:
+        """Build an entry; string values are converted to each option's type."""
+        cls = self.get(name)
+        specs = {spec.name: spec for spec in option_specs(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in options.items():
+            spec = specs.get(key)
+            if spec is None:
+                known = ", ".join(specs) or "it takes none"
+                raise RegistryError(
+                    f"{self.kind} {name!r} has no option {key!r} (options: {known})"
+                )
+            kwargs[key] = _convert(value, spec.annotation, f"{self.kind} {name!r} option {key!r}")
+        missing = [s.name for s in specs.values() if s.required and s.name not in kwargs]
+        if missing:
+            raise RegistryError(f"{self.kind} {name!r} needs option(s): {', '.join(missing)}")
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise RegistryError(f"{self.kind} {name!r}: {exc}") from exc
+
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True
+        for entry in entry_points(group=self._entry_point_group):
+            self.register(entry.load())
+
+
+def option_specs(cls: type) -> list[OptionSpec]:
+    """The init fields of a registered dataclass, as options."""
+    hints = typing.get_type_hints(cls)
+    specs = []
+    for f in dataclasses.fields(cls):
+        if not f.init or f.name.startswith("_"):
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = dataclasses.MISSING
+        specs.append(OptionSpec(f.name, hints[f.name], default, f.metadata.get("help", "")))
+    return specs
+
+
+def parse_assignments(pairs: Iterable[str], what: str) -> dict[str, str]:
+    """Split CLI `key=value` strings into a dict, naming `what` in errors."""
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise RegistryError(f"{what} {pair!r} is not of the form key=value")
+        options[key.strip()] = value
+    return options
+
+
+def _convert(value: Any, annotation: Any, what: str) -> Any:
+    if not isinstance(value, str):
+        return value
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        members = typing.get_args(annotation)
+        if type(None) in members and value.strip().lower() in {"none", "null", ""}:
+            return None
+        errors = []
+        for member in members:
+            if member is type(None):
+                continue
+            try:
+                return _convert(value, member, what)
+            except RegistryError as exc:
+                errors.append(str(exc))
+        raise RegistryError(
+            errors[0]
+            if len(errors) == 1
+            else f"{what}: {value!r} fits none of {_type_name(annotation)}"
+        )
+    if origin is Literal:
+        choices = typing.get_args(annotation)
+        for choice in choices:
+            if str(choice) == value:
+                return choice
+        raise RegistryError(f"{what}: {value!r} is not one of {', '.join(map(str, choices))}")
+    converter = _CONVERTERS.get(annotation)
+    if converter is None:
+        raise RegistryError(
+            f"{what}: options of type {_type_name(annotation)} cannot be set from text"
+        )
+    try:
+        return converter(value)
+    except ValueError:
+        raise RegistryError(f"{what}: {value!r} is not a valid {_type_name(annotation)}") from None
+
+
+def _to_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(value)
+
+
+_CONVERTERS: dict[Any, Callable[[str], Any]] = {
+    str: str,
+    int: int,
+    float: float,
+    bool: _to_bool,
+    Path: Path,
+}
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is Literal:
+        return "{" + ",".join(map(str, typing.get_args(annotation))) + "}"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", str(annotation))

@@ -1,0 +1,164 @@
+"""The data that flows through a run: Sample -> Query -> Answer -> Record.
+
+Every type is a frozen dataclass that turns into plain JSON with `to_dict()` and
+back with `from_dict()`. `Record` is the line format of `records.jsonl`; its
+`schema` field versions that format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+RECORD_SCHEMA = 1
+"""Version of the `records.jsonl` line format written by this package."""
+
+Status = Literal["ok", "failed"]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One question about one video, as a benchmark defines it.
+
+    `options` holds the choices' texts for multiple-choice questions (lettered
+    A, B, C... by position) and is empty for open-ended ones; `answer` is then
+    the correct letter, otherwise the reference text.
+    """
+
+    id: str
+    video: str
+    question: str
+    answer: str
+    options: tuple[str, ...] = ()
+    category: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["options"] = list(self.options)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Sample:
+        return cls(**{**data, "options": tuple(data.get("options", ()))})
+
+
+@dataclass(frozen=True)
+class Query:
+    """What a backend is asked: a video (local path or URL) and the full prompt."""
+
+    sample_id: str
+    video: str
+    prompt: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a backend returns for a query.
+
+    `timings` uses the latency vocabulary of DESIGN.md, in seconds (`total`,
+    `upload`, `queue`, `inference`, `frames`, `preprocess`, `prefill`,
+    `decode`, `tpot`); `usage` holds counts such as `output_tokens`; `meta`
+    holds backend facts worth keeping per sample (request id, polls, retries).
+    A backend that fails raises `BackendError` instead of returning.
+    """
+
+    text: str
+    timings: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class BackendError(Exception):
+    """A backend's failure on one sample; the run records it and goes on.
+
+    `kind` is a short, stable class of failure (`rate_limited`,
+    `validation_error`, `out_of_memory`, ...) that reports group by.
+    """
+
+    def __init__(self, kind: str, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.details = details
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """Why a sample failed; a failed sample never counts as an answer."""
+
+    kind: str
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        if isinstance(exc, BackendError):
+            return cls(exc.kind, exc.message, dict(exc.details))
+        return cls(type(exc).__name__, str(exc) or type(exc).__name__)
+
+
+@dataclass(frozen=True)
+class Score:
+    """A benchmark's verdict on one answer text.
+
+    `prediction` is what was read from the text (the extracted letter for
+    multiple choice) and `rule` how it was read; when nothing could be read,
+    `correct` is False and `reason` says why.
+    """
+
+    correct: bool
+    prediction: str | None = None
+    rule: str | None = None
+    reason: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One line of `records.jsonl`: a sample's outcome, written once."""
+
+    sample_id: str
+    status: Status
+    category: str
+    video: str
+    prompt: str
+    target: str
+    response: str | None = None
+    score: Score | None = None
+    error: ErrorInfo | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    warmup: bool = False
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    schema: int = RECORD_SCHEMA
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def correct(self) -> bool:
+        return self.ok and self.score is not None and self.score.correct
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        schema = data.get("schema")
+        if schema != RECORD_SCHEMA:
+            raise ValueError(
+                f"record schema {schema!r} is not supported (expected {RECORD_SCHEMA})"
+            )
+        score = data.get("score")
+        error = data.get("error")
+        return cls(
+            **{
+                **data,
+                "score": Score(**score) if score is not None else None,
+                "error": ErrorInfo(**error) if error is not None else None,
+            }
+        )
