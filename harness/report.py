@@ -1,0 +1,105 @@
+"""Render a run's summary as Markdown, and write `summary.json` and `report.md`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from harness.store import RunStore, write_json_atomic
+from harness.summary import summarize
+
+
+def write_report(run_dir: Path) -> str:
+    """Summarise the run in `run_dir`, write `summary.json` and `report.md`, return the Markdown."""
+    store = RunStore.open(run_dir)
+    summary = summarize(store.read_records(), store.read_manifest())
+    markdown = render_markdown(summary)
+    write_json_atomic(run_dir / "summary.json", summary)
+    (run_dir / "report.md").write_text(markdown)
+    return markdown
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def seconds(value: float) -> str:
+    return f"{value:.3f}" if value < 100 else f"{value:.1f}"
+
+
+def table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def render_markdown(summary: dict[str, Any]) -> str:
+    samples = summary["samples"]
+    accuracy = summary["accuracy"]
+    lines = [
+        f"# Run {summary['run_id']}",
+        "",
+        f"backend `{summary['backend']}` · benchmark `{summary['benchmark']}` "
+        f"v{summary['benchmark_version']} · status {summary['status']} · mode {summary['mode']}",
+        "",
+        "## Accuracy",
+        "",
+        f"**{percent(accuracy['value'])}** "
+        f"({accuracy['correct']} correct of {accuracy['n']} samples;"
+        " failed samples count as not correct, unreadable answers as wrong)",
+    ]
+    if samples["missing"]:
+        lines += [
+            "",
+            f"Incomplete: {samples['missing']} of {samples['planned']} samples have no record yet.",
+        ]
+    lines += [
+        "",
+        *table(
+            ["category", "samples", "correct", "failed", "accuracy"],
+            [
+                [name, c["n"], c["correct"], c["failed"], percent(c["value"])]
+                for name, c in summary["categories"].items()
+            ],
+        ),
+    ]
+    lines += ["", f"## Failures ({samples['failed']})", ""]
+    if summary["failures"]:
+        lines += table(
+            ["kind", "count", "example"],
+            [[kind, f["count"], f["example"]] for kind, f in summary["failures"].items()],
+        )
+    else:
+        lines.append("None.")
+    if summary["unparsed_reasons"]:
+        lines += ["", f"## Unreadable answers ({samples['unparsed']})", ""]
+        lines += table(
+            ["reason", "count"], [[r, n] for r, n in summary["unparsed_reasons"].items()]
+        )
+    lines += ["", "## Latency (seconds)", ""]
+    if summary["warmup_excluded"]:
+        lines += [f"{summary['warmup_excluded']} warm-up sample(s) excluded.", ""]
+    if summary["latency"]:
+        lines += table(
+            ["component", "n", "mean", "p50", "p90", "p99", "max"],
+            [
+                [key, s["n"], *(seconds(s[k]) for k in ("mean", "p50", "p90", "p99", "max"))]
+                for key, s in summary["latency"].items()
+            ],
+        )
+    else:
+        lines.append("No answered samples.")
+    throughput = summary["throughput"]
+    if throughput["samples_per_s"]:
+        lines += [
+            "",
+            f"Throughput: {throughput['samples_per_s']:.2f} samples/s "
+            f"over {throughput['wall_s']:.1f} s.",
+        ]
+    if summary["skipped_lines"]:
+        lines += [
+            "",
+            "Skipped unreadable record lines:",
+            *(f"- {s}" for s in summary["skipped_lines"]),
+        ]
+    return "\n".join(lines) + "\n"

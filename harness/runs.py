@@ -1,0 +1,159 @@
+"""Start or resume a run: build backend and benchmark by name, keep the manifest, execute.
+
+The manifest is written before the first sample and completed at the end of
+each session (a start or a resume), so a crashed or interrupted run still says
+what it was. A resume rebuilds the backend and benchmark from the manifest, so
+it cannot silently continue with other settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import backends
+import benchmarks
+from backends.base import Backend
+from benchmarks.base import Benchmark
+from harness.manifest import environment, options_of
+from harness.registry import RegistryError
+from harness.runner import Progress, RunSettings, execute
+from harness.store import RunStore
+from harness.types import Sample
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What is evaluated: everything here can change the results."""
+
+    backend: str
+    benchmark: str
+    backend_options: dict[str, Any] = field(default_factory=dict)
+    benchmark_options: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+
+
+@dataclass
+class PreparedRun:
+    store: RunStore
+    backend: Backend
+    benchmark: Benchmark
+    samples: list[Sample]
+
+
+def new_run_id(spec: RunSpec) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    return f"{stamp}-{spec.benchmark}-{spec.backend}-{uuid.uuid4().hex[:6]}"
+
+
+def prepare_new(spec: RunSpec, out: Path, run_id: str | None = None) -> PreparedRun:
+    """Build backend and benchmark, select samples, and create the run directory."""
+    benchmark, backend = _build(spec)
+    samples = _select(benchmark, spec.limit)
+    manifest = {
+        "run_id": run_id or new_run_id(spec),
+        "created_at": time.time(),
+        "status": "created",
+        "mode": "live",
+        "spec": asdict(spec)
+        | {
+            "backend_options": options_of(backend),
+            "benchmark_options": options_of(benchmark),
+        },
+        "backend": {"name": spec.backend, "describe": backend.describe()},
+        "benchmark": {"name": benchmark.name, "version": benchmark.version},
+        "samples_planned": len(samples),
+        "environment": environment(),
+        "command": sys.argv,
+        "sessions": [],
+    }
+    store = RunStore.create(out / manifest["run_id"], manifest)
+    return PreparedRun(store, backend, benchmark, samples)
+
+
+def prepare_resume(run_dir: Path) -> PreparedRun:
+    """Reopen a run directory and rebuild exactly what it was run with."""
+    store = RunStore.open(run_dir)
+    manifest = store.read_manifest()
+    try:
+        spec = RunSpec(**manifest["spec"])
+    except (KeyError, TypeError) as exc:
+        raise RegistryError(f"{store.manifest_path} has no usable run spec ({exc})") from None
+    benchmark, backend = _build(spec)
+    if benchmark.version != manifest["benchmark"]["version"]:
+        raise RegistryError(
+            f"benchmark {spec.benchmark!r} is now version {benchmark.version}, "
+            f"but {run_dir} was run with version {manifest['benchmark']['version']}; "
+            "start a new run"
+        )
+    return PreparedRun(store, backend, benchmark, _select(benchmark, spec.limit))
+
+
+async def run_prepared(
+    prepared: PreparedRun, settings: RunSettings, *, show_progress: bool = True
+) -> Progress:
+    """Execute one session of the run, recording it in the manifest however it ends."""
+    store = prepared.store
+    session: dict[str, Any] = {
+        "started_at": time.time(),
+        "settings": asdict(settings),
+        "status": "running",
+    }
+    _update_manifest(store, session, status="running")
+    status = "failed"
+    try:
+        progress = await execute(
+            prepared.backend,
+            prepared.benchmark,
+            prepared.samples,
+            store,
+            settings,
+            show_progress=show_progress,
+        )
+        status = "completed" if progress.ok + progress.failed == progress.total else "partial"
+        return progress
+    except asyncio.CancelledError:
+        status = "interrupted"
+        raise
+    finally:
+        session["written"] = _count_written(store, session["started_at"])
+        session["finished_at"] = time.time()
+        session["status"] = status
+        _update_manifest(store, session, status=status)
+        await prepared.backend.aclose()
+
+
+def _build(spec: RunSpec) -> tuple[Benchmark, Backend]:
+    backend_cls = backends.registry.get(spec.backend)
+    reason = backend_cls.unavailable_reason()
+    if reason:
+        raise RegistryError(f"backend {spec.backend!r} cannot run here: {reason}")
+    benchmark = benchmarks.create(spec.benchmark, **spec.benchmark_options)
+    return benchmark, backends.create(spec.backend, **spec.backend_options)
+
+
+def _select(benchmark: Benchmark, limit: int | None) -> list[Sample]:
+    return list(itertools.islice(benchmark.samples(), limit))
+
+
+def _count_written(store: RunStore, since: float) -> int:
+    return sum(1 for r in store.read_records().records if r.started_at >= since)
+
+
+def _update_manifest(store: RunStore, session: dict[str, Any], *, status: str) -> None:
+    manifest = store.read_manifest()
+    sessions = manifest.setdefault("sessions", [])
+    if sessions and sessions[-1]["started_at"] == session["started_at"]:
+        sessions[-1] = session
+    else:
+        sessions.append(session)
+    manifest["status"] = status
+    if status != "running":
+        manifest["finished_at"] = session.get("finished_at")
+    store.write_manifest(manifest)

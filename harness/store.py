@@ -1,0 +1,140 @@
+"""The run directory: `manifest.json` plus an append-only `records.jsonl`.
+
+Records are appended one line at a time and flushed as each sample completes;
+existing lines are never rewritten. A process killed mid-write can leave a torn
+last line: readers skip it with a note, and the next writer starts on a fresh
+line, so the torn bytes never merge with a new record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from harness.types import Record
+
+MANIFEST = "manifest.json"
+RECORDS = "records.jsonl"
+
+
+class RunDirError(Exception):
+    """A run directory that is missing, not a run, or cannot be written."""
+
+
+@dataclass
+class RecordLog:
+    """What `read_records` found: the records, and the lines it had to skip."""
+
+    records: list[Record] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def latest_by_sample(self) -> dict[str, Record]:
+        """Each sample's outcome: its OK record if it has one, else its last record."""
+        outcome: dict[str, Record] = {}
+        for record in self.records:
+            previous = outcome.get(record.sample_id)
+            if previous is None or not previous.ok:
+                outcome[record.sample_id] = record
+        return outcome
+
+
+def read_records(path: Path) -> RecordLog:
+    """Read `records.jsonl`, skipping torn or foreign lines instead of failing."""
+    log = RecordLog()
+    if not path.exists():
+        return log
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                log.records.append(Record.from_dict(json.loads(line)))
+            except (ValueError, TypeError) as exc:
+                torn = "" if raw.endswith(b"\n") else " (torn last line)"
+                log.skipped.append(f"{path.name} line {number}{torn}: {exc}")
+    return log
+
+
+class RunStore:
+    """One run directory, opened for appending records."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._records: IO[bytes] | None = None
+
+    @classmethod
+    def create(cls, path: Path, manifest: dict[str, Any]) -> RunStore:
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise RunDirError(
+                f"run directory {path} already exists (use --resume {path})"
+            ) from None
+        except OSError as exc:
+            raise RunDirError(
+                f"cannot create run directory {path}: {exc.strerror or exc}"
+            ) from None
+        store = cls(path)
+        store.write_manifest(manifest)
+        return store
+
+    @classmethod
+    def open(cls, path: Path) -> RunStore:
+        if not (path / MANIFEST).is_file():
+            raise RunDirError(f"{path} is not a run directory (no {MANIFEST})")
+        return cls(path)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    @property
+    def records_path(self) -> Path:
+        return self.path / RECORDS
+
+    def read_manifest(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise RunDirError(f"cannot read {self.manifest_path}: {exc}") from None
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        """Replace the manifest atomically, so a crash leaves the old or the new one."""
+        write_json_atomic(self.manifest_path, manifest)
+
+    def read_records(self) -> RecordLog:
+        return read_records(self.records_path)
+
+    def append(self, record: Record) -> None:
+        """Append one record as one line and flush it to the OS."""
+        if self._records is None:
+            self._records = self._open_for_append()
+        line = json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        self._records.write(line.encode() + b"\n")
+        self._records.flush()
+
+    def close(self) -> None:
+        if self._records is not None:
+            self._records.flush()
+            os.fsync(self._records.fileno())
+            self._records.close()
+            self._records = None
+
+    def _open_for_append(self) -> IO[bytes]:
+        handle = self.records_path.open("ab")
+        if handle.tell() > 0:
+            with self.records_path.open("rb") as reader:
+                reader.seek(-1, os.SEEK_END)
+                if reader.read(1) != b"\n":
+                    handle.write(b"\n")  # isolate a torn line left by a killed writer
+        return handle
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,218 @@
+"""The runner and run store: records, concurrency, deadlines, failures, resume, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from fakes import ScriptedBackend, TinyBenchmark
+
+from harness.runner import RunSettings, execute
+from harness.runs import PreparedRun, RunSpec, prepare_new, prepare_resume, run_prepared
+from harness.store import RunStore, read_records
+from harness.types import Record, Sample
+
+
+def new_run(tmp_path: Path, count: int = 8, **backend_options: str) -> PreparedRun:
+    spec = RunSpec("scripted", "tiny", backend_options, {"count": count})
+    return prepare_new(spec, tmp_path, run_id="run")
+
+
+def run(prepared: PreparedRun, **settings) -> None:
+    asyncio.run(run_prepared(prepared, RunSettings(**settings), show_progress=False))
+
+
+def records(prepared: PreparedRun) -> list[Record]:
+    return read_records(prepared.store.records_path).records
+
+
+def test_every_sample_gets_one_scored_record(tmp_path):
+    prepared = new_run(tmp_path)
+    run(prepared)
+    written = records(prepared)
+    assert sorted(r.sample_id for r in written) == [f"tiny/{i:03d}" for i in range(8)]
+    assert all(r.ok for r in written)
+    # "The answer is A." is right exactly where the answer letter is A (samples 0 and 4).
+    assert sorted(r.sample_id for r in written if r.correct) == ["tiny/000", "tiny/004"]
+    first = next(r for r in written if r.sample_id == "tiny/001")
+    assert first.score.prediction == "A" and first.target == "B"
+    assert "A. red" in first.prompt and "D. yellow" in first.prompt
+    assert first.timings["total"] >= first.timings["inference"] >= 0
+    assert first.usage == {"output_tokens": 3}
+
+
+def test_records_are_json_lines_with_schema(tmp_path):
+    prepared = new_run(tmp_path, count=3)
+    run(prepared)
+    lines = prepared.store.records_path.read_text().splitlines()
+    assert len(lines) == 3
+    assert all(json.loads(line)["schema"] == 1 for line in lines)
+    assert Record.from_dict(json.loads(lines[0])).to_dict() == json.loads(lines[0])
+
+
+def test_manifest_describes_the_run(tmp_path):
+    prepared = new_run(tmp_path, count=2, reply="B")
+    run(prepared, concurrency=2)
+    manifest = prepared.store.read_manifest()
+    assert manifest["status"] == "completed"
+    assert manifest["backend"] == {"name": "scripted", "describe": {"reply": "B", "delay": 0.0}}
+    assert manifest["benchmark"] == {"name": "tiny", "version": "1"}
+    assert manifest["spec"]["benchmark_options"] == {"count": 2}
+    assert manifest["samples_planned"] == 2
+    assert "av" in manifest["environment"]["packages"]
+    assert manifest["environment"]["host"]["cpus"] >= 1
+    (session,) = manifest["sessions"]
+    assert session["settings"]["concurrency"] == 2
+    assert session["written"] == 2 and session["finished_at"] >= session["started_at"]
+
+
+def test_concurrency_is_bounded(tmp_path):
+    prepared = new_run(tmp_path, count=20, delay="0.01")
+    run(prepared, concurrency=3)
+    assert prepared.backend.max_in_flight == 3
+    assert len(records(prepared)) == 20
+
+
+def test_a_failing_sample_is_recorded_and_the_run_goes_on(tmp_path):
+    prepared = new_run(tmp_path, fail="tiny/001")
+    run(prepared)
+    by_id = {r.sample_id: r for r in records(prepared)}
+    failed = by_id["tiny/001"]
+    assert failed.status == "failed" and failed.score is None and failed.response is None
+    assert failed.error.kind == "validation_error"
+    assert failed.error.details == {"status": 422}
+    assert sum(r.ok for r in by_id.values()) == 7
+
+
+def test_deadline_fails_the_sample_and_cancels_it_in_the_backend(tmp_path):
+    prepared = new_run(tmp_path, count=4, hang="tiny/002")
+    run(prepared, deadline=0.05)
+    by_id = {r.sample_id: r for r in records(prepared)}
+    assert by_id["tiny/002"].error.kind == "deadline"
+    assert "0.05 s deadline" in by_id["tiny/002"].error.message
+    assert prepared.backend.cancelled == ["tiny/002"]
+    assert sum(r.ok for r in by_id.values()) == 3
+
+
+def test_resume_skips_ok_and_failed_unless_retrying(tmp_path):
+    prepared = new_run(tmp_path, fail="tiny/003")
+    run(prepared)
+    resumed = prepare_resume(prepared.store.path)
+    run(resumed)
+    assert len(records(prepared)) == 8  # nothing was run again
+
+    resumed = prepare_resume(prepared.store.path)
+    resumed.backend.fail = ""  # the service recovered
+    run(resumed, retry_failed=True)
+    written = records(prepared)
+    assert len(written) == 9
+    assert [r.status for r in written if r.sample_id == "tiny/003"] == ["failed", "ok"]
+    assert Counter(r.sample_id for r in written if r.ok) == {f"tiny/{i:03d}": 1 for i in range(8)}
+    assert len(prepared.store.read_manifest()["sessions"]) == 3
+
+
+def test_resume_rebuilds_the_runs_own_settings(tmp_path):
+    prepared = new_run(tmp_path, count=3, reply="C", delay="0.001")
+    resumed = prepare_resume(prepared.store.path)
+    assert isinstance(resumed.backend, ScriptedBackend)
+    assert (resumed.backend.reply, resumed.backend.delay) == ("C", 0.001)
+    assert [s.id for s in resumed.samples] == ["tiny/000", "tiny/001", "tiny/002"]
+
+
+def test_cancelling_a_run_cancels_in_flight_work_and_keeps_finished_records(tmp_path):
+    prepared = new_run(tmp_path, count=6, hang="tiny/004,tiny/005")
+
+    async def scenario() -> None:
+        task = asyncio.create_task(
+            run_prepared(prepared, RunSettings(concurrency=6), show_progress=False)
+        )
+        while len(records(prepared)) < 4:
+            await asyncio.sleep(0.001)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+    assert sorted(prepared.backend.cancelled) == ["tiny/004", "tiny/005"]
+    assert sorted(r.sample_id for r in records(prepared)) == [f"tiny/{i:03d}" for i in range(4)]
+    assert prepared.store.read_manifest()["status"] == "interrupted"
+    assert prepared.backend.closed
+
+
+def test_prompt_and_scoring_bugs_fail_only_their_sample(tmp_path):
+    class Fragile(TinyBenchmark):
+        def prompt(self, sample: Sample) -> str:
+            if sample.id == "tiny/000":
+                raise KeyError("template field")
+            return super().prompt(sample)
+
+        def score(self, sample, text):
+            if sample.id == "tiny/001":
+                raise ZeroDivisionError("division by zero")
+            return super().score(sample, text)
+
+    prepared = new_run(tmp_path, count=3)
+    store = RunStore(tmp_path / "fragile")
+    store.path.mkdir()
+    asyncio.run(
+        execute(
+            prepared.backend,
+            Fragile(count=3),
+            list(Fragile(count=3).samples()),
+            store,
+            RunSettings(),
+            show_progress=False,
+        )
+    )
+    by_id = {r.sample_id: r for r in read_records(store.records_path).records}
+    assert by_id["tiny/000"].error.kind == "KeyError"
+    assert by_id["tiny/001"].error.kind == "scoring_error"
+    assert by_id["tiny/001"].response == "The answer is A."
+    assert by_id["tiny/002"].ok
+
+
+def test_duplicate_sample_ids_are_refused(tmp_path):
+    class Doubled(TinyBenchmark):
+        def samples(self):
+            yield from super().samples()
+            yield from super().samples()
+
+    store = RunStore(tmp_path)
+    with pytest.raises(ValueError, match="more than once"):
+        asyncio.run(
+            execute(
+                ScriptedBackend(),
+                Doubled(count=1),
+                list(Doubled(count=1).samples()),
+                store,
+                RunSettings(),
+                show_progress=False,
+            )
+        )
+
+
+def test_torn_last_line_is_skipped_and_never_merged(tmp_path):
+    prepared = new_run(tmp_path, count=2)
+    run(prepared)
+    path = prepared.store.records_path
+    with path.open("ab") as handle:
+        handle.write(b'{"sample_id": "tiny/009", "sta')  # a writer killed mid-line
+    log = read_records(path)
+    assert len(log.records) == 2
+    assert len(log.skipped) == 1 and "torn last line" in log.skipped[0]
+
+    store = RunStore.open(prepared.store.path)
+    store.append(records(prepared)[0])
+    store.close()
+    log = read_records(path)
+    assert len(log.records) == 3 and len(log.skipped) == 1
+
+
+def test_settings_are_validated():
+    with pytest.raises(ValueError, match="concurrency"):
+        RunSettings(concurrency=0)
+    with pytest.raises(ValueError, match="deadline"):
+        RunSettings(deadline=0)
