@@ -1,0 +1,1 @@
+"""vqa-harness: evaluate video question answering backends side by side."""

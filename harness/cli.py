@@ -1,0 +1,284 @@
+"""`vqa-harness` command line: run, list, report, bench.
+
+Bad input ends with one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import backends
+import benchmarks
+from harness.bench import DEFAULT_BACKENDS, run_bench
+from harness.registry import OptionSpec, Registry, RegistryError, parse_assignments
+from harness.report import percent, write_report
+from harness.runner import RunSettings
+from harness.runs import PreparedRun, RunSpec, prepare_new, prepare_resume, run_prepared
+from harness.store import RunDirError
+
+PROG = "vqa-harness"
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the problem (see --help for usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{PROG}: error: {message}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (UsageError, RegistryError, RunDirError, ValueError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=PROG, description="Evaluate video QA backends side by side.")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+
+    run = commands.add_parser("run", help="run a backend over a benchmark")
+    run.add_argument("--backend", help="backend name (see `list`)")
+    run.add_argument(
+        "--benchmark", default="synthetic", help="benchmark name (default: %(default)s)"
+    )
+    run.add_argument(
+        "-B",
+        "--backend-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backend option, repeatable",
+    )
+    run.add_argument(
+        "-S",
+        "--benchmark-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="benchmark option, repeatable",
+    )
+    run.add_argument("--limit", type=positive_int, help="run only the first N samples")
+    run.add_argument(
+        "--concurrency",
+        type=positive_int,
+        default=4,
+        help="samples in flight (default: %(default)s)",
+    )
+    run.add_argument(
+        "--deadline",
+        type=positive_float,
+        default=600.0,
+        help="seconds a sample may take before it fails (default: %(default)s)",
+    )
+    run.add_argument(
+        "--warmup",
+        type=non_negative_int,
+        default=0,
+        help="first N samples are warm-up: kept, but left out of latency statistics",
+    )
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs"),
+        help="directory for run directories (default: %(default)s)",
+    )
+    run.add_argument(
+        "--run-id", help="name of the run directory (default: time, benchmark, backend)"
+    )
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue a run, skipping samples with an OK record",
+    )
+    run.add_argument(
+        "--retry-failed", action="store_true", help="with --resume: run failed samples again"
+    )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.set_defaults(handler=cmd_run)
+
+    listing = commands.add_parser("list", help="list backends and benchmarks with their options")
+    listing.set_defaults(handler=cmd_list)
+
+    report = commands.add_parser("report", help="summarise a run: report.md and summary.json")
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    report.set_defaults(handler=cmd_report)
+
+    bench = commands.add_parser(
+        "bench", help="every available backend over a benchmark, side by side"
+    )
+    bench.add_argument(
+        "--backend",
+        dest="backends",
+        action="append",
+        metavar="NAME",
+        help=f"backend to include, repeatable (default: {', '.join(DEFAULT_BACKENDS)})",
+    )
+    bench.add_argument(
+        "--benchmark", default="synthetic", help="benchmark name (default: %(default)s)"
+    )
+    bench.add_argument("--limit", type=positive_int, help="run only the first N samples")
+    bench.add_argument(
+        "--concurrency", type=positive_int, default=4, help="samples in flight per backend"
+    )
+    bench.add_argument(
+        "--out", type=Path, default=Path("runs/bench"), help="where runs and bench.md go"
+    )
+    bench.set_defaults(handler=cmd_bench)
+    return parser
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = RunSettings(
+        concurrency=args.concurrency,
+        deadline=args.deadline,
+        warmup=args.warmup,
+        retry_failed=args.retry_failed,
+    )
+    prepared = _prepare(args)
+    print(f"run directory: {prepared.store.path}", file=sys.stderr)
+    try:
+        progress = asyncio.run(_run_until_signal(prepared, settings, not args.no_progress))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(
+            f"\ninterrupted: completed samples are kept in {prepared.store.path}\n"
+            f"resume with: {PROG} run --resume {prepared.store.path}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    write_report(prepared.store.path)
+    print(
+        f"accuracy {percent(progress.correct / progress.total if progress.total else None)} "
+        f"({progress.correct}/{progress.total}), {progress.failed} failed; "
+        f"report: {prepared.store.path / 'report.md'}"
+    )
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> PreparedRun:
+    if args.resume is not None:
+        given = [
+            flag
+            for flag, value in (
+                ("--backend", args.backend),
+                ("--limit", args.limit),
+                ("--backend-opt", args.backend_opt),
+                ("--benchmark-opt", args.benchmark_opt),
+                ("--run-id", args.run_id),
+            )
+            if value
+        ]
+        if given:
+            raise UsageError(f"--resume takes the run's own settings; drop {', '.join(given)}")
+        return prepare_resume(args.resume)
+    if args.retry_failed:
+        raise UsageError("--retry-failed only makes sense with --resume RUN_DIR")
+    if not args.backend:
+        raise UsageError("--backend is required (see `vqa-harness list`)")
+    spec = RunSpec(
+        backend=args.backend,
+        benchmark=args.benchmark,
+        backend_options=parse_assignments(args.backend_opt, "--backend-opt"),
+        benchmark_options=parse_assignments(args.benchmark_opt, "--benchmark-opt"),
+        limit=args.limit,
+    )
+    return prepare_new(spec, args.out, args.run_id)
+
+
+async def _run_until_signal(prepared: PreparedRun, settings: RunSettings, show_progress: bool):
+    """Run, treating SIGTERM like Ctrl-C: in-flight work is cancelled through the backend."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        return await run_prepared(prepared, settings, show_progress=show_progress)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for title, registry, flag in (
+        ("backends", backends.registry, "-B"),
+        ("benchmarks", benchmarks.registry, "-S"),
+    ):
+        print(f"{title}:")
+        names = registry.names()
+        if not names:
+            print("  (none registered)")
+        for name in names:
+            print(f"  {_describe_entry(registry, name)}")
+            for spec in registry.options(name):
+                print(f"      {flag} {_describe_option(spec)}")
+    return 0
+
+
+def _describe_entry(registry: Registry, name: str) -> str:
+    cls = registry.get(name)
+    doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+    version = f" v{cls.version}" if hasattr(cls, "version") else ""
+    reason = cls.unavailable_reason() if hasattr(cls, "unavailable_reason") else None
+    status = f"  [unavailable: {reason}]" if reason else ""
+    return f"{name}{version} - {doc}{status}"
+
+
+def _describe_option(spec: OptionSpec) -> str:
+    default = "required" if spec.required else f"default: {spec.default}"
+    return f"{spec.name}={spec.type_name()}  ({default}) {spec.help}".rstrip()
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    names = args.backends or list(DEFAULT_BACKENDS)
+    markdown = run_bench(
+        names, args.benchmark, args.out, RunSettings(concurrency=args.concurrency), args.limit
+    )
+    print(markdown, end="")
+    print(f"report: {args.out / 'bench.md'}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    print(write_report(args.run_dir), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

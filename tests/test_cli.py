@@ -1,0 +1,173 @@
+"""The command line: run, report, list, and one clear line for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+TESTS = Path(__file__).parent
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """The CLI in a real process (with the test doubles registered)."""
+    return subprocess.run(
+        [sys.executable, str(TESTS / "run_cli.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_run_writes_a_run_directory_that_report_renders(tmp_path, capsys):
+    code = main(
+        [
+            "run",
+            "--backend",
+            "scripted",
+            "--benchmark",
+            "tiny",
+            "-S",
+            "count=6",
+            "--out",
+            str(tmp_path),
+            "--run-id",
+            "r1",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    run_dir = tmp_path / "r1"
+    assert {p.name for p in run_dir.iterdir()} >= {
+        "manifest.json",
+        "records.jsonl",
+        "summary.json",
+        "report.md",
+    }
+    assert "accuracy 33.3% (2/6)" in capsys.readouterr().out
+
+    assert main(["report", str(run_dir)]) == 0
+    markdown = capsys.readouterr().out
+    assert markdown == (run_dir / "report.md").read_text()
+    assert "**33.3%** (2 correct of 6 samples" in markdown
+    assert "| cat0 | 3 | 2 | 0 | 66.7% |" in markdown
+    assert "| total |" in markdown
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["accuracy"] == {"value": 2 / 6, "correct": 2, "n": 6}
+
+
+def test_run_over_the_synthetic_suite(tmp_path, capsys, synthetic_cache):
+    code = main(
+        [
+            "run",
+            "--backend",
+            "scripted",
+            "-S",
+            f"cache_dir={synthetic_cache}",
+            "--out",
+            str(tmp_path),
+            "--run-id",
+            "syn",
+            "--no-progress",
+            "--concurrency",
+            "8",
+        ]
+    )
+    assert code == 0
+    summary = json.loads((tmp_path / "syn" / "summary.json").read_text())
+    assert summary["benchmark"] == "synthetic"
+    assert summary["samples"]["ok"] == summary["samples"]["planned"] >= 36
+    assert len(summary["categories"]) >= 4
+    assert main(["report", str(tmp_path / "syn")]) == 0
+    assert "## Latency (seconds)" in capsys.readouterr().out
+
+
+def test_list_shows_entries_and_their_options(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "scripted - Test double" in out
+    assert "-B delay=float  (default: 0.0) seconds per answer" in out
+    assert "synthetic v1" in out
+    assert "-S seed=int  (default: 0)" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--backend", "nope"], "unknown backend 'nope' (available: scripted)"),
+        (["run", "--backend", "scripted", "--benchmark", "nope"], "unknown benchmark 'nope'"),
+        (
+            ["run", "--backend", "scripted", "-B", "colour=red"],
+            "backend 'scripted' has no option 'colour'",
+        ),
+        (["run", "--backend", "scripted", "-B", "delay=soon"], "'soon' is not a valid float"),
+        (
+            ["run", "--backend", "scripted", "-B", "delay"],
+            "--backend-opt 'delay' is not of the form key=value",
+        ),
+        (
+            ["run", "--backend", "scripted", "--concurrency", "0"],
+            "argument --concurrency: must be at least 1",
+        ),
+        (["run", "--benchmark", "tiny"], "--backend is required"),
+        (["run", "--resume", "nowhere"], "nowhere is not a run directory"),
+        (
+            ["run", "--backend", "scripted", "--retry-failed"],
+            "--retry-failed only makes sense with --resume",
+        ),
+        (["report", "nowhere"], "nowhere is not a run directory"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+    result = cli(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("vqa-harness: error: ")
+    assert message in lines[0]
+
+
+def test_unwritable_output_directory_is_one_clear_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = cli(
+        "run", "--backend", "scripted", "--benchmark", "tiny", "--out", str(blocker / "runs")
+    )
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"vqa-harness: error: cannot create run directory {blocker}/runs/")
+    assert line.endswith(": Not a directory")
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path):
+    args = (
+        "run",
+        "--backend",
+        "scripted",
+        "--benchmark",
+        "tiny",
+        "--out",
+        str(tmp_path),
+        "--run-id",
+        "same",
+        "--no-progress",
+    )
+    assert cli(*args).returncode == 0
+    again = cli(*args)
+    assert again.returncode == 2
+    assert "already exists (use --resume" in again.stderr
+
+
+def test_python_dash_m_harness_runs(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "list"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert "synthetic v1" in result.stdout
