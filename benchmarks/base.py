@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from typing import ClassVar, Protocol, runtime_checkable
 
 from harness.metrics import explain_choice, option_letters
-
 from harness.registry import Registry
 from harness.types import Sample, Score
 
