@@ -1,27 +1,38 @@
 """The one ranked multiple-choice extractor shared by every benchmark.
 
-Options are the choices' texts, lettered A, B, C... by position. The rules are
-tried in this order and the first that decides wins:
+Options are the choices' texts, lettered A, B, C... by position. Reasoning in
+`<think>` blocks (an unclosed one runs to the end) and markdown marks (`*`,
+`__`, `` ` ``, `#`) are dropped first.
+Then the rules are tried in this order, and the first that decides wins:
 
-1. `explicit` - a declaration: "Answer: B", "The answer is (B)", "the best
-   option is B". When several disagree, the last wins: a model that corrects
-   itself concludes at the end.
-2. `bare` - the whole response is a letter form: "B", "(B)", "B.", "[B]", and
-   a lone lowercase "b", which is unambiguous only when it stands alone.
+1. `explicit` - a declaration: "Answer: B", "The correct answer is (C).",
+   "the best option is B", "answer: c", "The answer is blue", "Option C is
+   correct". It outranks letters anywhere else. When several declarations
+   disagree, the LAST wins: a model that corrects itself concludes at the end.
+   A declaration of alternatives ("the answer is A or B") declares nothing.
+2. `bare` - the whole response is a letter form: "B", "(B)", "B.", "[B]", "B)",
+   or lowercase "b", "b.", "(b)".
 3. `leading` - the response opens with a letter marker: "B. red", "(B) red",
-   "B) red", "B: red", "B - red", "B because ...".
-4. `text` - the whole response is one option's text.
-5. `letter` - exactly one distinct option letter stands alone in the text:
-   "(C)", or a capital letter that is not part of a word ("Based on the
-   video, C"). "A" and "I" followed by a lowercase word are the article and the
-   pronoun, not letters.
-6. `mention` - exactly one option's text is mentioned (a longer option that
-   contains a shorter one, "dark red" and "red", counts once, as the longer).
+   "B) red", "B: red", "B, red", "B - red", "B because ...".
+4. `text` - the whole response is one option's text ("Blue.", "three").
+5. `letter` - exactly one distinct option letter stands alone in the text, the
+   same letter any number of times: "(C)", "option C", or a capital that is not
+   part of a word ("Based on the video, C" is C; "N/A" and "B-movie" name none).
+   "A" and "I" followed by a word are the article and the pronoun ("A red
+   ball", "I think"), except "A" before a verb or conjunction ("A is", "A or");
+   a letter right after "not" ("B, not A") is rejected, not chosen.
+6. `mention` - exactly one option's text is mentioned, matched by whole words,
+   ignoring case and punctuation, number words read as digits; when one option
+   contains another ("dark red", "red"), the shorter inside the longer does not
+   count.
 
-Otherwise the answer is unreadable (`letter` None, with a `reason`): nothing
-found, several options named, or a declared letter outside the options. There
-is no random fallback. Uppercase letters outside the option range are ignored
-by rules 5 and 6 and refused, with a reason, by rules 1-3.
+Otherwise nothing is chosen and `reason` says why: an empty response, nothing
+found (refusals land here), several options named ("ambiguous: ..."), or a
+letter from rules 1-3 outside the options ("Answer: E" with four options).
+Rule 5 ignores letters outside the options. A lowercase letter counts only
+parenthesised ("(b)"), as the whole response, or as the whole rest of a
+declaration ("answer: c"); "the answer is a red ball" is not A. There is no
+random fallback: the same text always gives the same answer.
 """
 
 from __future__ import annotations
@@ -29,42 +40,54 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from string import ascii_uppercase
 
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-# Words after which a capital "A" is still the option letter ("A is correct").
-_A_AS_LETTER_BEFORE = frozenset(
-    {"is", "was", "seems", "appears", "fits", "matches", "because", "since", "as", "and", "or"}
-)
 _NUMBER_WORDS = {
     word: str(value)
     for value, word in enumerate(
         ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
     )
 }
+# Words after which a capital "A" is still the letter ("A is correct", "A or B").
+_VERBS_AFTER_A = frozenset(
+    ("is", "was", "seems", "appears", "looks", "fits", "matches", "because", "since", "and", "or")
+)
 
-_THINKING = re.compile(r"<think>.*?</think>", re.S | re.I)
+_THINKING = re.compile(r"<think>.*?(?:</think>|$)", re.S | re.I)
 _MARKUP = re.compile(r"[*`#]+|__")
-_EXPLICIT = re.compile(
-    r"\b(?:answer|option|choice)s?\b[^.:\n]{0,30}?(?:\bis\b|\bwould\s+be\b|:|=)\s*"
-    r"(?:option\s+|choice\s+|letter\s+)?(?P<open>[(\[]?)(?P<letter>[A-Za-z])(?P<close>[)\]]?)"
-    r"(?P<after>[^A-Za-z0-9'\u2019]*)(?P<next>[A-Za-z]*)",
-    re.I,
+# "Answer:", "the answer to this question is", "correct option would be", "answer = "
+_CUE = re.compile(
+    r"\b(?i:answer|option|choice)\b(?:,?\s+[a-z][\w'-]*){0,6}?,?\s*"
+    r"(?:\b(?i:is|would\s+be)\b\s*:?|:|=)\s*(?:(?i:option|choice|letter)\s+)?"
 )
-_NAMED_OPTION = re.compile(r"\b(?:option|choice)\s+[(\[]?(?P<letter>[A-Z])\b")
+# "C is correct", "Option B is the right answer", "(D) is the best choice"
+_CORRECT = re.compile(
+    r"(?:[(\[](?P<enclosed>[A-Za-z])[)\]]|(?<![\w'\u2019/-])(?P<letter>[A-Z]))"
+    r"\s+(?:is|would\s+be)\s+(?:the\s+)?(?:correct|right|best)\b"
+)
+_DECLARED = re.compile(
+    r"[(\[](?P<enclosed>[A-Za-z])[)\]]|(?P<letter>[A-Za-z])(?![\w'\u2019/]|-\w)(?P<rest>.*)",
+    re.S,
+)
+_ONLY_PUNCTUATION = re.compile(r"[\s.!)\]]*")
+_ALTERNATIVE = re.compile(r"\s*(?:,|/|\bor\b|\band\b)\s*[(\[]?[A-Z]\b")  # "A or B", "A, B"
 _BARE = re.compile(r"[(\[]?(?P<letter>[A-Za-z])[)\]]?[.:)]?")
-_LEADING = re.compile(r"[(\[]?(?P<letter>[A-Z])(?:[)\]]|[.:]|\s+-|\s*\n|\s+(?P<next>[a-z]+))")
-_LEADING_LOWER = re.compile(r"\((?P<letter>[a-z])\)")
-_STANDALONE = re.compile(
-    r"(?<![A-Za-z0-9'\u2019])(?:\((?P<paren>[A-Za-z])\)|(?P<letter>[A-Z])(?![A-Za-z0-9'\u2019])"
-    r"(?:\s+(?P<next>[a-z]+))?)"
+_LEADING = re.compile(
+    r"\((?P<enclosed>[A-Za-z])\)|\[(?P<bracketed>[A-Z])\]"
+    r"|(?P<letter>[A-Z])(?=[).:\],]|\s*[-\u2013\u2014]\s|\s*\n|\s+\w)"
 )
+_STANDALONE = re.compile(
+    r"(?P<negated>\b(?i:not)\s+)?(?P<named>\b(?i:option|choice|letter)\s+)?"
+    r"(?:[(\[](?P<enclosed>[A-Za-z])[)\]]|(?<![\w'\u2019/-])(?P<letter>[A-Z])(?![\w'\u2019/]|-\w))"
+)
+_NEXT_WORD = re.compile(r"\s+(?P<word>[a-z]+|\w{2,})\b")
+_ARTICLE = re.compile(r"(?:a|an|the) ")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 
 
 @dataclass(frozen=True)
 class ChoiceExtraction:
-    """The letter read from a response, the rule that read it, or why none was read."""
+    """The letter read from a response and the rule that read it, or why none was read."""
 
     letter: str | None
     rule: str | None = None
@@ -73,9 +96,9 @@ class ChoiceExtraction:
 
 def option_letters(count: int) -> str:
     """The letters of `count` options: "ABCD" for 4."""
-    if not 1 <= count <= len(LETTERS):
+    if not 1 <= count <= len(ascii_uppercase):
         raise ValueError(f"a multiple-choice question needs 1 to 26 options, got {count}")
-    return LETTERS[:count]
+    return ascii_uppercase[:count]
 
 
 def extract_choice(text: str, options: Sequence[str]) -> str | None:
@@ -90,62 +113,78 @@ def explain_choice(text: str, options: Sequence[str]) -> ChoiceExtraction:
     if not cleaned:
         return ChoiceExtraction(None, reason="empty response")
     for rule, found in (
-        ("explicit", _explicit(cleaned)),
+        ("explicit", _declared(cleaned, options, letters)),
         ("bare", _bare(cleaned)),
         ("leading", _leading(cleaned)),
+        ("text", _whole_text(cleaned, options, letters)),
     ):
-        if found is not None:
-            if found in letters:
-                return ChoiceExtraction(found, rule)
-            return ChoiceExtraction(
-                None, reason=f"answer {found!r} is not among options {letters[0]}-{letters[-1]}"
-            )
-    exact = [
-        letter
-        for letter, option in zip(letters, options, strict=True)
-        if _normalise(option) == _normalise(cleaned)
-    ]
-    if len(exact) == 1:
-        return ChoiceExtraction(exact[0], "text")
-    for rule, found in (
+        if found is None:
+            continue
+        if found in letters:
+            return ChoiceExtraction(found, rule)
+        span = letters if len(letters) == 1 else f"{letters[0]}-{letters[-1]}"
+        return ChoiceExtraction(None, reason=f"answer {found!r} is not among options {span}")
+    for rule, candidates in (
         ("letter", _standalone_letters(cleaned, letters)),
         ("mention", _mentioned_options(cleaned, options, letters)),
     ):
-        if len(found) == 1:
-            return ChoiceExtraction(found[0], rule)
-        if len(found) > 1:
-            return ChoiceExtraction(None, reason=f"ambiguous: names options {' and '.join(found)}")
+        if len(candidates) == 1:
+            return ChoiceExtraction(candidates[0], rule)
+        if candidates:
+            named = f"{', '.join(candidates[:-1])} and {candidates[-1]}"
+            return ChoiceExtraction(None, reason=f"ambiguous: mentions options {named}")
     return ChoiceExtraction(None, reason="no option letter or option text found")
 
 
-def _explicit(text: str) -> str | None:
-    last = None
-    for match in _EXPLICIT.finditer(text):
-        letter = match["letter"]
-        if letter.islower():
-            parenthesised = match["open"] and match["close"]
-            at_end = not match["next"] and match.end("after") == len(text.rstrip())
-            if not (parenthesised or at_end):
-                continue  # "the answer is a red ball"
-            letter = letter.upper()
-        elif not match["close"] and _is_word(letter, match["after"], match["next"]):
-            continue  # "the answer is I think ...", "the answer is A red ball"
-        last = letter
-    if last is None:
-        for match in _NAMED_OPTION.finditer(text):
-            last = match["letter"]
-    return last
+def _declared(text: str, options: Sequence[str], letters: str) -> str | None:
+    """The letter of the last declaration, by letter or by option text."""
+    declarations: list[tuple[int, str]] = []
+    for cue in _CUE.finditer(text):
+        after = text[cue.end() :]
+        found = _declared_letter(after) or _leading_option_text(after, options, letters)
+        if found:
+            declarations.append((cue.start(), found))
+    for match in _CORRECT.finditer(text):
+        declarations.append((match.start(), (match["enclosed"] or match["letter"]).upper()))
+    return max(declarations)[1] if declarations else None
 
 
-def _is_word(letter: str, between: str, following: str | None) -> bool:
-    """Whether a capital A or I is the article or the pronoun rather than a letter."""
-    return (
-        letter in "AI"
-        and not between.strip()
-        and bool(following)
-        and following.islower()
-        and following not in _A_AS_LETTER_BEFORE
-    )
+def _declared_letter(after: str) -> str | None:
+    """The letter right after a cue: "(b)", "B", "B.", or a lowercase "c" that ends the text."""
+    match = _DECLARED.match(after)
+    if not match:
+        return None
+    if match["enclosed"]:
+        return match["enclosed"].upper()
+    letter, rest = match["letter"], match["rest"]
+    if letter.islower():
+        return letter.upper() if _ONLY_PUNCTUATION.fullmatch(rest) else None
+    return letter if _names_one(letter, rest) else None
+
+
+def _leading_option_text(after: str, options: Sequence[str], letters: str) -> str | None:
+    """The option whose text opens `after` ("blue, because..."), the longest if several do."""
+    head = _normalise(after)
+    heads = (f"{head} ", f"{_ARTICLE.sub('', head, count=1)} ")
+    found = [
+        (len(needle), letter)
+        for letter, needle in zip(letters, map(_normalise, options), strict=True)
+        if needle and any(h.startswith(f"{needle} ") for h in heads)
+    ]
+    return max(found)[1] if found else None
+
+
+def _names_one(letter: str, rest: str) -> bool:
+    """Whether a capital letter followed by `rest` names one option: not "A red", "A or B"."""
+    return not (_is_word(letter, rest) or _ALTERNATIVE.match(rest))
+
+
+def _is_word(letter: str, rest: str) -> bool:
+    """Whether a capital A or I followed by `rest` is the article or the pronoun."""
+    following = _NEXT_WORD.match(rest)
+    if letter not in "AI" or not following:
+        return False
+    return not (letter == "A" and following["word"] in _VERBS_AFTER_A)
 
 
 def _bare(text: str) -> str | None:
@@ -155,23 +194,31 @@ def _bare(text: str) -> str | None:
 
 def _leading(text: str) -> str | None:
     match = _LEADING.match(text)
-    if match:
-        if _is_word(match["letter"], " ", match["next"]):
-            return None  # "A red ball ...", "I think ..."
-        return match["letter"]
-    lower = _LEADING_LOWER.match(text)
-    return lower["letter"].upper() if lower else None
+    if not match:
+        return None
+    if match["letter"] and not _names_one(match["letter"], text[match.end() :]):
+        return None  # "A red ball ...", "I think ...", "A or B"
+    return (match["enclosed"] or match["bracketed"] or match["letter"]).upper()
+
+
+def _whole_text(text: str, options: Sequence[str], letters: str) -> str | None:
+    normalised = _normalise(text)
+    found = [
+        letter
+        for letter, option in zip(letters, options, strict=True)
+        if _normalise(option) == normalised
+    ]
+    return found[0] if len(found) == 1 else None
 
 
 def _standalone_letters(text: str, letters: str) -> list[str]:
     found: list[str] = []
     for match in _STANDALONE.finditer(text):
-        if match["paren"]:
-            letter = match["paren"].upper()
-        elif _is_word(match["letter"], " ", match["next"]):
+        letter = (match["enclosed"] or match["letter"]).upper()
+        if match["negated"]:
+            continue  # "not A"
+        if match["letter"] and not match["named"] and _is_word(letter, text[match.end() :]):
             continue
-        else:
-            letter = match["letter"]
         if letter in letters and letter not in found:
             found.append(letter)
     return found
@@ -182,22 +229,25 @@ def _mentioned_options(text: str, options: Sequence[str], letters: str) -> list[
     spans: dict[str, list[tuple[int, int]]] = {}
     for letter, option in zip(letters, options, strict=True):
         needle = _normalise(option)
-        if not needle:
-            continue
-        spans[letter] = [
-            (m.start(), m.end()) for m in re.finditer(f"(?<= ){re.escape(needle)}(?= )", haystack)
-        ]
-    found = []
-    for letter, own in spans.items():
-        others = [span for other, theirs in spans.items() if other != letter for span in theirs]
-        if any(not _inside(span, others) for span in own):
-            found.append(letter)
-    return found
+        if needle:
+            pattern = f"(?<= ){re.escape(needle)}(?= )"
+            spans[letter] = [match.span() for match in re.finditer(pattern, haystack)]
+    return [
+        letter
+        for letter, own in spans.items()
+        if any(not _inside(span, spans, letter) for span in own)
+    ]
 
 
-def _inside(span: tuple[int, int], others: list[tuple[int, int]]) -> bool:
+def _inside(span: tuple[int, int], spans: dict[str, list[tuple[int, int]]], owner: str) -> bool:
+    """Whether `span` lies within a longer match of another option ("red" in "dark red")."""
     start, end = span
-    return any(s <= start and end <= e and (s, e) != span for s, e in others)
+    return any(
+        s <= start and end <= e and (s, e) != span
+        for letter, theirs in spans.items()
+        if letter != owner
+        for s, e in theirs
+    )
 
 
 def _normalise(text: str) -> str:
