@@ -1,5 +1,6 @@
-"""Backends: the `Backend` protocol and its registry (implementations register here)."""
+"""Backends: the `Backend` protocol, its registry, and the built-in backends."""
 
+from backends import fal as _fal  # noqa: F401  (registers "fal")
 from backends.base import Backend, registry
 
 register = registry.register

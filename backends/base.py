@@ -19,6 +19,8 @@ class Backend(Protocol):
     """
 
     name: ClassVar[str]
+    default_concurrency: ClassVar[int]
+    """Samples in flight when the user does not say: 8 for a remote queue, 1 for one GPU."""
 
     @classmethod
     def unavailable_reason(cls) -> str | None:

@@ -44,6 +44,7 @@ import av
 import numpy as np
 
 from benchmarks.base import multiple_choice_prompt, registry, score_multiple_choice
+from harness.cache import cache_root
 from harness.metrics import option_letters
 from harness.types import Sample, Score
 
@@ -182,15 +183,8 @@ def video_key(spec: Mapping[str, Any]) -> str:
 
 
 def default_cache_dir() -> Path:
-    """`$VQA_HARNESS_CACHE`, `$XDG_CACHE_HOME/vqa-harness` or `~/.cache/vqa-harness`; /synthetic."""
-    root = os.environ.get("VQA_HARNESS_CACHE")
-    if root:
-        base = Path(root)
-    elif os.environ.get("XDG_CACHE_HOME"):
-        base = Path(os.environ["XDG_CACHE_HOME"]) / "vqa-harness"
-    else:
-        base = Path.home() / ".cache" / "vqa-harness"
-    return (base / "synthetic").expanduser().absolute()
+    """The `synthetic` folder of the harness's cache root (see `harness.cache`)."""
+    return cache_root() / "synthetic"
 
 
 def ensure_video(spec: Mapping[str, Any], directory: Path) -> Path:

@@ -1,0 +1,299 @@
+"""The hosted MiniCPM-V 2.6 endpoint on fal, through the official `fal_client.AsyncClient`.
+
+Per sample: make the video reachable (a URL passes through; a local file is
+uploaded once per content hash, or sent as a `data:` URI), submit to the queue,
+poll the status with logs (the wait between polls grows with the time waited,
+so latencies stay accurate to a fixed fraction), and fetch the result.
+fal-client retries 408/409/429, ingress 5xx and transport errors itself;
+everything else becomes a `BackendError` carrying fal's error type and message.
+A cancelled sample (deadline, Ctrl-C) cancels its queued request.
+
+The endpoint exposes no frame count, temperature or token limit and returns no
+token counts: only `upload`, `queue`, `inference` and `total` are observable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import fal_client
+import httpx
+from fal_client.auth import MissingCredentialsError, fetch_auth_credentials
+
+from backends.base import registry
+from backends.uploads import UploadCache, file_sha256
+from harness.cache import cache_root
+from harness.recording import http_mode
+from harness.types import Answer, BackendError, Query
+
+DEFAULT_APP = "fal-ai/mini-cpm/video"
+# A replayed run needs no key, but fal-client will not build a client without one.
+REPLAY_KEY = "replay-without-key"
+_REMOTE = ("http://", "https://", "data:")
+# Error kinds for HTTP errors whose body names no `error_type`.
+_KIND_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+_retries: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "fal_retries", default=None
+)
+
+
+@registry.register
+@dataclass
+class FalBackend:
+    """MiniCPM-V 2.6 hosted on fal (fal-ai/mini-cpm/video) over fal's queue API."""
+
+    name: ClassVar[str] = "fal"
+    default_concurrency: ClassVar[int] = 8
+
+    app: str = field(default=DEFAULT_APP, metadata={"help": "fal app id"})
+    upload: Literal["storage", "data-uri"] = field(
+        default="storage",
+        metadata={"help": "how local videos reach fal: its storage (public URL) or a data: URI"},
+    )
+    data_uri_max_mb: float = field(default=20.0, metadata={"help": "largest video sent as data:"})
+    poll_interval: float = field(default=0.1, metadata={"help": "shortest wait between polls"})
+    poll_backoff: float = field(
+        default=0.1,
+        metadata={"help": "wait between polls as a fraction of the time waited so far"},
+    )
+    poll_max_interval: float = field(default=2.0, metadata={"help": "longest wait between polls"})
+    upload_cache: Path | None = field(
+        default=None,
+        metadata={"help": "sha256 -> URL cache file (default: in the vqa-harness cache dir)"},
+    )
+    upload_ttl_hours: float = field(default=24.0, metadata={"help": "reuse an upload this long"})
+    _client: fal_client.AsyncClient | None = field(default=None, init=False, repr=False)
+    _uploads: UploadCache | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for option in ("poll_interval", "poll_max_interval", "data_uri_max_mb", "upload_ttl_hours"):
+            if getattr(self, option) <= 0:
+                raise ValueError(f"{option} must be positive, got {getattr(self, option)}")
+        if self.poll_backoff < 0:
+            raise ValueError(f"poll_backoff must be 0 or more, got {self.poll_backoff}")
+        _count_fal_retries()
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        if http_mode() == "replay":
+            return None
+        try:
+            fetch_auth_credentials()
+        except MissingCredentialsError:
+            return "no fal credentials: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET)"
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "app": self.app,
+            "endpoint": f"queue: {self.app}",
+            "model": "MiniCPM-V 2.6 (hosted; frame sampling and generation settings not exposed)",
+            "upload": self.upload,
+            "fal_client": fal_client.__version__,
+        }
+
+    async def answer(self, query: Query) -> Answer:
+        started = time.perf_counter()
+        retries = [0]
+        _retries.set(retries)
+        video_url, upload_s, upload_kind = await self._video_url(query.video)
+        client = self._fal()
+        submitted = time.perf_counter()
+        try:
+            handle = await client.submit(self.app, {"video_url": video_url, "prompt": query.prompt})
+        except Exception as exc:
+            raise _as_backend_error(exc) from exc
+        try:
+            completed, polls, queue_s = await self._wait(handle, submitted)
+            if completed.error:
+                raise BackendError(
+                    completed.error_type or "completed_with_error",
+                    str(completed.error),
+                    request_id=handle.request_id,
+                )
+            result = await handle.get()
+        except asyncio.CancelledError:
+            await _cancel_quietly(handle)
+            raise
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise _as_backend_error(exc, handle.request_id) from exc
+        output = result.get("output") if isinstance(result, dict) else None
+        if not isinstance(output, str):
+            keys = ", ".join(result) if isinstance(result, dict) else type(result).__name__
+            raise BackendError(
+                "invalid_response",
+                f"fal result has no 'output' text (got: {keys})",
+                request_id=handle.request_id,
+            )
+        timings = {"upload": upload_s, "queue": queue_s}
+        inference = completed.metrics.get("inference_time") if completed.metrics else None
+        if isinstance(inference, int | float):
+            timings["inference"] = float(inference)
+        timings["total"] = time.perf_counter() - started
+        meta = {
+            "request_id": handle.request_id,
+            "polls": polls,
+            "retries": retries[0],
+            "video_input": upload_kind,
+        }
+        return Answer(text=output, timings=timings, meta=meta)
+
+    async def aclose(self) -> None:
+        self._client = None  # fal-client owns its httpx clients; they close with the process
+
+    def _fal(self) -> fal_client.AsyncClient:
+        if self._client is None:
+            key = REPLAY_KEY if http_mode() == "replay" else None
+            self._client = fal_client.AsyncClient(key=key)
+        return self._client
+
+    async def _video_url(self, video: str) -> tuple[str, float, str]:
+        """(URL fal can read, seconds spent uploading, how the video was sent)."""
+        if video.startswith(_REMOTE):
+            return video, 0.0, "url"
+        if not os.path.isfile(video):
+            raise BackendError("video_not_found", f"{video}: no such file")
+        started = time.perf_counter()
+        if self.upload == "data-uri":
+            size_mb = os.path.getsize(video) / 1e6
+            if size_mb > self.data_uri_max_mb:
+                raise BackendError(
+                    "input_too_large",
+                    f"{video} is {size_mb:.1f} MB; data-uri mode sends at most "
+                    f"{self.data_uri_max_mb:g} MB (raise data_uri_max_mb or use upload=storage)",
+                )
+            uri = await asyncio.to_thread(fal_client.encode_file, video)
+            return uri, time.perf_counter() - started, "data-uri"
+        sha256 = await asyncio.to_thread(file_sha256, video)
+
+        async def upload() -> str:
+            try:
+                return await self._fal().upload_file(Path(video))
+            except Exception as exc:
+                raise _as_backend_error(exc, kind_prefix="upload") from exc
+
+        url, uploaded = await self._upload_cache().url_for(sha256, upload)
+        return url, time.perf_counter() - started, "uploaded" if uploaded else "upload_cached"
+
+    def _upload_cache(self) -> UploadCache:
+        if self._uploads is None:
+            # Recorded and replayed runs keep uploads in memory, so the cassette holds them all.
+            on_disk = http_mode() == "live"
+            path = (self.upload_cache or cache_root() / "fal-uploads.json") if on_disk else None
+            self._uploads = UploadCache(path, ttl_s=self.upload_ttl_hours * 3600)
+        return self._uploads
+
+    async def _wait(
+        self, handle: fal_client.AsyncRequestHandle, submitted: float
+    ) -> tuple[fal_client.Completed, int, float]:
+        """Poll until COMPLETED; (final status, polls, seconds until it left the queue).
+
+        The wait between polls is `poll_backoff` times the time waited so far, kept
+        within [poll_interval, poll_max_interval]: long requests are polled rarely,
+        yet a measured latency is late by at most that fraction (or the longest wait).
+        """
+        polls = 0
+        queue_s: float | None = None
+        replaying = http_mode() == "replay"
+        while True:
+            status = await handle.status(with_logs=True)
+            polls += 1
+            waited = time.perf_counter() - submitted
+            if queue_s is None and not isinstance(status, fal_client.Queued):
+                queue_s = waited
+            if isinstance(status, fal_client.Completed):
+                return status, polls, queue_s or 0.0
+            interval = min(
+                max(self.poll_interval, self.poll_backoff * waited), self.poll_max_interval
+            )
+            await asyncio.sleep(0 if replaying else interval)
+
+
+async def _cancel_quietly(handle: fal_client.AsyncRequestHandle) -> None:
+    """Ask fal to cancel the request; never let that hide why it was cancelled."""
+    try:
+        async with asyncio.timeout(10):
+            await asyncio.shield(handle.cancel())
+    except (Exception, asyncio.CancelledError):
+        pass  # already completed, or unreachable: the request was still given up
+
+
+def _as_backend_error(
+    exc: BaseException, request_id: str | None = None, *, kind_prefix: str = ""
+) -> BackendError:
+    details: dict[str, Any] = {"request_id": request_id} if request_id else {}
+    prefix = f"{kind_prefix}_" if kind_prefix else ""
+    if isinstance(exc, fal_client.FalClientHTTPError):
+        details["status_code"] = exc.status_code
+        kind = exc.error_type or _KIND_BY_STATUS.get(exc.status_code, f"http_{exc.status_code}")
+        return BackendError(prefix + kind, _detail_text(exc.message), **details)
+    if isinstance(exc, json.JSONDecodeError):
+        return BackendError(
+            prefix + "invalid_response", f"fal returned a body that is not JSON: {exc}", **details
+        )
+    if isinstance(exc, httpx.TransportError):
+        return BackendError(prefix + "transport_error", f"{type(exc).__name__}: {exc}", **details)
+    if isinstance(exc, MissingCredentialsError):
+        return BackendError("missing_credentials", str(exc))
+    return BackendError(prefix + type(exc).__name__, str(exc) or type(exc).__name__, **details)
+
+
+def _detail_text(detail: Any) -> str:
+    """fal's `detail`: a message, or a list of validation errors with `loc` and `msg`."""
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                where = ".".join(str(p) for p in item.get("loc", []) if p != "body")
+                parts.append(f"{where}: {item.get('msg', item)}" if where else str(item.get("msg")))
+            else:
+                parts.append(str(item))
+        return "; ".join(parts)
+    return str(detail)
+
+
+class _RetryCounter(logging.Filter):
+    """Counts fal-client's retry log records into the current sample's counter.
+
+    fal-client retries inside its request helper and reports each retry only as
+    a DEBUG log record; log records are made in the task that retries, so the
+    context variable names the sample. Records below the level the logger had
+    before are dropped here, so nothing new reaches the user's handlers.
+    """
+
+    def __init__(self, floor: int) -> None:
+        super().__init__()
+        self.floor = floor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage().startswith("Retrying request"):
+            counter = _retries.get()
+            if counter is not None:
+                counter[0] += 1
+        return record.levelno >= self.floor
+
+
+def _count_fal_retries() -> None:
+    logger = logging.getLogger("fal_client.client")
+    if any(isinstance(f, _RetryCounter) for f in logger.filters):
+        return
+    logger.addFilter(_RetryCounter(floor=logger.getEffectiveLevel()))
+    logger.setLevel(logging.DEBUG)

@@ -1,0 +1,182 @@
+"""Record a run's HTTP with vcrpy, or replay it with no network and no key.
+
+One cassette holds a whole run. Replays are deterministic under concurrency
+because every request that differs between samples differs in its URL or JSON
+body (a submit carries the sample's prompt and video URL; polls, results and
+cancels carry the request id), and identical requests (the polls of one
+request) are played back in recorded order, never repeated. Uploads match on
+URL and file name, not bytes, so re-encoded but equivalent videos still replay,
+and an upload's bytes are never stored: only their size and sha256.
+
+Secrets never reach a cassette: `Authorization` headers, `fal_webhook` query
+parameters and storage tokens in response bodies are redacted when recorded.
+Each cassette's metadata says where it was recorded (`source`).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import vcr
+import yaml
+from vcr.request import Request
+
+Mode = Literal["live", "record", "replay"]
+CASSETTE = "http.yaml"
+REDACTED = "REDACTED"
+NEVER_EXPIRES = "9999-12-31T23:59:59+00:00"
+_SECRET_BODY_FIELDS = ("token", "key", "secret", "access_token")
+
+_mode: contextvars.ContextVar[Mode] = contextvars.ContextVar(
+    "vqa_harness_http_mode", default="live"
+)
+
+
+class RecordingError(Exception):
+    """A cassette directory that cannot be recorded into or replayed from."""
+
+
+@dataclass(frozen=True)
+class Recording:
+    """Where a run's HTTP came from: `mode`, the cassette, and its `source`."""
+
+    mode: Mode
+    cassette: Path | None = None
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        cassette = str(self.cassette) if self.cassette else None
+        return {"mode": self.mode, "cassette": cassette, "source": self.source}
+
+
+def http_mode() -> Mode:
+    """The HTTP mode of the code running now: live, record or replay."""
+    return _mode.get()
+
+
+def cassette_source(directory: Path) -> str:
+    """The `source` a cassette directory was recorded from; raises if it has none."""
+    path = directory / CASSETTE
+    if not path.is_file():
+        raise RecordingError(f"{directory} holds no recorded run ({CASSETTE} is missing)")
+    metadata = yaml.safe_load(path.read_text()).get("metadata") or {}
+    source = metadata.get("source")
+    if not source:
+        raise RecordingError(f"{path} does not say where it was recorded (no metadata.source)")
+    return source
+
+
+@contextmanager
+def http_recording(
+    mode: Mode, directory: Path | None = None, source: str = "live"
+) -> Iterator[Recording]:
+    """Run the block live, recording into `directory`, or replaying from it."""
+    if mode == "live":
+        token = _mode.set("live")
+        try:
+            yield Recording("live")
+        finally:
+            _mode.reset(token)
+        return
+    if directory is None:
+        raise RecordingError(f"{mode} needs a cassette directory")
+    if mode == "replay":
+        source = cassette_source(directory)
+    else:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecordingError(f"cannot record into {directory}: {exc.strerror or exc}") from None
+        if (directory / CASSETTE).exists():
+            raise RecordingError(
+                f"{directory / CASSETTE} already exists; record into a new directory"
+            )
+    recorder = cassette_recorder()
+    record_mode = "none" if mode == "replay" else "all"
+    token = _mode.set(mode)
+    try:
+        with recorder.use_cassette(str(directory / CASSETTE), record_mode=record_mode) as cassette:
+            cassette.get_metadata("source", source)
+            yield Recording(mode, directory / CASSETTE, source)
+    finally:
+        _mode.reset(token)
+
+
+def cassette_recorder() -> vcr.VCR:
+    """A VCR with the configuration every recording of this project uses."""
+    recorder = vcr.VCR(**recording_config())
+    register_matchers(recorder)
+    return recorder
+
+
+def register_matchers(recorder: vcr.VCR) -> None:
+    recorder.register_matcher("content", match_content)
+
+
+def recording_config() -> dict[str, Any]:
+    """Redaction and matching for every cassette (pytest-recording's `vcr_config` too)."""
+    return {
+        "filter_headers": ["authorization", "x-fal-key", "cookie", "set-cookie"],
+        "filter_query_parameters": ["fal_webhook"],
+        "before_record_request": drop_upload_bytes,
+        "before_record_response": redact_response,
+        "match_on": ["method", "scheme", "host", "port", "path", "query", "content"],
+        "decode_compressed_response": True,
+    }
+
+
+def match_content(recorded: Request, live: Request) -> None:
+    """JSON bodies must be equal; other bodies (uploads) must carry the same file name."""
+    recorded_json, live_json = _json_body(recorded), _json_body(live)
+    if recorded_json is not None or live_json is not None:
+        assert recorded_json == live_json, "JSON bodies differ"
+        return
+    name = "x-fal-file-name"
+    assert recorded.headers.get(name) == live.headers.get(name), "uploaded file names differ"
+
+
+def drop_upload_bytes(request: Request) -> Request:
+    """Keep a video's size and hash in the cassette, not its bytes: they are the user's
+    data, they would bloat the cassette, and uploads replay by file name anyway."""
+    body = request.body
+    if body and _json_body(request) is None:
+        request = copy.copy(request)
+        digest = hashlib.sha256(body).hexdigest()
+        request.body = f"<{len(body)} bytes, sha256 {digest}, not recorded>".encode()
+    return request
+
+
+def redact_response(response: dict[str, Any]) -> dict[str, Any]:
+    """Blank secret fields (storage tokens) in JSON response bodies before they are recorded."""
+    body = response.get("body", {}).get("string")
+    if not body:
+        return response
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return response
+    if isinstance(data, dict) and any(field in data for field in _SECRET_BODY_FIELDS):
+        data = {k: REDACTED if k in _SECRET_BODY_FIELDS else v for k, v in data.items()}
+        if "expires_at" in data:
+            # A replayed token must not look expired, or the client would ask for another.
+            data["expires_at"] = NEVER_EXPIRES
+        response["body"]["string"] = json.dumps(data).encode()
+    return response
+
+
+def _json_body(request: Request) -> Any:
+    body = request.body
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
