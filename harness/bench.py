@@ -1,7 +1,9 @@
 """`vqa-harness bench`: every available backend over one benchmark, then side by side.
 
 A backend that is not registered or cannot run here is listed with the reason,
-never silently dropped, so a comparison always says what it left out.
+never silently dropped. A backend that cannot run live but has a committed
+replay set for the benchmark is replayed from it, and the report says so at
+the top: replayed numbers are a recording's, not a fresh measurement.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import backends
 import benchmarks
+from harness.recording import Recording, cassette_source, http_recording
 from harness.report import percent, seconds, table, write_report
 from harness.runner import RunSettings
 from harness.runs import RunSpec, prepare_new, run_prepared
@@ -21,6 +24,9 @@ from harness.summary import summarize
 
 # The backends a comparison is about: the hosted endpoint and the local model.
 DEFAULT_BACKENDS = ("fal", "local")
+# Committed recordings (relative to the repository root) a bench replays when a
+# backend cannot run live here, by (backend, benchmark).
+REPLAY_SETS = {("fal", "synthetic"): Path("tests/cassettes/runs/fal-synthetic")}
 
 
 @dataclass(frozen=True)
@@ -28,48 +34,79 @@ class BenchEntry:
     backend: str
     run_dir: Path | None = None
     skipped: str | None = None
+    note: str | None = None
 
 
 def availability(name: str) -> str | None:
-    """Why backend `name` cannot run here, or None when it can."""
+    """Why backend `name` cannot run live here, or None when it can."""
     if name not in backends.registry.names():
         return "not registered: no installed package provides it yet"
     return backends.registry.get(name).unavailable_reason()
 
 
 def run_bench(
-    names: list[str], benchmark: str, out: Path, settings: RunSettings, limit: int | None = None
+    names: list[str],
+    benchmark: str,
+    out: Path,
+    concurrency: int | None = None,
+    limit: int | None = None,
 ) -> str:
-    """Run each available backend; return (and write to `out/bench.md`) the side-by-side report."""
+    """Run each backend it can; return (and write to `out/bench.md`) the side-by-side report."""
     suite = benchmarks.create(benchmark)
     started = time.perf_counter()
     count = sum(1 for _ in suite.samples())
-    print(
-        f"benchmark {benchmark} v{suite.version}: {count} samples ready "
-        f"in {time.perf_counter() - started:.1f} s"
-    )
-    entries = []
-    for name in names:
-        reason = availability(name)
-        if reason:
-            print(f"backend {name}: skipped ({reason})")
-            entries.append(BenchEntry(name, skipped=reason))
-            continue
-        prepared = prepare_new(RunSpec(name, benchmark, limit=limit), out)
-        print(f"backend {name}: running into {prepared.store.path}")
-        asyncio.run(run_prepared(prepared, settings))
-        write_report(prepared.store.path)
-        entries.append(BenchEntry(name, run_dir=prepared.store.path))
+    elapsed = time.perf_counter() - started
+    print(f"benchmark {benchmark} v{suite.version}: {count} samples ready in {elapsed:.1f} s")
+    entries = [_bench_one(name, benchmark, out, concurrency, limit) for name in names]
     markdown = side_by_side(entries, benchmark)
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.md").write_text(markdown)
     return markdown
 
 
+def _bench_one(
+    name: str, benchmark: str, out: Path, concurrency: int | None, limit: int | None
+) -> BenchEntry:
+    reason = availability(name)
+    replay_dir = REPLAY_SETS.get((name, benchmark))
+    if reason and (replay_dir is None or not replay_dir.is_dir()):
+        print(f"backend {name}: skipped ({reason})")
+        return BenchEntry(name, skipped=reason)
+    mode, note = "live", None
+    if reason:
+        mode = "replay"
+        note = (
+            f"replayed from the committed recording {replay_dir} "
+            f"(recorded against: {cassette_source(replay_dir)}), because {reason}"
+        )
+    with http_recording(mode, replay_dir if mode == "replay" else None) as recording:
+        run_dir = _run(name, benchmark, out, concurrency, limit, recording)
+    return BenchEntry(name, run_dir=run_dir, note=note)
+
+
+def _run(
+    name: str,
+    benchmark: str,
+    out: Path,
+    concurrency: int | None,
+    limit: int | None,
+    recording: Recording,
+) -> Path:
+    prepared = prepare_new(RunSpec(name, benchmark, limit=limit), out, recording=recording)
+    print(f"backend {name}: {recording.mode} run into {prepared.store.path}")
+    settings = RunSettings(concurrency=concurrency or prepared.backend.default_concurrency)
+    asyncio.run(run_prepared(prepared, settings))
+    write_report(prepared.store.path)
+    return prepared.store.path
+
+
 def side_by_side(entries: list[BenchEntry], benchmark: str) -> str:
     lines = [f"# Bench: {benchmark}", ""]
+    notes = [e for e in entries if e.note]
     skipped = [e for e in entries if e.skipped]
     ran = [e for e in entries if e.run_dir]
+    if notes:
+        lines += ["**Not live:**", *(f"- `{e.backend}`: {e.note}" for e in notes), ""]
     if skipped:
         lines += ["Not compared:", *(f"- `{e.backend}`: {e.skipped}" for e in skipped), ""]
     if not ran:
@@ -83,6 +120,7 @@ def side_by_side(entries: list[BenchEntry], benchmark: str) -> str:
         rows.append(
             [
                 entry.backend,
+                summary["mode"],
                 percent(summary["accuracy"]["value"]),
                 summary["samples"]["failed"],
                 seconds(total["p50"]) if total else "n/a",
@@ -90,5 +128,6 @@ def side_by_side(entries: list[BenchEntry], benchmark: str) -> str:
                 str(entry.run_dir),
             ]
         )
-    lines += table(["backend", "accuracy", "failed", "total p50 (s)", "total p90 (s)", "run"], rows)
+    header = ["backend", "mode", "accuracy", "failed", "total p50 (s)", "total p90 (s)", "run"]
+    lines += table(header, rows)
     return "\n".join(lines) + "\n"

@@ -16,6 +16,7 @@ from typing import NoReturn
 import backends
 import benchmarks
 from harness.bench import DEFAULT_BACKENDS, run_bench
+from harness.recording import Recording, RecordingError, http_recording
 from harness.registry import OptionSpec, Registry, RegistryError, parse_assignments
 from harness.report import percent, write_report
 from harness.runner import RunSettings
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (UsageError, RegistryError, RunDirError, ValueError) as exc:
+    except (UsageError, RegistryError, RunDirError, RecordingError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -112,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--retry-failed", action="store_true", help="with --resume: run failed samples again"
     )
+    http = run.add_mutually_exclusive_group()
+    http.add_argument("--record", type=Path, metavar="DIR", help="record the run's HTTP into DIR")
+    http.add_argument(
+        "--replay", type=Path, metavar="DIR", help="replay HTTP recorded in DIR: no network, no key"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.set_defaults(handler=cmd_run)
 
@@ -137,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--limit", type=positive_int, help="run only the first N samples")
     bench.add_argument(
-        "--concurrency", type=positive_int, default=4, help="samples in flight per backend"
+        "--concurrency", type=positive_int, help="samples in flight per backend (default: its own)"
     )
     bench.add_argument(
         "--out", type=Path, default=Path("runs/bench"), help="where runs and bench.md go"
@@ -168,23 +174,25 @@ def positive_float(text: str) -> float:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    settings = RunSettings(
-        concurrency=args.concurrency,
-        deadline=args.deadline,
-        warmup=args.warmup,
-        retry_failed=args.retry_failed,
-    )
-    prepared = _prepare(args)
-    print(f"run directory: {prepared.store.path}", file=sys.stderr)
-    try:
-        progress = asyncio.run(_run_until_signal(prepared, settings, not args.no_progress))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print(
-            f"\ninterrupted: completed samples are kept in {prepared.store.path}\n"
-            f"resume with: {PROG} run --resume {prepared.store.path}",
-            file=sys.stderr,
+    mode = "record" if args.record else "replay" if args.replay else "live"
+    with http_recording(mode, args.record or args.replay) as recording:
+        prepared = _prepare(args, recording)
+        settings = RunSettings(
+            concurrency=args.concurrency or prepared.backend.default_concurrency,
+            deadline=args.deadline,
+            warmup=args.warmup,
+            retry_failed=args.retry_failed,
         )
-        return EXIT_INTERRUPTED
+        print(f"run directory: {prepared.store.path}", file=sys.stderr)
+        try:
+            progress = asyncio.run(_run_until_signal(prepared, settings, not args.no_progress))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            print(
+                f"\ninterrupted: completed samples are kept in {prepared.store.path}\n"
+                f"resume with: {PROG} run --resume {prepared.store.path}",
+                file=sys.stderr,
+            )
+            return EXIT_INTERRUPTED
     write_report(prepared.store.path)
     print(
         f"accuracy {percent(progress.correct / progress.total if progress.total else None)} "
@@ -194,8 +202,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prepare(args: argparse.Namespace) -> PreparedRun:
+def _prepare(args: argparse.Namespace, recording: Recording) -> PreparedRun:
     if args.resume is not None:
+        if recording.mode != "live":
+            raise UsageError("--resume continues a live run; --record and --replay start new ones")
         given = [
             flag
             for flag, value in (
@@ -221,7 +231,7 @@ def _prepare(args: argparse.Namespace) -> PreparedRun:
         benchmark_options=parse_assignments(args.benchmark_opt, "--benchmark-opt"),
         limit=args.limit,
     )
-    return prepare_new(spec, args.out, args.run_id)
+    return prepare_new(spec, args.out, args.run_id, recording)
 
 
 async def _run_until_signal(prepared: PreparedRun, settings: RunSettings, show_progress: bool):
@@ -267,9 +277,7 @@ def _describe_option(spec: OptionSpec) -> str:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     names = args.backends or list(DEFAULT_BACKENDS)
-    markdown = run_bench(
-        names, args.benchmark, args.out, RunSettings(concurrency=args.concurrency), args.limit
-    )
+    markdown = run_bench(names, args.benchmark, args.out, args.concurrency, args.limit)
     print(markdown, end="")
     print(f"report: {args.out / 'bench.md'}", file=sys.stderr)
     return 0

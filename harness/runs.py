@@ -22,6 +22,7 @@ import benchmarks
 from backends.base import Backend
 from benchmarks.base import Benchmark
 from harness.manifest import environment, options_of
+from harness.recording import Recording
 from harness.registry import RegistryError
 from harness.runner import Progress, RunSettings, execute
 from harness.store import RunStore
@@ -52,15 +53,19 @@ def new_run_id(spec: RunSpec) -> str:
     return f"{stamp}-{spec.benchmark}-{spec.backend}-{uuid.uuid4().hex[:6]}"
 
 
-def prepare_new(spec: RunSpec, out: Path, run_id: str | None = None) -> PreparedRun:
+def prepare_new(
+    spec: RunSpec, out: Path, run_id: str | None = None, recording: Recording | None = None
+) -> PreparedRun:
     """Build backend and benchmark, select samples, and create the run directory."""
+    recording = recording or Recording("live")
     benchmark, backend = _build(spec)
     samples = _select(benchmark, spec.limit)
     manifest = {
         "run_id": run_id or new_run_id(spec),
         "created_at": time.time(),
         "status": "created",
-        "mode": "live",
+        "mode": recording.mode,
+        "http": recording.to_dict(),
         "spec": asdict(spec)
         | {
             "backend_options": options_of(backend),

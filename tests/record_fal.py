@@ -1,0 +1,77 @@
+"""Re-record the committed fal cassettes (`nox -s record`).
+
+Against the real service when FAL_KEY is set, otherwise against the protocol
+emulator in `fal_emulator.py`; every cassette's metadata says which. Records:
+- the replay set of the synthetic suite that `nox -s bench` replays when
+  FAL_KEY is absent (`tests/cassettes/runs/fal-synthetic/`);
+- the per-test cassettes of `test_fal_cassettes.py` (pytest-recording).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from unittest.mock import patch
+
+from fal_emulator import FalEmulator
+
+from harness.recording import http_recording
+from harness.runner import RunSettings
+from harness.runs import RunSpec, prepare_new, run_prepared
+
+TESTS = Path(__file__).resolve().parent
+REPLAY_SET = TESTS / "cassettes" / "runs" / "fal-synthetic"
+EMULATOR_SOURCE = "emulator (tests/fal_emulator.py): answers are stand-ins, not the model's"
+LIVE_SOURCE = "live fal service"
+
+
+def guessing_reply(arguments: dict) -> str:
+    """The emulator's stand-in answer: a letter chosen by hashing the prompt."""
+    letter = "ABCD"[hashlib.sha256(arguments["prompt"].encode()).digest()[0] % 4]
+    return f"The answer is {letter}."
+
+
+def live() -> bool:
+    return bool(os.environ.get("FAL_KEY") or os.environ.get("FAL_KEY_ID"))
+
+
+def record_replay_set(directory: Path, runs: Path, *, limit: int | None = None) -> Path:
+    """Record one fal run over the synthetic suite into `directory`; return the run dir."""
+    emulator = None if live() else FalEmulator(reply=guessing_reply)
+    source = LIVE_SOURCE if emulator is None else EMULATOR_SOURCE
+    with (
+        emulator.installed() if emulator else nullcontext(),
+        # fal-client insists on a key; the emulator's must not leak into the environment,
+        # where it would make later recordings (the pytest subprocess) look live.
+        nullcontext() if emulator is None else patch.dict(os.environ, FAL_KEY="emulator-key"),
+        http_recording("record", directory, source=source) as recording,
+    ):
+        prepared = prepare_new(RunSpec("fal", "synthetic", limit=limit), runs, recording=recording)
+        asyncio.run(run_prepared(prepared, RunSettings(concurrency=8)))
+    return prepared.store.path
+
+
+def main() -> int:
+    shutil.rmtree(REPLAY_SET, ignore_errors=True)
+    run_dir = record_replay_set(REPLAY_SET, Path("runs") / "record")
+    print(f"recorded {REPLAY_SET} ({'live' if live() else 'emulator'}); run: {run_dir}")
+    return subprocess.call(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(TESTS / "test_fal_cassettes.py"),
+            "--record-mode=rewrite",
+            "-q",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,195 @@
+"""Whole fal runs recorded and replayed; the committed replay set; no secret in any cassette."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import fal_client.client
+import pytest
+from fal_emulator import FalEmulator
+from record_fal import EMULATOR_SOURCE, REPLAY_SET, guessing_reply
+
+from harness.bench import run_bench
+from harness.cli import main
+from harness.store import read_records
+
+ROOT = Path(__file__).resolve().parents[1]
+CANARY = "c0ffee00-1111-2222-3333-444455556666:0123456789abcdef0123456789abcdef"
+KEY_LIKE = [
+    re.compile(r"\bKey\s+[A-Za-z0-9]"),
+    re.compile(r"\bBearer\s+(?!REDACTED)[A-Za-z0-9]"),
+    re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:[0-9a-f]{32}"),
+    re.compile(r"\"(?:token|key|secret)\":\s*\"(?!REDACTED)"),
+]
+
+
+def no_fal_credentials(monkeypatch) -> None:
+    for name in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", "/nonexistent")
+
+
+def key_like(text: str) -> list[str]:
+    return [pattern.pattern for pattern in KEY_LIKE if pattern.search(text)]
+
+
+def test_record_then_replay_a_run_with_no_network_and_no_key(
+    tmp_path, monkeypatch, synthetic_cache
+):
+    monkeypatch.setenv("FAL_KEY", CANARY)
+    common = [
+        "-B",
+        "poll_interval=0.001",
+        "-S",
+        f"cache_dir={synthetic_cache}",
+        "--limit",
+        "6",
+        "--out",
+        str(tmp_path / "runs"),
+        "--no-progress",
+    ]
+    with FalEmulator(reply=guessing_reply).installed():
+        assert (
+            main(
+                [
+                    "run",
+                    "--backend",
+                    "fal",
+                    "--record",
+                    str(tmp_path / "rec"),
+                    "--run-id",
+                    "live",
+                    *common,
+                ]
+            )
+            == 0
+        )
+    cassette = (tmp_path / "rec" / "http.yaml").read_text()
+    assert CANARY not in cassette and key_like(cassette) == []
+
+    no_fal_credentials(monkeypatch)
+    assert (
+        main(
+            [
+                "run",
+                "--backend",
+                "fal",
+                "--replay",
+                str(tmp_path / "rec"),
+                "--run-id",
+                "replayed",
+                *common,
+            ]
+        )
+        == 0
+    )
+    live = {r.sample_id: r for r in read_records(tmp_path / "runs/live/records.jsonl").records}
+    replayed = read_records(tmp_path / "runs/replayed/records.jsonl").records
+    assert len(replayed) == 6 and all(r.ok for r in replayed)
+    for record in replayed:
+        assert record.response == live[record.sample_id].response
+        assert record.meta["request_id"] == live[record.sample_id].meta["request_id"]
+    manifest = json.loads((tmp_path / "runs/replayed/manifest.json").read_text())
+    assert manifest["mode"] == "replay"
+    assert manifest["http"]["source"] == "live"
+    assert manifest["http"]["cassette"].endswith("rec/http.yaml")
+    for path in (tmp_path / "runs").rglob("*"):
+        if path.is_file():
+            assert CANARY not in path.read_text(errors="replace"), path
+
+
+def test_a_run_through_injected_faults_ends_every_sample_once(
+    tmp_path, monkeypatch, synthetic_cache
+):
+    """Retryable faults are retried, the rest fail their own sample with fal's error;
+    a request that never completes fails at the deadline and is cancelled."""
+    monkeypatch.setenv("FAL_KEY", CANARY)
+    monkeypatch.setattr(fal_client.client, "_get_retry_delay", lambda *args, **kwargs: 0.0)
+    emulator = FalEmulator(reply=guessing_reply)
+    emulator.inject("rate_limit", on="submit", times=3)
+    emulator.inject("drop", on="status", times=2)
+    emulator.inject("server_error", on="submit")
+    emulator.inject("completed_error", on="status")
+    emulator.inject("never_complete", on="status")
+    emulator.inject("malformed_json", on="result")
+    args = ["run", "--backend", "fal", "-B", "poll_interval=0.01", "--deadline", "2"]
+    args += ["-S", f"cache_dir={synthetic_cache}", "--limit", "12", "--concurrency", "4"]
+    started = time.monotonic()
+    with emulator.installed():
+        code = main([*args, "--out", str(tmp_path), "--run-id", "faults", "--no-progress"])
+    assert code == 0
+    assert time.monotonic() - started < 2 * 2  # the stuck sample did not hold the run
+    records = read_records(tmp_path / "faults/records.jsonl").records
+    assert sorted(r.sample_id for r in records) == sorted({r.sample_id for r in records})
+    assert len(records) == 12
+    errors = sorted(r.error.kind for r in records if not r.ok)
+    assert errors == ["deadline", "internal_error", "invalid_response", "runner_disconnected"]
+    assert all(r.response for r in records if r.ok)
+    assert len(emulator.cancelled) == 1
+    stuck = next(r for r in records if not r.ok and r.error.kind == "deadline")
+    assert stuck.meta.get("request_id") in (None, *emulator.cancelled)
+
+
+def test_without_a_key_a_live_fal_run_fails_once_before_any_work(tmp_path, monkeypatch, capsys):
+    no_fal_credentials(monkeypatch)
+    code = main(["run", "--backend", "fal", "--out", str(tmp_path), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "vqa-harness: error: backend 'fal' cannot run here: "
+        "no fal credentials: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET)"
+    ]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_replay_of_a_missing_recording_is_a_clear_error(tmp_path, capsys):
+    code = main(["run", "--backend", "fal", "--replay", str(tmp_path / "none"), "--no-progress"])
+    assert code == 2
+    assert "holds no recorded run (http.yaml is missing)" in capsys.readouterr().err
+
+
+def test_bench_replays_the_committed_set_without_a_key_and_says_so(
+    tmp_path, monkeypatch, synthetic_cache
+):
+    no_fal_credentials(monkeypatch)
+    monkeypatch.setenv("VQA_HARNESS_CACHE", str(synthetic_cache.parent))
+    monkeypatch.chdir(ROOT)
+    markdown = run_bench(["fal", "local"], "synthetic", tmp_path, limit=8)
+    assert "**Not live:**" in markdown.split("| backend |")[0]
+    assert (
+        "`fal`: replayed from the committed recording tests/cassettes/runs/fal-synthetic"
+        in markdown
+    )
+    assert f"(recorded against: {EMULATOR_SOURCE})" in markdown
+    assert "`local`: not registered" in markdown
+    (row,) = [line for line in markdown.splitlines() if line.startswith("| fal |")]
+    assert "| replay |" in row and "| 0 |" in row  # no failed samples
+
+
+def test_committed_replay_set_exists_and_says_where_it_came_from():
+    cassette = (REPLAY_SET / "http.yaml").read_text()
+    assert "source: " in cassette
+    assert cassette.count("/files/upload") >= 1
+
+
+def test_no_committed_cassette_holds_anything_key_like():
+    cassettes = sorted((ROOT / "tests" / "cassettes").rglob("*.yaml"))
+    assert len(cassettes) >= 3  # the replay set and the per-test cassettes
+    offenders = {str(p.relative_to(ROOT)): key_like(p.read_text()) for p in cassettes}
+    assert {p: hits for p, hits in offenders.items() if hits} == {}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Authorization: Key abc123",
+        "- Bearer eyJhbGciOi",
+        CANARY,
+        '{"token": "cdn-secret"}',
+    ],
+)
+def test_the_key_scan_catches_secrets(text):
+    assert key_like(text)
