@@ -1,4 +1,5 @@
-"""Sessions: `tests` (no network, GPU or key needed), `lint`, `bench` (backends side by side)."""
+"""Sessions: `tests` (no network, GPU or key needed), `lint`, `bench` (backends side by
+side), `perf` (performance measurements into perf/), `record` (re-record cassettes)."""
 
 import nox
 
@@ -25,3 +26,17 @@ def bench(session: nox.Session) -> None:
     """Every available backend over the synthetic probe suite, then a side-by-side report."""
     session.install("-e", ".")
     session.run("vqa-harness", "bench", *session.posargs)
+
+
+@nox.session
+def perf(session: nox.Session) -> None:
+    """Performance measured side by side; writes perf/results.json and perf/results.md."""
+    session.install("-e", ".[test]")
+    session.run("python", "perf/run.py", *session.posargs)
+
+
+@nox.session
+def record(session: nox.Session) -> None:
+    """Re-record the committed fal cassettes: live with FAL_KEY, else against the emulator."""
+    session.install("-e", ".[test]")
+    session.run("python", "tests/record_fal.py", *session.posargs)
