@@ -371,19 +371,17 @@ class FalEmulator:
                     request_id = plan.job.id if plan.job else self._new_id("error")
             return _fault_response(fault, request_id)
 
+        handlers = {
+            "submit": self._submit,
+            "status": self._status,
+            "result": self._result,
+            "cancel": self._cancel,
+            "token": self._token,
+            "upload": self._upload,
+        }
         with self._lock:
-            if plan.endpoint == "submit":
-                return self._submit(plan)
-            if plan.endpoint == "status":
-                return self._status(plan)
-            if plan.endpoint == "result":
-                return self._result(plan)
-            if plan.endpoint == "cancel":
-                return self._cancel(plan)
-            if plan.endpoint == "token":
-                return self._token(plan)
-            if plan.endpoint == "upload":
-                return self._upload(plan)
+            if plan.endpoint in handlers:
+                return handlers[plan.endpoint](plan)
             data, content_type = self._files[plan.request.url.path]
             return httpx.Response(200, content=data, headers={"content-type": content_type})
 

@@ -235,16 +235,21 @@ def test_invalid_input_is_a_422_with_fals_detail_list():
     assert len(submits(emulator)) == 2  # 422 is not retried
 
 
-def test_injected_validation_error_hits_a_valid_input():
-    emulator = FalEmulator()
-    emulator.inject("validation")
+def submit_error(emulator: FalEmulator) -> FalClientHTTPError:
+    """The error fal-client raises for a submit to the emulator."""
 
     async def body(client):
         with pytest.raises(FalClientHTTPError) as error:
             await client.submit(APP, INPUT)
         return error.value
 
-    error = drive(emulator, body)
+    return drive(emulator, body)
+
+
+def test_injected_validation_error_hits_a_valid_input():
+    emulator = FalEmulator()
+    emulator.inject("validation")
+    error = submit_error(emulator)
     assert error.status_code == 422 and error.message[0]["msg"] == "field required"
 
 
@@ -264,13 +269,7 @@ def test_rate_limit_is_retried_by_fal_client():
 def test_server_error_is_not_retried_and_keeps_its_error_type():
     emulator = FalEmulator()
     emulator.inject("server_error")
-
-    async def body(client):
-        with pytest.raises(FalClientHTTPError) as error:
-            await client.submit(APP, INPUT)
-        return error.value
-
-    error = drive(emulator, body)
+    error = submit_error(emulator)
     assert error.status_code == 500
     assert error.message == "Internal server error"
     assert error.error_type == "internal_error"
