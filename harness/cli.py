@@ -1,4 +1,4 @@
-"""`vqa-harness` command line: run, list, report, bench.
+"""`vqa-harness` command line: run, list, report, merge, bench.
 
 Bad input ends with one line on stderr and exit status 2, never a traceback.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,11 +17,13 @@ from typing import NoReturn
 import backends
 import benchmarks
 from harness.bench import DEFAULT_BACKENDS, run_bench
+from harness.merge import MergeError, merge_runs
 from harness.recording import Recording, RecordingError, http_recording
 from harness.registry import OptionSpec, Registry, RegistryError, parse_assignments
 from harness.report import percent, write_report
 from harness.runner import RunSettings
 from harness.runs import PreparedRun, RunSpec, prepare_new, prepare_resume, run_prepared
+from harness.shards import Shard, parse_shard
 from harness.store import RunDirError
 
 PROG = "vqa-harness"
@@ -44,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (UsageError, RegistryError, RunDirError, RecordingError, ValueError) as exc:
+    except (UsageError, RegistryError, RunDirError, RecordingError, MergeError, ValueError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
@@ -102,7 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory for run directories (default: %(default)s)",
     )
     run.add_argument(
-        "--run-id", help="name of the run directory (default: time, benchmark, backend)"
+        "--run-id",
+        help="name of the run directory (default: time, benchmark, backend); "
+        "with --shard, -shardIofN is appended",
+    )
+    run.add_argument(
+        "--shard",
+        type=shard_argument,
+        metavar="I/N",
+        help="run only shard I of N (0-based) of the samples, e.g. one per GPU; "
+        "auto: from RANK/WORLD_SIZE as torchrun and accelerate launch set them",
     )
     run.add_argument(
         "--resume",
@@ -128,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     report.set_defaults(handler=cmd_report)
 
+    merge = commands.add_parser(
+        "merge", help="join the shards of a run into one run directory, and report it"
+    )
+    merge.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    merge.add_argument(
+        "--out", type=Path, required=True, help="directory for the merged run directory"
+    )
+    merge.add_argument(
+        "--run-id", help="name of the merged run directory (default: time, benchmark, backend)"
+    )
+    merge.set_defaults(handler=cmd_merge)
+
     bench = commands.add_parser(
         "bench", help="every available backend over a benchmark, side by side"
     )
@@ -148,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--out", type=Path, default=Path("runs/bench"), help="where runs and bench.md go"
     )
+
     bench.set_defaults(handler=cmd_bench)
     return parser
 
@@ -171,6 +196,13 @@ def positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
+
+
+def shard_argument(text: str) -> Shard:
+    try:
+        return parse_shard(text, os.environ)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -214,6 +246,7 @@ def _prepare(args: argparse.Namespace, recording: Recording) -> PreparedRun:
                 ("--backend-opt", args.backend_opt),
                 ("--benchmark-opt", args.benchmark_opt),
                 ("--run-id", args.run_id),
+                ("--shard", args.shard),
             )
             if value
         ]
@@ -230,6 +263,7 @@ def _prepare(args: argparse.Namespace, recording: Recording) -> PreparedRun:
         backend_options=parse_assignments(args.backend_opt, "--backend-opt"),
         benchmark_options=parse_assignments(args.benchmark_opt, "--benchmark-opt"),
         limit=args.limit,
+        shard=args.shard,
     )
     return prepare_new(spec, args.out, args.run_id, recording)
 
@@ -285,6 +319,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     print(write_report(args.run_dir), end="")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    run_dir = merge_runs(args.run_dirs, args.out, args.run_id)
+    print((run_dir / "report.md").read_text(), end="")
+    print(f"merged {len(args.run_dirs)} shards into {run_dir}", file=sys.stderr)
     return 0
 
 

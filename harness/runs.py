@@ -3,7 +3,7 @@
 The manifest is written before the first sample and completed at the end of
 each session (a start or a resume), so a crashed or interrupted run still says
 what it was. A resume rebuilds the backend and benchmark from the manifest, so
-it cannot silently continue with other settings.
+it cannot silently continue with other settings, and a shard stays that shard.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from harness.manifest import environment, options_of
 from harness.recording import Recording
 from harness.registry import RegistryError
 from harness.runner import Progress, RunSettings, execute
+from harness.shards import Shard
 from harness.store import RunStore
 from harness.types import Sample
 
@@ -38,6 +39,13 @@ class RunSpec:
     backend_options: dict[str, Any] = field(default_factory=dict)
     benchmark_options: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None
+    shard: Shard | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        """The spec as a manifest stores it (`asdict`); older manifests have no shard."""
+        shard = data.get("shard")
+        return cls(**{**data, "shard": Shard(**shard) if shard else None})
 
 
 @dataclass
@@ -48,9 +56,12 @@ class PreparedRun:
     samples: list[Sample]
 
 
-def new_run_id(spec: RunSpec) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    return f"{stamp}-{spec.benchmark}-{spec.backend}-{uuid.uuid4().hex[:6]}"
+def new_run_id(spec: RunSpec, name: str | None = None) -> str:
+    """`name` (default: time, benchmark, backend, random suffix), ending in the shard if any."""
+    if not name:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        name = f"{stamp}-{spec.benchmark}-{spec.backend}-{uuid.uuid4().hex[:6]}"
+    return f"{name}-{spec.shard.label}" if spec.shard else name
 
 
 def prepare_new(
@@ -59,9 +70,9 @@ def prepare_new(
     """Build backend and benchmark, select samples, and create the run directory."""
     recording = recording or Recording("live")
     benchmark, backend = _build(spec)
-    samples = _select(benchmark, spec.limit)
+    samples = _select(benchmark, spec)
     manifest = {
-        "run_id": run_id or new_run_id(spec),
+        "run_id": new_run_id(spec, run_id),
         "created_at": time.time(),
         "status": "created",
         "mode": recording.mode,
@@ -87,8 +98,8 @@ def prepare_resume(run_dir: Path) -> PreparedRun:
     store = RunStore.open(run_dir)
     manifest = store.read_manifest()
     try:
-        spec = RunSpec(**manifest["spec"])
-    except (KeyError, TypeError) as exc:
+        spec = RunSpec.from_dict(manifest["spec"])
+    except (KeyError, TypeError, ValueError) as exc:
         raise RegistryError(f"{store.manifest_path} has no usable run spec ({exc})") from None
     benchmark, backend = _build(spec)
     if benchmark.version != manifest["benchmark"]["version"]:
@@ -97,7 +108,7 @@ def prepare_resume(run_dir: Path) -> PreparedRun:
             f"but {run_dir} was run with version {manifest['benchmark']['version']}; "
             "start a new run"
         )
-    return PreparedRun(store, backend, benchmark, _select(benchmark, spec.limit))
+    return PreparedRun(store, backend, benchmark, _select(benchmark, spec))
 
 
 async def run_prepared(
@@ -143,8 +154,9 @@ def _build(spec: RunSpec) -> tuple[Benchmark, Backend]:
     return benchmark, backends.create(spec.backend, **spec.backend_options)
 
 
-def _select(benchmark: Benchmark, limit: int | None) -> list[Sample]:
-    return list(itertools.islice(benchmark.samples(), limit))
+def _select(benchmark: Benchmark, spec: RunSpec) -> list[Sample]:
+    samples = list(itertools.islice(benchmark.samples(), spec.limit))
+    return spec.shard.select(samples) if spec.shard else samples
 
 
 def _count_written(store: RunStore, since: float) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -26,18 +27,23 @@ class RunDirError(Exception):
 
 @dataclass
 class RecordLog:
-    """What `read_records` found: the records, and the lines it had to skip."""
+    """What `read_records` found: the records, their lines as read, and the lines it skipped."""
 
     records: list[Record] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)
 
     def latest_by_sample(self) -> dict[str, Record]:
         """Each sample's outcome: its OK record if it has one, else its last record."""
-        outcome: dict[str, Record] = {}
-        for record in self.records:
+        return {sample: self.records[i] for sample, i in self.outcome_positions().items()}
+
+    def outcome_positions(self) -> dict[str, int]:
+        """Where each sample's outcome is in `records` (and `lines`)."""
+        outcome: dict[str, int] = {}
+        for position, record in enumerate(self.records):
             previous = outcome.get(record.sample_id)
-            if previous is None or not previous.ok:
-                outcome[record.sample_id] = record
+            if previous is None or not self.records[previous].ok:
+                outcome[record.sample_id] = position
         return outcome
 
 
@@ -53,6 +59,7 @@ def read_records(path: Path) -> RecordLog:
                 continue
             try:
                 log.records.append(Record.from_dict(json.loads(line)))
+                log.lines.append(line)
             except (ValueError, TypeError) as exc:
                 torn = "" if raw.endswith(b"\n") else " (torn last line)"
                 log.skipped.append(f"{path.name} line {number}{torn}: {exc}")
@@ -111,10 +118,14 @@ class RunStore:
 
     def append(self, record: Record) -> None:
         """Append one record as one line and flush it to the OS."""
+        line = json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        self.append_line(line.encode())
+
+    def append_line(self, line: bytes) -> None:
+        """Append a record line exactly as another run's log holds it, and flush it."""
         if self._records is None:
             self._records = self._open_for_append()
-        line = json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":"))
-        self._records.write(line.encode() + b"\n")
+        self._records.write(line + b"\n")
         self._records.flush()
 
     def close(self) -> None:
@@ -135,6 +146,13 @@ class RunStore:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, path)
+    """Replace `path` atomically; concurrent writers (shard processes) never share a temp file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

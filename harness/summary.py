@@ -124,7 +124,19 @@ def _usage(ok: Iterable[Record]) -> dict[str, int]:
 
 
 def _throughput(sessions: Iterable[dict[str, Any]]) -> dict[str, float | None]:
-    finished = [s for s in sessions if s.get("finished_at")]
-    wall = sum(s["finished_at"] - s["started_at"] for s in finished)
-    written = sum(s.get("written", 0) for s in finished)
+    """Samples written per second of wall time in which any session ran.
+
+    Sessions of one run follow each other; those of a merged run (its shards)
+    overlap, and then the rate is that of all the shards' processes together.
+    """
+    finished = sorted(
+        (s["started_at"], s["finished_at"], s.get("written", 0))
+        for s in sessions
+        if s.get("finished_at")
+    )
+    wall, covered_until = 0.0, float("-inf")
+    for started, ended, _ in finished:
+        wall += max(ended - max(started, covered_until), 0.0)
+        covered_until = max(covered_until, ended)
+    written = sum(count for _, _, count in finished)
     return {"wall_s": wall, "samples_per_s": written / wall if wall > 0 else None}
