@@ -1,0 +1,52 @@
+"""The shared frame cache: one decode per video, a memory bound, failures not kept."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from videos import write_video
+
+from harness.frames import FrameCache
+from harness.video import VideoError, sample_frames
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("clips")
+    return [write_video(directory / f"clip{i}.mp4", 20 + i, fps=10) for i in range(3)]
+
+
+def test_concurrent_questions_about_one_video_share_one_decode(clips):
+    cache = FrameCache(fps=1.0, max_frames=64, max_bytes=2**30)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: cache.get(clips[0]), range(8)))
+    assert cache.decodes == 1
+    assert sum(r.decoded for r in results) == 1
+    expected = sample_frames(clips[0])
+    for result in results:
+        assert result.sampled.indices == expected.indices
+        assert np.array_equal(result.sampled.frames, expected.frames)
+
+
+def test_least_recently_used_videos_leave_first_within_the_bound(clips):
+    one_clip = sample_frames(clips[0]).frames.nbytes
+    cache = FrameCache(fps=1.0, max_frames=64, max_bytes=int(one_clip * 2.5))
+    cache.get(clips[0])
+    cache.get(clips[1])
+    cache.get(clips[0])  # clip0 is now the most recently used
+    cache.get(clips[2])  # over the bound: clip1 leaves
+    assert cache.decodes == 3
+    assert cache.get(clips[0]).decoded is False
+    assert cache.get(clips[1]).decoded is True
+
+
+def test_a_failed_decode_is_not_kept(tmp_path):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    cache = FrameCache(fps=1.0, max_frames=64, max_bytes=2**30)
+    for _ in range(2):
+        with pytest.raises(VideoError, match=r"broken\.mp4"):
+            cache.get(broken)
+    assert cache.decodes == 0
