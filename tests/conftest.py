@@ -1,3 +1,6 @@
+import os
+import tempfile
+
 import pytest
 from fakes import register_fakes
 from vcr.persisters.filesystem import FilesystemPersister
@@ -5,6 +8,29 @@ from vcr.persisters.filesystem import FilesystemPersister
 from harness.recording import recording_config, register_matchers
 
 register_fakes()
+
+# Nothing is downloaded at test time, and remote code copied by transformers
+# (the MiniCPM-V stand-in's) lands in a scratch directory, not ~/.cache.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="vqa-harness-hf-")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` need CUDA; without it they are skipped and say why."""
+    if _cuda_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (marker gpu)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 @pytest.fixture(scope="session")

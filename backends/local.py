@@ -1,0 +1,233 @@
+"""MiniCPM-V 2.6 in this process with Hugging Face transformers, by OpenBMB's video recipe.
+
+Per sample: frames from `harness.video` (1 fps, at most 64, mid-bin indices;
+decoded once per video and shared by its questions), then
+`model.chat(image=None, msgs=[{"role": "user", "content": frames + [prompt]}],
+use_image_id=False, max_slice_nums=2, ...)`. Greedy decoding by default: in
+2.6's `chat()`, `sampling=False` alone means beam search with 3 beams and
+repetition_penalty 1.2, so greedy passes `num_beams=1, repetition_penalty=1.0`.
+`max_inp_length` is raised above chat()'s 8192 whenever the frames and prompt
+could exceed it, so the question is never cut off; the record says when.
+
+One generation runs at a time; with concurrency 2 (the default) the next
+sample's frames decode while the current one generates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from backends.base import registry
+from harness.frames import FrameCache
+from harness.manifest import options_of
+from harness.types import Answer, BackendError, Query
+from harness.video import VideoError
+
+DEFAULT_MODEL = "openbmb/MiniCPM-V-2_6"
+_DTYPES = {"bfloat16", "float16", "float32"}
+
+
+@registry.register
+@dataclass
+class LocalBackend:
+    """MiniCPM-V 2.6 run locally with transformers (trust_remote_code), on CUDA when present."""
+
+    name: ClassVar[str] = "local"
+    default_concurrency: ClassVar[int] = 2
+
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "Hub id or local directory"})
+    revision: str | None = field(default=None, metadata={"help": "Hub revision (branch or sha)"})
+    device: str = field(default="auto", metadata={"help": "auto (cuda:$LOCAL_RANK, else cpu)"})
+    dtype: Literal["bfloat16", "float16", "float32"] = field(
+        default="bfloat16", metadata={"help": "weights' dtype (OpenBMB: bfloat16)"}
+    )
+    attention: Literal["auto", "sdpa", "flash_attention_2"] = field(
+        default="auto", metadata={"help": "auto: flash_attention_2 when installed, else sdpa"}
+    )
+    fps: float = field(default=1.0, metadata={"help": "frames sampled per second of video"})
+    max_frames: int = field(default=64, metadata={"help": "frame cap (OpenBMB: 64)"})
+    max_slice_nums: int = field(
+        default=2, metadata={"help": "image slices per frame (1 saves memory)"}
+    )
+    max_new_tokens: int = field(default=2048, metadata={"help": "longest answer in tokens"})
+    sampling: bool = field(default=False, metadata={"help": "sample instead of greedy decoding"})
+    num_beams: int = field(default=1, metadata={"help": "beams when not sampling (1: greedy)"})
+    temperature: float = field(default=0.7, metadata={"help": "with sampling"})
+    top_p: float = field(default=0.8, metadata={"help": "with sampling"})
+    top_k: int = field(default=100, metadata={"help": "with sampling"})
+    repetition_penalty: float | None = field(
+        default=None, metadata={"help": "default: 1.0 greedy, 1.05 sampling, 1.2 beams"}
+    )
+    seed: int = field(default=0, metadata={"help": "sampling seed, mixed with the sample id"})
+    frame_cache_mb: int = field(default=4096, metadata={"help": "memory for shared frames"})
+    _model: Any = field(default=None, init=False, repr=False)
+    _timer: Any = field(default=None, init=False, repr=False)
+    _frames: FrameCache | None = field(default=None, init=False, repr=False)
+    _gpu: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for option in ("max_frames", "max_slice_nums", "max_new_tokens", "num_beams", "top_k"):
+            if getattr(self, option) < 1:
+                raise ValueError(f"{option} must be at least 1, got {getattr(self, option)}")
+        if self.fps <= 0:
+            raise ValueError(f"fps must be positive, got {self.fps}")
+        from backends import minicpmv
+
+        device = minicpmv.choose_device(self.device)
+        attention = minicpmv.choose_attention(self.attention, device)
+        dtype = getattr(minicpmv.torch, self.dtype)
+        self._model = minicpmv.load(self.model, self.revision, device, dtype, attention)
+        self._timer = minicpmv.ChatTimer(self._model.model.llm, device)
+        self._frames = FrameCache(
+            fps=self.fps, max_frames=self.max_frames, max_bytes=self.frame_cache_mb * 2**20
+        )
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        missing = [
+            m for m in ("torch", "transformers", "PIL") if importlib.util.find_spec(m) is None
+        ]
+        if missing:
+            return f"needs {', '.join(missing)}: pip install 'vqa-harness[local]'"
+        return None
+
+    @classmethod
+    def real_model_reason(cls, model: str = DEFAULT_MODEL) -> str | None:
+        """Why the real model cannot run well here (no CUDA, weights not cached), or None."""
+        import torch
+        from huggingface_hub import try_to_load_from_cache
+
+        if not torch.cuda.is_available():
+            return "CUDA is not available"
+        if not isinstance(try_to_load_from_cache(model, "model.safetensors.index.json"), str):
+            return f"the weights of {model} are not in the Hugging Face cache"
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """Every option, with `auto` resolved, plus what the recipe fixes and the versions."""
+        from backends import minicpmv
+
+        loaded = self._model
+        config = loaded.model.config
+        return {
+            **options_of(self),
+            "device": str(loaded.device),
+            "attention": config._attn_implementation,
+            "commit": loaded.commit,
+            "standin": bool(getattr(config, "standin", False)),
+            "frame_sampling": "OpenBMB: one frame per 1/fps s; above max_frames, mid-bin uniform",
+            "use_image_id": False,
+            "generation": self.generation_kwargs(),
+            **minicpmv.library_versions(),
+        }
+
+    def generation_kwargs(self) -> dict[str, Any]:
+        """The keys 2.6's chat() lets callers override, for this decoding mode."""
+        if self.sampling:
+            penalty = 1.05 if self.repetition_penalty is None else self.repetition_penalty
+            return {
+                "temperature": self.temperature,
+                "top_p": self.top_p,
+                "top_k": self.top_k,
+                "repetition_penalty": penalty,
+            }
+        default_penalty = 1.0 if self.num_beams == 1 else 1.2
+        penalty = default_penalty if self.repetition_penalty is None else self.repetition_penalty
+        return {"num_beams": self.num_beams, "repetition_penalty": penalty}
+
+    async def answer(self, query: Query) -> Answer:
+        if query.video.startswith(("http://", "https://")):
+            raise BackendError(
+                "unsupported_video", f"{query.video}: the local backend reads local files only"
+            )
+        assert self._frames is not None
+        try:
+            frames = await asyncio.to_thread(self._frames.get, query.video)
+        except VideoError as exc:
+            raise BackendError("bad_video", str(exc)) from exc
+        timer = self._timer
+        try:
+            return await asyncio.to_thread(self._generate, query, frames)
+        except asyncio.CancelledError:
+            timer.stop.set()  # the thread stops at its next forward pass
+            raise
+
+    async def aclose(self) -> None:
+        self._frames = None
+
+    def _generate(self, query: Query, frames: Any) -> Answer:
+        from backends import minicpmv
+
+        loaded = self._model
+        images = minicpmv.to_images(frames.sampled.frames)
+        prompt_tokens = len(loaded.tokenizer(query.prompt, add_special_tokens=False)["input_ids"])
+        sizes = [image.size for image in images]
+        needed = minicpmv.input_budget(
+            loaded.model.config, sizes, prompt_tokens, self.max_slice_nums
+        )
+        max_inp_length = max(minicpmv.DEFAULT_MAX_INP_LENGTH, needed)
+        waited = time.perf_counter()
+        with self._gpu:
+            gpu_wait = time.perf_counter() - waited
+            if self.sampling:
+                seed = hashlib.sha256(f"{self.seed}:{query.sample_id}".encode()).digest()
+                minicpmv.torch.manual_seed(int.from_bytes(seed[:8], "little"))
+            if loaded.device.type == "cuda":
+                minicpmv.torch.cuda.reset_peak_memory_stats(loaded.device)
+            self._timer.start()
+            try:
+                text = loaded.model.chat(
+                    image=None,
+                    msgs=[{"role": "user", "content": [*images, query.prompt]}],
+                    tokenizer=loaded.tokenizer,
+                    sampling=self.sampling,
+                    max_new_tokens=self.max_new_tokens,
+                    max_inp_length=max_inp_length,
+                    max_slice_nums=self.max_slice_nums,
+                    use_image_id=False,
+                    **self.generation_kwargs(),
+                )
+            except minicpmv.GenerationStopped:
+                raise BackendError("cancelled", "generation stopped: sample cancelled") from None
+            except minicpmv.torch.OutOfMemoryError as exc:
+                minicpmv.torch.cuda.empty_cache()
+                raise BackendError(
+                    "out_of_memory",
+                    f"CUDA out of memory with {len(images)} frames of {sizes[0][0]}x{sizes[0][1]} "
+                    f"at max_slice_nums={self.max_slice_nums}: try -B max_slice_nums=1 or fewer "
+                    f"frames (-B max_frames=32)",
+                ) from exc
+            timings = self._timer.finish()
+            peak = (
+                minicpmv.torch.cuda.max_memory_allocated(loaded.device)
+                if loaded.device.type == "cuda"
+                else None
+            )
+        output_tokens = int(timings.pop("output_tokens"))
+        timings["frames"] = frames.seconds
+        timings["total"] = (
+            frames.seconds + timings["preprocess"] + timings["prefill"] + timings["decode"]
+        )
+        meta: dict[str, Any] = {
+            "frames": len(images),
+            "frame_indices": frames.sampled.indices,
+            "frame_size": list(sizes[0]) if sizes else None,
+            "frames_decoded_here": frames.decoded,
+            "max_inp_length": max_inp_length,
+            "max_inp_length_raised": max_inp_length > minicpmv.DEFAULT_MAX_INP_LENGTH,
+            "gpu_wait": gpu_wait,
+        }
+        if peak is not None:
+            meta["peak_gpu_memory_bytes"] = peak
+        return Answer(
+            text=text,
+            timings={k: float(v) for k, v in timings.items()},
+            usage={"output_tokens": output_tokens},
+            meta=meta,
+        )

@@ -1,0 +1,293 @@
+"""The local backend through transformers' real generation path, on the tiny stand-in, on CPU."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from standin_model import build_standin
+from transformers import Qwen2Config, Qwen2ForCausalLM
+from videos import write_video
+
+import backends
+from backends.local import LocalBackend
+from harness.bench import run_bench
+from harness.cli import main
+from harness.registry import RegistryError
+from harness.store import read_records
+from harness.types import BackendError, Query
+from harness.video import sample_frames
+
+TIMINGS = ("frames", "preprocess", "prefill", "decode", "tpot", "total")
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory) -> Path:
+    return build_standin(tmp_path_factory.mktemp("standin") / "model")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    """A 5 s clip at 10 fps: OpenBMB's recipe samples 5 frames."""
+    return write_video(tmp_path_factory.mktemp("videos") / "clip.mp4", 50, fps=10)
+
+
+def local(standin: Path, **options) -> LocalBackend:
+    options.setdefault("max_new_tokens", 6)
+    return LocalBackend(model=str(standin), device="cpu", **options)
+
+
+def ask(backend: LocalBackend, video: Path, prompt: str = "What is shown? A. bars B. dots"):
+    return asyncio.run(backend.answer(Query("s1", str(video), prompt)))
+
+
+def test_frames_prompt_and_settings_reach_the_model_as_openbmb_documents(standin, video):
+    backend = local(standin)
+    answer = ask(backend, video)
+    chat = backend._model.model.last_chat
+    expected = sample_frames(video, fps=1.0, max_frames=64)
+    assert chat["frames"] == len(expected.indices) == 5
+    digests = [hashlib.sha256(frame.tobytes()).hexdigest() for frame in expected.frames]
+    assert chat["frame_digests"] == digests
+    assert answer.meta["frame_indices"] == expected.indices
+    assert chat["question"] == "What is shown? A. bars B. dots"
+    assert chat["use_image_id"] is False and chat["max_slice_nums"] == 2
+    assert chat["generation"] == {"num_beams": 1, "repetition_penalty": 1.0}  # greedy
+    assert chat["max_new_tokens"] == 6 and not chat["truncated"]
+    assert isinstance(answer.text, str)
+    assert 1 <= answer.usage["output_tokens"] <= 6
+
+
+def test_timings_are_filled_and_consistent(standin, video):
+    answer = ask(local(standin), video)
+    timings = answer.timings
+    assert set(TIMINGS) <= set(timings)
+    assert all(timings[name] >= 0 for name in TIMINGS)
+    assert timings["prefill"] > 0 and timings["preprocess"] > 0
+    assert timings["prefill"] + timings["decode"] <= timings["total"]
+    assert timings["tpot"] == pytest.approx(timings["decode"] / (answer.usage["output_tokens"] - 1))
+
+
+def test_a_long_input_raises_max_inp_length_instead_of_losing_the_question(standin, video):
+    backend = local(standin)
+    question = "Which bar is white? " * 500  # ~10,000 byte-level tokens
+    answer = ask(backend, video, question)
+    chat = backend._model.model.last_chat
+    assert answer.meta["max_inp_length_raised"] is True
+    assert answer.meta["max_inp_length"] > 8192
+    assert not chat["truncated"] and question in chat["prompt_reaching_model"]
+
+    # What chat()'s default would have done: the question silently cut.
+    images = [Image.fromarray(frame) for frame in sample_frames(video).frames]
+    model, tokenizer = backend._model.model, backend._model.tokenizer
+    content = [*images, question]
+    model.chat(None, [{"role": "user", "content": content}], tokenizer, max_new_tokens=1)
+    assert model.last_chat["truncated"] and question not in model.last_chat["prompt_reaching_model"]
+
+
+def test_frames_are_decoded_once_per_video_for_many_questions(standin, video):
+    backend = local(standin)
+
+    async def three_questions():
+        queries = [Query(f"s{i}", str(video), f"Question {i}?") for i in range(3)]
+        return await asyncio.gather(*(backend.answer(q) for q in queries))
+
+    answers = asyncio.run(three_questions())
+    assert backend._frames.decodes == 1
+    assert sorted(a.meta["frames_decoded_here"] for a in answers) == [False, False, True]
+    assert len({tuple(a.meta["frame_indices"]) for a in answers}) == 1
+
+
+def test_sampling_is_seeded_per_sample_and_described(standin, video):
+    first = local(standin, sampling=True, max_new_tokens=8)
+    again = local(standin, sampling=True, max_new_tokens=8)
+    other_seed = local(standin, sampling=True, max_new_tokens=8, seed=1)
+    text = ask(first, video).text
+    assert text == ask(again, video).text
+    assert text != ask(other_seed, video).text
+    chat = first._model.model.last_chat
+    assert chat["generation"] == {
+        "do_sample": True,
+        "temperature": 0.7,
+        "top_p": 0.8,
+        "top_k": 100,
+        "repetition_penalty": 1.05,
+    }
+
+
+def test_describe_names_every_setting(standin):
+    backend = local(standin, num_beams=3)
+    described = backend.describe()
+    options = {f.name for f in dataclasses.fields(LocalBackend) if f.init}
+    assert options <= set(described)
+    assert described["generation"] == {"num_beams": 3, "repetition_penalty": 1.2}
+    assert described["device"] == "cpu" and described["attention"] == "sdpa"
+    assert described["standin"] is True
+    assert described["transformers"].startswith("4.")
+    json.dumps(described)  # goes into the manifest as it is
+
+
+def test_cuda_out_of_memory_fails_the_sample_with_advice_and_the_next_runs(
+    standin, video, monkeypatch
+):
+    backend = local(standin)
+    llm = backend._model.model.llm
+    real_generate = llm.generate
+    calls = []
+
+    def generate_once_out_of_memory(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(llm, "generate", generate_once_out_of_memory)
+    with pytest.raises(BackendError) as error:
+        ask(backend, video)
+    assert error.value.kind == "out_of_memory"
+    assert "max_slice_nums=1" in error.value.message and "max_frames" in error.value.message
+    assert isinstance(ask(backend, video).text, str)
+
+
+def test_a_cancelled_sample_stops_generating(standin, video):
+    backend = local(standin, max_new_tokens=5000)
+
+    async def give_up():
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await backend.answer(Query("s1", str(video), "Go on"))
+
+    asyncio.run(give_up())
+    started = time.monotonic()
+    assert backend._gpu.acquire(timeout=5)  # the generating thread let go
+    backend._gpu.release()
+    assert time.monotonic() - started < 5
+    assert backend._timer.steps < 5000
+
+
+def test_url_and_unreadable_videos_are_per_sample_errors(standin, tmp_path):
+    backend = local(standin)
+    with pytest.raises(BackendError) as url:
+        ask(backend, "https://example.com/v.mp4")
+    assert url.value.kind == "unsupported_video"
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    with pytest.raises(BackendError) as bad:
+        ask(backend, broken)
+    assert bad.value.kind == "bad_video" and "broken.mp4" in bad.value.message
+
+
+def plain_qwen2(directory: Path) -> Path:
+    config = Qwen2Config(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    Qwen2ForCausalLM(config).save_pretrained(directory)
+    return directory
+
+
+def without_weights(directory: Path, standin: Path) -> Path:
+    directory.mkdir()
+    for item in standin.iterdir():
+        if item.suffix != ".safetensors":
+            (directory / item.name).write_bytes(item.read_bytes())
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("./no/such/dir", "no such directory, and not a Hub id"),
+        ("openbmb/MiniCPM-V-2_6", "not in the Hugging Face cache and not downloadable here"),
+        ("PLAIN", "does not carry MiniCPM-V remote code"),
+        ("NOWEIGHTS", "holds no weights"),
+    ],
+)
+def test_model_problems_are_clear_errors(standin, tmp_path, model, message):
+    if model == "PLAIN":
+        model = str(plain_qwen2(tmp_path / "qwen2"))
+    elif model == "NOWEIGHTS":
+        model = str(without_weights(tmp_path / "empty", standin))
+    with pytest.raises(RegistryError, match=message):
+        backends.create("local", model=model, device="cpu")
+
+
+def test_a_cli_run_with_the_tiny_model_writes_complete_records(
+    standin, tmp_path, synthetic_cache, capsys
+):
+    args = ["run", "--backend", "local", "-B", f"model={standin}", "-B", "device=cpu"]
+    args += ["-B", "max_new_tokens=4", "-S", f"cache_dir={synthetic_cache}", "--limit", "4"]
+    code = main([*args, "--out", str(tmp_path), "--run-id", "tiny", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    records = read_records(tmp_path / "tiny/records.jsonl").records
+    assert len(records) == 4 and all(r.ok for r in records)
+    for record in records:
+        assert set(TIMINGS) - {"tpot"} <= set(record.timings)
+        assert ("tpot" in record.timings) == (record.usage["output_tokens"] > 1)
+        assert record.timings["prefill"] + record.timings["decode"] <= record.timings["total"]
+        assert record.usage["output_tokens"] >= 1
+    manifest = json.loads((tmp_path / "tiny/manifest.json").read_text())
+    described = manifest["backend"]["describe"]
+    assert described["standin"] is True
+    assert described["generation"] == {"num_beams": 1, "repetition_penalty": 1.0}
+
+
+def test_a_bad_model_path_fails_the_cli_once_before_any_work(tmp_path, capsys):
+    code = main(["run", "--backend", "local", "-B", "model=/nowhere", "--out", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "/nowhere" in err[0] and "no such directory" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_without_cuda_runs_the_demo_model_and_says_so(
+    standin, tmp_path, synthetic_cache, monkeypatch
+):
+    monkeypatch.setenv("VQA_HARNESS_CACHE", str(synthetic_cache.parent))
+    markdown = run_bench(["local"], "synthetic", tmp_path, limit=2, demo_model=standin)
+    top = markdown.split("| backend |")[0]
+    assert "**Not live:**" in top and f"ran the tiny demo model {standin}" in top
+    assert "because CUDA is not available" in top
+    (row,) = [line for line in markdown.splitlines() if line.startswith("| local |")]
+    assert "| live |" in row and "| 0 |" in row  # no failed samples
+
+
+@pytest.mark.gpu
+def test_on_cuda_timings_are_synchronised_and_peak_memory_is_recorded(standin, video):
+    backend = LocalBackend(model=str(standin), device="cuda", max_new_tokens=4)
+    answer = ask(backend, video)
+    assert answer.meta["peak_gpu_memory_bytes"] > 0
+    assert answer.timings["prefill"] + answer.timings["decode"] <= answer.timings["total"]
+
+
+def test_shards_of_a_tiny_model_run_merge_into_the_unsharded_run(
+    standin, tmp_path, synthetic_cache
+):
+    args = ["run", "--backend", "local", "-B", f"model={standin}", "-B", "device=cpu"]
+    args += ["-B", "max_new_tokens=3", "-S", f"cache_dir={synthetic_cache}", "--limit", "6"]
+    args += ["--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "whole"), "--run-id", "whole"]) == 0
+    for index in range(2):
+        shard = ["--shard", f"{index}/2", "--run-id", "part"]
+        assert main([*args, *shard, "--out", str(tmp_path / "shards")]) == 0
+    parts = sorted(str(p) for p in (tmp_path / "shards").iterdir())
+    assert main(["merge", *parts, "--out", str(tmp_path), "--run-id", "merged"]) == 0
+
+    def outcome(run_dir: Path) -> dict:
+        records = read_records(run_dir / "records.jsonl").records
+        return {r.sample_id: (r.response, r.score) for r in records}
+
+    whole = outcome(tmp_path / "whole" / "whole")
+    assert len(whole) == 6
+    assert outcome(tmp_path / "merged") == whole
