@@ -172,7 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--out", type=Path, default=Path("runs/bench"), help="where runs and bench.md go"
     )
-
+    bench.add_argument(
+        "--local-demo-model",
+        type=Path,
+        metavar="DIR",
+        help="model `local` runs on the CPU when CUDA or MiniCPM-V 2.6's weights are missing",
+    )
     bench.set_defaults(handler=cmd_bench)
     return parser
 
@@ -311,7 +316,9 @@ def _describe_option(spec: OptionSpec) -> str:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     names = args.backends or list(DEFAULT_BACKENDS)
-    markdown = run_bench(names, args.benchmark, args.out, args.concurrency, args.limit)
+    markdown = run_bench(
+        names, args.benchmark, args.out, args.concurrency, args.limit, args.local_demo_model
+    )
     print(markdown, end="")
     print(f"report: {args.out / 'bench.md'}", file=sys.stderr)
     return 0

@@ -164,7 +164,7 @@ def test_bench_replays_the_committed_set_without_a_key_and_says_so(
         in markdown
     )
     assert f"(recorded against: {EMULATOR_SOURCE})" in markdown
-    assert "`local`: not registered" in markdown
+    assert "`local`: CUDA is not available" in markdown  # and no demo model was given
     (row,) = [line for line in markdown.splitlines() if line.startswith("| fal |")]
     assert "| replay |" in row and "| 0 |" in row  # no failed samples
 
