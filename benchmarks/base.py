@@ -7,6 +7,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 from harness.metrics import explain_choice, option_letters
 from harness.registry import Registry
+from harness.text_metrics import open_ended_metrics
 from harness.types import Sample, Score
 
 
@@ -54,4 +55,17 @@ def score_multiple_choice(sample: Sample, text: str) -> Score:
         correct=extraction.letter == sample.answer,
         prediction=extraction.letter,
         rule=extraction.rule,
+    )
+
+
+def score_open_ended(sample: Sample, text: str) -> Score:
+    """Exact match, token F1, WER and CER against `sample.answer` and any other
+    accepted answers in `sample.meta["references"]`; correct means exact match."""
+    references = [sample.answer, *sample.meta.get("references", ())]
+    metrics = open_ended_metrics(text, references)
+    return Score(
+        correct=metrics["exact_match"] == 1.0,
+        prediction=text.strip(),
+        rule="exact_match",
+        metrics=metrics,
     )

@@ -104,7 +104,8 @@ class Score:
 
     `prediction` is what was read from the text (the extracted letter for
     multiple choice) and `rule` how it was read; when nothing could be read,
-    `correct` is False and `reason` says why.
+    `correct` is False and `reason` says why. Open-ended answers carry
+    `metrics` (exact match, token F1, WER, CER); `correct` is their exact match.
     """
 
     correct: bool
@@ -112,6 +113,10 @@ class Score:
     rule: str | None = None
     reason: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    judge: dict[str, Any] | None = None
+    """An LLM judge's verdict when one graded the answer: `model`, `raw` (its whole
+    output), and `correct` and `score`, or `error` when the judge failed, in which
+    case the judge has no verdict and the sample is not scored by it at all."""
 
 
 @dataclass(frozen=True)
