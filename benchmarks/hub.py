@@ -1,0 +1,124 @@
+"""Benchmark data from the Hugging Face Hub, fetching only what selected samples need.
+
+Annotations load with `datasets`; a video stored as a file in a dataset repo is
+downloaded with `hf_hub_download` into the standard HF cache; a video inside
+one of a repo's multi-GB zips is read with HTTP range requests through fsspec's
+zip filesystem over `hf://` (only the zip's central directory and that
+member's bytes) and kept under the harness cache. Pin `revision` to a commit
+for runs that must be comparable over time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import fsspec
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError
+
+from harness.cache import cache_root
+
+
+class HubError(Exception):
+    """A repo, file or zip member that cannot be fetched, named with why."""
+
+
+@dataclass(frozen=True)
+class HubDataset:
+    """One dataset repo on the Hub at one revision."""
+
+    repo_id: str
+    revision: str | None = None
+    block_size: int = 8 * 2**20
+    """Bytes per range request inside zips: a member's reads come in blocks this big."""
+    _locks: dict[str, threading.Lock] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    @property
+    def url(self) -> str:
+        """The repo as an fsspec `hf://` URL."""
+        at = f"@{self.revision}" if self.revision else ""
+        return f"hf://datasets/{self.repo_id}{at}"
+
+    def annotations(self, config: str | None = None, split: str = "test", **kwargs: Any):
+        """One split of the repo's annotations, as a `datasets.Dataset`."""
+        try:
+            return datasets.load_dataset(
+                self.repo_id, config, split=split, revision=self.revision, **kwargs
+            )
+        except (OSError, ValueError, HfHubHTTPError) as exc:
+            where = f"{self.repo_id} ({config or 'default'}/{split})"
+            raise HubError(f"cannot load {where}: {exc}") from None
+
+    def file(self, filename: str) -> Path:
+        """A file of the repo, downloaded once into the HF cache."""
+        try:
+            path = hf_hub_download(
+                self.repo_id, filename, repo_type="dataset", revision=self.revision
+            )
+        except (OSError, HfHubHTTPError) as exc:
+            raise HubError(f"cannot fetch {filename} from {self.repo_id}: {exc}") from None
+        return Path(path)
+
+    def zip_members(self, zip_name: str) -> list[str]:
+        """The names in one of the repo's zips, read from its central directory only."""
+        index = self._cache_dir() / f"{zip_name}.members.json"
+        if index.is_file():
+            return json.loads(index.read_text())
+        try:
+            filesystem = fsspec.filesystem(
+                "zip", fo=f"{self.url}/{zip_name}", target_options=self._range_options()
+            )
+            members = sorted(filesystem.find("/"))
+        except (OSError, ValueError) as exc:
+            raise HubError(f"cannot list {zip_name} in {self.repo_id}: {exc}") from None
+        _write_atomic(index, json.dumps(members).encode())
+        return members
+
+    def zip_member(self, zip_name: str, member: str) -> Path:
+        """One member of one of the repo's zips, read by range requests and kept on disk."""
+        target = self._cache_dir() / zip_name / member
+        if target.is_file():
+            return target
+        with self._lock_for(str(target)):
+            if target.is_file():
+                return target
+            url = f"zip://{member}::{self.url}/{zip_name}"
+            try:
+                with fsspec.open(url, "rb", hf=self._range_options()) as source:
+                    data = source.read()
+            except (OSError, KeyError, ValueError) as exc:
+                raise HubError(
+                    f"cannot read {member} from {zip_name} in {self.repo_id}: {exc}"
+                ) from None
+            _write_atomic(target, data)
+        return target
+
+    def _range_options(self) -> dict[str, Any]:
+        return {"block_size": self.block_size}
+
+    def _cache_dir(self) -> Path:
+        return cache_root() / "hub" / self.repo_id / (self.revision or "main")
+
+    def _lock_for(self, key: str) -> threading.Lock:
+        return self._locks.setdefault(key, threading.Lock())
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
