@@ -69,3 +69,14 @@ def score_open_ended(sample: Sample, text: str) -> Score:
         rule="exact_match",
         metrics=metrics,
     )
+
+
+def local_video(benchmark: Benchmark, sample: Sample) -> str:
+    """The sample's video as a local path or URL a backend can read.
+
+    A benchmark whose videos live on the Hub implements `fetch_video(sample)`
+    to download only this sample's video; it is called (in a worker thread)
+    for selected samples only, just before they run.
+    """
+    fetch = getattr(benchmark, "fetch_video", None)
+    return fetch(sample) if fetch is not None else sample.video
