@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import ClassVar, Protocol, runtime_checkable
 
+from harness.judge import Judge
 from harness.metrics import explain_choice, option_letters
 from harness.registry import Registry
 from harness.text_metrics import open_ended_metrics
@@ -58,17 +60,27 @@ def score_multiple_choice(sample: Sample, text: str) -> Score:
     )
 
 
-def score_open_ended(sample: Sample, text: str) -> Score:
+def score_open_ended(sample: Sample, text: str, judge: Judge | None = None) -> Score:
     """Exact match, token F1, WER and CER against `sample.answer` and any other
-    accepted answers in `sample.meta["references"]`; correct means exact match."""
+    accepted answers in `sample.meta["references"]`; correct means exact match.
+
+    With a `judge`, its verdict goes into `Score.judge` and decides `correct`; when
+    the judge fails, `correct` stays exact match and `reason` says `judge_failed: ...`.
+    """
     references = [sample.answer, *sample.meta.get("references", ())]
     metrics = open_ended_metrics(text, references)
-    return Score(
+    score = Score(
         correct=metrics["exact_match"] == 1.0,
         prediction=text.strip(),
         rule="exact_match",
         metrics=metrics,
     )
+    if judge is None:
+        return score
+    verdict = judge.grade(sample.question, references, text)
+    if "error" in verdict:
+        return replace(score, judge=verdict, reason=f"judge_failed: {verdict['error']}")
+    return replace(score, correct=verdict["correct"], rule="judge", judge=verdict)
 
 
 def local_video(benchmark: Benchmark, sample: Sample) -> str:

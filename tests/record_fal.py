@@ -4,7 +4,8 @@ Against the real service when FAL_KEY is set, otherwise against the protocol
 emulator in `fal_emulator.py`; every cassette's metadata says which. Records:
 - the replay set of the synthetic suite that `nox -s bench` replays when
   FAL_KEY is absent (`tests/cassettes/runs/fal-synthetic/`);
-- the per-test cassettes of `test_fal_cassettes.py` (pytest-recording).
+- the per-test cassettes of `test_fal_cassettes.py` (pytest-recording);
+- the per-test cassettes of `test_judge.py`, always against its OpenAI-compatible emulator.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def main() -> int:
             "-m",
             "pytest",
             str(TESTS / "test_fal_cassettes.py"),
+            str(TESTS / "test_judge.py"),
             "--record-mode=rewrite",
             "-q",
         ]
