@@ -67,17 +67,25 @@ def score_open_ended(sample: Sample, text: str, judge: Judge | None = None) -> S
     With a `judge`, its verdict goes into `Score.judge` and decides `correct`; when
     the judge fails, `correct` stays exact match and `reason` says `judge_failed: ...`.
     """
-    references = [sample.answer, *sample.meta.get("references", ())]
-    metrics = open_ended_metrics(text, references)
+    metrics = open_ended_metrics(text, references(sample))
     score = Score(
         correct=metrics["exact_match"] == 1.0,
         prediction=text.strip(),
         rule="exact_match",
         metrics=metrics,
     )
-    if judge is None:
-        return score
-    verdict = judge.grade(sample.question, references, text)
+    return score if judge is None else apply_judge(score, sample, text, judge)
+
+
+def references(sample: Sample) -> list[str]:
+    """An open-ended sample's accepted answers: `answer`, then `meta["references"]`."""
+    return [sample.answer, *sample.meta.get("references", ())]
+
+
+def apply_judge(score: Score, sample: Sample, text: str, judge: Judge) -> Score:
+    """`score` with the judge's verdict: it decides `correct`; a judge failure is kept
+    in `Score.judge` and `reason`, and `correct` stays what the metrics said."""
+    verdict = judge.grade(sample.question, references(sample), text)
     if "error" in verdict:
         return replace(score, judge=verdict, reason=f"judge_failed: {verdict['error']}")
     return replace(score, correct=verdict["correct"], rule="judge", judge=verdict)

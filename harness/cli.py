@@ -17,6 +17,7 @@ from typing import NoReturn
 import backends
 import benchmarks
 from harness.bench import DEFAULT_BACKENDS, run_bench
+from harness.judge import DEFAULT_JUDGE_URL
 from harness.merge import MergeError, merge_runs
 from harness.recording import Recording, RecordingError, http_recording
 from harness.registry import OptionSpec, Registry, RegistryError, parse_assignments
@@ -61,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a backend over a benchmark")
     run.add_argument("--backend", help="backend name (see `list`)")
     run.add_argument(
-        "--benchmark", default="synthetic", help="benchmark name (default: %(default)s)"
+        "--benchmark",
+        default="synthetic",
+        help="benchmark name, or manifest:PATH for a local .jsonl/.csv file (default: %(default)s)",
     )
     run.add_argument(
         "-B",
@@ -79,7 +82,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="benchmark option, repeatable",
     )
-    run.add_argument("--limit", type=positive_int, help="run only the first N samples")
+    run.add_argument(
+        "--category",
+        dest="categories",
+        action="append",
+        metavar="NAME",
+        help="run only samples of this category, repeatable",
+    )
+    run.add_argument(
+        "--sample",
+        type=positive_int,
+        metavar="N",
+        help="run a stratified sample of N samples by category (after --category)",
+    )
+    run.add_argument(
+        "--seed", type=int, help="seed of --sample: another seed, another sample (default: 0)"
+    )
+    run.add_argument(
+        "--limit", type=positive_int, help="run only the first N samples (after --sample)"
+    )
     run.add_argument(
         "--concurrency",
         type=positive_int,
@@ -115,6 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="I/N",
         help="run only shard I of N (0-based) of the samples, e.g. one per GPU; "
         "auto: from RANK/WORLD_SIZE as torchrun and accelerate launch set them",
+    )
+    judge = run.add_argument_group("LLM judge for open-ended answers")
+    judge.add_argument(
+        "--judge-model", metavar="MODEL", help="pinned model id of an LLM judge (off when absent)"
+    )
+    judge.add_argument(
+        "--judge-url",
+        default=DEFAULT_JUDGE_URL,
+        metavar="URL",
+        help="OpenAI-compatible API base URL (default: %(default)s)",
+    )
+    judge.add_argument(
+        "--judge-key-env",
+        default="JUDGE_API_KEY",
+        metavar="VAR",
+        help="environment variable holding the judge's API key (default: %(default)s)",
     )
     run.add_argument(
         "--resume",
@@ -247,11 +284,15 @@ def _prepare(args: argparse.Namespace, recording: Recording) -> PreparedRun:
             flag
             for flag, value in (
                 ("--backend", args.backend),
+                ("--category", args.categories),
+                ("--sample", args.sample),
+                ("--seed", args.seed is not None),
                 ("--limit", args.limit),
                 ("--backend-opt", args.backend_opt),
                 ("--benchmark-opt", args.benchmark_opt),
                 ("--run-id", args.run_id),
                 ("--shard", args.shard),
+                ("--judge-model", args.judge_model),
             )
             if value
         ]
@@ -262,15 +303,36 @@ def _prepare(args: argparse.Namespace, recording: Recording) -> PreparedRun:
         raise UsageError("--retry-failed only makes sense with --resume RUN_DIR")
     if not args.backend:
         raise UsageError("--backend is required (see `vqa-harness list`)")
+    if args.seed is not None and args.sample is None:
+        raise UsageError("--seed only makes sense with --sample N")
+    benchmark, shorthand = benchmarks.registry.parse_reference(args.benchmark)
+    options = parse_assignments(args.benchmark_opt, "--benchmark-opt")
+    if shorthand.keys() & options.keys():
+        (key,) = shorthand
+        raise UsageError(f"--benchmark {args.benchmark} sets {key} already; drop -S {key}=...")
     spec = RunSpec(
         backend=args.backend,
-        benchmark=args.benchmark,
+        benchmark=benchmark,
         backend_options=parse_assignments(args.backend_opt, "--backend-opt"),
-        benchmark_options=parse_assignments(args.benchmark_opt, "--benchmark-opt"),
+        benchmark_options={**options, **shorthand},
+        categories=tuple(sorted(set(args.categories or ()))),
+        sample=args.sample,
+        seed=args.seed or 0,
         limit=args.limit,
         shard=args.shard,
+        judge=_judge_spec(args),
     )
     return prepare_new(spec, args.out, args.run_id, recording)
+
+
+def _judge_spec(args: argparse.Namespace) -> dict[str, str] | None:
+    if not args.judge_model:
+        return None
+    return {
+        "base_url": args.judge_url,
+        "model": args.judge_model,
+        "api_key_env": args.judge_key_env,
+    }
 
 
 async def _run_until_signal(prepared: PreparedRun, settings: RunSettings, show_progress: bool):
@@ -295,6 +357,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             print("  (none registered)")
         for name in names:
             print(f"  {_describe_entry(registry, name)}")
+            option = registry.shorthand(name)
+            if option:
+                value = option.upper()
+                print(f"      {name}:{value}  (short for {name} {flag} {option}={value})")
             for spec in registry.options(name):
                 print(f"      {flag} {_describe_option(spec)}")
     return 0
@@ -303,7 +369,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _describe_entry(registry: Registry, name: str) -> str:
     cls = registry.get(name)
     doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-    version = f" v{cls.version}" if hasattr(cls, "version") else ""
+    version = getattr(cls, "version", None)
+    version = f" v{version}" if isinstance(version, str) else ""  # not when per instance
     reason = cls.unavailable_reason() if hasattr(cls, "unavailable_reason") else None
     status = f"  [unavailable: {reason}]" if reason else ""
     return f"{name}{version} - {doc}{status}"

@@ -69,6 +69,9 @@ _DICT = re.compile(r"\{[^{}]*\}")
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
 
 
+DEFAULT_JUDGE_URL = "https://api.openai.com/v1"
+
+
 class JudgeError(Exception):
     """A judge that cannot run here: a bad setting or no API key."""
 

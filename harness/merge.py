@@ -1,13 +1,13 @@
 """Join the run directories of one sharded run into a single run directory.
 
 The shards must belong together: the same benchmark (name, version, options),
-backend and backend options, limit, HTTP mode and shard count, and every shard
-index exactly once. Records are copied line for line, never rewritten: each
-sample keeps its best record (an OK one, else its latest failure), and a sample
-with an OK record in two shards is refused, since the shards should be
-disjoint. The merged manifest says where everything came from (`merged_from`)
-and holds every shard's sessions; it is otherwise an ordinary run, so `report`
-and `--resume` work on it.
+backend and backend options, selection (categories, sample and seed, limit),
+HTTP mode and shard count, and every shard index exactly once. Records are
+copied line for line, never rewritten: each sample keeps its best record (an
+OK one, else its latest failure), and a sample with an OK record in two shards
+is refused, since the shards should be disjoint. The merged manifest says where
+everything came from (`merged_from`) and holds every shard's sessions; it is
+otherwise an ordinary run, so `report` and `--resume` work on it.
 """
 
 from __future__ import annotations
@@ -160,6 +160,9 @@ def _identity(run: ShardRun) -> dict[str, Any]:
         "benchmark options": run.spec.benchmark_options,
         "backend": run.spec.backend,
         "backend options": run.spec.backend_options,
+        "categories": list(run.spec.categories),
+        "sample": run.spec.sample,
+        "seed": run.spec.seed,
         "limit": run.spec.limit,
         "HTTP mode": run.manifest.get("mode"),
         "shard count": run.shard.count,

@@ -3,7 +3,9 @@
 A registered class is a dataclass: its init fields are its options, with their
 types, defaults and `metadata={"help": ...}`. The CLI, `vqa-harness list` and
 nox sessions name an entry and pass options as strings (`key=value`), which are
-converted to the field's type here, so no caller imports an implementation.
+converted to the field's type here, so no caller imports an implementation. An
+entry with a `shorthand` class attribute (an option's name) can also be named
+`NAME:VALUE`, which sets that option (`manifest:questions.csv`).
 Third-party packages add entries through the entry-point group given to the
 registry (e.g. `vqa_harness.backends`).
 """
@@ -87,6 +89,23 @@ class Registry(Generic[T]):
 
     def options(self, name: str) -> list[OptionSpec]:
         return option_specs(self.get(name))
+
+    def shorthand(self, name: str) -> str | None:
+        """The option that `NAME:VALUE` sets for entry `name` (its `shorthand`), if any."""
+        return getattr(self.get(name), "shorthand", None)
+
+    def parse_reference(self, text: str) -> tuple[str, dict[str, str]]:
+        """`NAME`, or `NAME:VALUE` for an entry with a shorthand: its name and that option.
+
+        A registered name is taken as it is, colon or not.
+        """
+        if ":" not in text or text in self.names():
+            return text, {}
+        name, _, value = text.partition(":")
+        option = self.shorthand(name)
+        if option is None:
+            raise RegistryError(f"{self.kind} {name!r} takes no {name}:VALUE shorthand")
+        return name, {option: value}
 
     def create(self, name: str, **options: Any) -> T:
         """Build an entry; string values are converted to each option's type."""

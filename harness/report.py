@@ -27,9 +27,62 @@ def seconds(value: float) -> str:
     return f"{value:.3f}" if value < 100 else f"{value:.1f}"
 
 
+def number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def table(header: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    lines += [
+        "| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows
+    ]
+    return lines
+
+
+def group_table(label: str, groups: dict[str, dict[str, Any]]) -> list[str]:
+    """One row per group: accuracy, then metric means and judge stats where any group has them."""
+    metrics = list(
+        dict.fromkeys(m for g in groups.values() for m in g.get("metrics", {}).get("mean", {}))
+    )
+    judged = any("judge" in g for g in groups.values())
+    header = [label, "samples", "correct", "failed", "accuracy", *metrics]
+    header += ["judged", "judge accuracy", "judge score", "judge failed"] if judged else []
+    rows = []
+    for name, g in groups.items():
+        means = g.get("metrics", {}).get("mean", {})
+        row = [name, g["n"], g["correct"], g["failed"], percent(g["value"])]
+        row += [number(means.get(m)) for m in metrics]
+        row += _judge_cells(g.get("judge")) if judged else []
+        rows.append(row)
+    return table(header, rows)
+
+
+def _judge_cells(judge: dict[str, Any] | None) -> list[Any]:
+    if judge is None:
+        return ["-"] * 4
+    return [
+        judge["judged"],
+        percent(judge["accuracy"]),
+        number(judge["mean_score"]),
+        judge["judge_failed"],
+    ]
+
+
+def _overall_lines(summary: dict[str, Any]) -> list[str]:
+    """Open-ended metric means and the judge's accuracy over the whole run, where present."""
+    lines = []
+    if "metrics" in summary:
+        metrics = summary["metrics"]
+        means = " · ".join(f"{name} {number(v)}" for name, v in metrics["mean"].items())
+        lines += ["", f"Open-ended answers ({metrics['n']}), means: {means}"]
+    if "judge" in summary:
+        judge = summary["judge"]
+        lines += [
+            "",
+            f"LLM judge: {percent(judge['accuracy'])} ({judge['correct']} correct of "
+            f"{judge['judged']} judged; mean score {number(judge['mean_score'])}); "
+            f"{judge['judge_failed']} judge failure(s), not counted",
+        ]
     return lines
 
 
@@ -53,16 +106,10 @@ def render_markdown(summary: dict[str, Any]) -> str:
             "",
             f"Incomplete: {samples['missing']} of {samples['planned']} samples have no record yet.",
         ]
-    lines += [
-        "",
-        *table(
-            ["category", "samples", "correct", "failed", "accuracy"],
-            [
-                [name, c["n"], c["correct"], c["failed"], percent(c["value"])]
-                for name, c in summary["categories"].items()
-            ],
-        ),
-    ]
+    lines += _overall_lines(summary)
+    for label, key in (("category", "categories"), ("task", "tasks"), ("duration", "durations")):
+        if key in summary:
+            lines += ["", *group_table(label, summary[key])]
     lines += ["", f"## Failures ({samples['failed']})", ""]
     if summary["failures"]:
         lines += table(
@@ -71,6 +118,10 @@ def render_markdown(summary: dict[str, Any]) -> str:
         )
     else:
         lines.append("None.")
+    invalid = summary["invalid_samples"]
+    if invalid:
+        lines += ["", f"## Invalid samples ({len(invalid)})", ""]
+        lines += table(["sample", "reason"], [[i["sample_id"], i["message"]] for i in invalid])
     if summary["unparsed_reasons"]:
         lines += ["", f"## Unreadable answers ({samples['unparsed']})", ""]
         lines += table(

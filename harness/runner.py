@@ -3,8 +3,11 @@
 Bounded concurrency: `concurrency` workers pull samples from one iterator, so
 no more than that many queries are in flight. Each query has a deadline; a
 backend failure, a missed deadline or a scoring bug becomes that sample's
-failed record and the run goes on. Cancelling `execute` (Ctrl-C) cancels the
-in-flight queries through the backend and writes nothing for them.
+failed record and the run goes on; a sample the benchmark marked invalid is
+recorded as failed (`invalid_sample`) without asking the backend. Scoring runs
+in a worker thread, since it may wait on an LLM judge. Cancelling `execute`
+(Ctrl-C) cancels the in-flight queries through the backend and writes nothing
+for them.
 """
 
 from __future__ import annotations
@@ -17,9 +20,20 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from backends.base import Backend
-from benchmarks.base import Benchmark
+from benchmarks.base import Benchmark, apply_judge, local_video
+from harness.groups import sample_groups
+from harness.judge import Judge
 from harness.store import RecordLog, RunStore
-from harness.types import Answer, BackendError, ErrorInfo, Query, Record, Sample
+from harness.types import (
+    INVALID_SAMPLE,
+    Answer,
+    BackendError,
+    ErrorInfo,
+    Query,
+    Record,
+    Sample,
+    Score,
+)
 
 
 @dataclass(frozen=True)
@@ -92,6 +106,7 @@ async def execute(
     settings: RunSettings,
     *,
     show_progress: bool = True,
+    judge: Judge | None = None,
 ) -> Progress:
     """Run every pending sample; return the run's counts. Re-raises cancellation."""
     check_unique_ids(samples)
@@ -110,9 +125,8 @@ async def execute(
 
     async def worker() -> None:
         for position, sample in queue:
-            record = await _answer_one(
-                backend, benchmark, sample, settings, position < settings.warmup
-            )
+            warmup = position < settings.warmup
+            record = await _answer_one(backend, benchmark, sample, settings, warmup, judge)
             store.append(record)
             progress.written += 1
             progress.count(record)
@@ -141,7 +155,12 @@ def _progress_from(log: RecordLog, samples: Sequence[Sample], todo: Sequence[Sam
 
 
 async def _answer_one(
-    backend: Backend, benchmark: Benchmark, sample: Sample, settings: RunSettings, warmup: bool
+    backend: Backend,
+    benchmark: Benchmark,
+    sample: Sample,
+    settings: RunSettings,
+    warmup: bool,
+    judge: Judge | None,
 ) -> Record:
     started = time.time()
     clock = time.perf_counter()
@@ -149,15 +168,26 @@ async def _answer_one(
     answer: Answer | None = None
     error: ErrorInfo | None = None
     score = None
-    try:
-        prompt = benchmark.prompt(sample)
-        answer = await _ask(backend, Query(sample.id, sample.video, prompt), settings.deadline)
-    except Exception as exc:  # one sample's failure never stops the run
-        error = ErrorInfo.from_exception(exc)
+    fetched: dict[str, float] = {}
+    if sample.invalid:
+        error = ErrorInfo(INVALID_SAMPLE, sample.invalid)
+    else:
+        try:  # in a thread: fetching a Hub video (or its subtitles) is blocking I/O
+            video, prompt = await asyncio.to_thread(_prepare, benchmark, sample)
+            if video != sample.video:
+                fetched["fetch"] = time.perf_counter() - clock
+        except Exception as exc:
+            error = ErrorInfo.from_exception(exc)
+        clock = time.perf_counter()  # the backend's latency starts here
+        if error is None:
+            try:
+                answer = await _ask(backend, Query(sample.id, video, prompt), settings.deadline)
+            except Exception as exc:  # one sample's failure never stops the run
+                error = ErrorInfo.from_exception(exc)
     elapsed = time.perf_counter() - clock
     if answer is not None:
-        try:
-            score = benchmark.score(sample, answer.text)
+        try:  # in a thread: scoring may ask an LLM judge over HTTP
+            score = await asyncio.to_thread(_score, benchmark, sample, answer.text, judge)
         except Exception as exc:
             error = ErrorInfo("scoring_error", f"{type(exc).__name__}: {exc}")
     return Record(
@@ -170,13 +200,31 @@ async def _answer_one(
         response=answer.text if answer is not None else None,
         score=score if error is None else None,
         error=error,
-        timings={**(answer.timings if answer else {}), "total": elapsed},
+        timings={**(answer.timings if answer else {}), **fetched, "total": elapsed},
         usage=dict(answer.usage) if answer else {},
         meta=dict(answer.meta) if answer else {},
+        groups=sample_groups(sample),
         warmup=warmup,
         started_at=started,
         finished_at=time.time(),
     )
+
+
+def _score(benchmark: Benchmark, sample: Sample, text: str, judge: Judge | None) -> Score:
+    """The benchmark's score; with a judge, open-ended answers also get its verdict."""
+    score = benchmark.score(sample, text)
+    if judge is not None and not sample.options and score.judge is None:
+        score = apply_judge(score, sample, text, judge)
+    return score
+
+
+def _prepare(benchmark: Benchmark, sample: Sample) -> tuple[str, str]:
+    """The sample's video made local (Hub benchmarks download it now) and its prompt."""
+    try:
+        video = local_video(benchmark, sample)
+    except Exception as exc:
+        raise BackendError("video_unavailable", f"{type(exc).__name__}: {exc}") from exc
+    return video, benchmark.prompt(sample)
 
 
 async def _ask(backend: Backend, query: Query, deadline_s: float | None) -> Answer:

@@ -3,13 +3,13 @@
 The manifest is written before the first sample and completed at the end of
 each session (a start or a resume), so a crashed or interrupted run still says
 what it was. A resume rebuilds the backend and benchmark from the manifest, so
-it cannot silently continue with other settings, and a shard stays that shard.
+it cannot silently continue with other settings, and a selection (`--category`,
+`--sample`, `--limit`) and a shard stay what they were.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import sys
 import time
 import uuid
@@ -21,10 +21,12 @@ import backends
 import benchmarks
 from backends.base import Backend
 from benchmarks.base import Benchmark
+from harness.judge import Judge, JudgeError
 from harness.manifest import environment, options_of
 from harness.recording import Recording
 from harness.registry import RegistryError
 from harness.runner import Progress, RunSettings, execute
+from harness.selection import select
 from harness.shards import Shard
 from harness.store import RunStore
 from harness.types import Sample
@@ -38,14 +40,25 @@ class RunSpec:
     benchmark: str
     backend_options: dict[str, Any] = field(default_factory=dict)
     benchmark_options: dict[str, Any] = field(default_factory=dict)
+    categories: tuple[str, ...] = ()
+    sample: int | None = None
+    seed: int = 0
     limit: int | None = None
     shard: Shard | None = None
+    judge: dict[str, Any] | None = None
+    """An LLM judge for open-ended answers: `Judge` fields (`base_url`, `model`, ...)."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
-        """The spec as a manifest stores it (`asdict`); older manifests have no shard."""
+        """The spec as a manifest stores it (`asdict`); older manifests lack later fields."""
         shard = data.get("shard")
-        return cls(**{**data, "shard": Shard(**shard) if shard else None})
+        return cls(
+            **{
+                **data,
+                "categories": tuple(data.get("categories", ())),
+                "shard": Shard(**shard) if shard else None,
+            }
+        )
 
 
 @dataclass
@@ -54,6 +67,7 @@ class PreparedRun:
     backend: Backend
     benchmark: Benchmark
     samples: list[Sample]
+    judge: Judge | None = None
 
 
 def new_run_id(spec: RunSpec, name: str | None = None) -> str:
@@ -70,6 +84,7 @@ def prepare_new(
     """Build backend and benchmark, select samples, and create the run directory."""
     recording = recording or Recording("live")
     benchmark, backend = _build(spec)
+    judge = _judge(spec, recording)
     samples = _select(benchmark, spec)
     manifest = {
         "run_id": new_run_id(spec, run_id),
@@ -84,13 +99,14 @@ def prepare_new(
         },
         "backend": {"name": spec.backend, "describe": backend.describe()},
         "benchmark": {"name": benchmark.name, "version": benchmark.version},
+        "judge": judge.describe() if judge else None,
         "samples_planned": len(samples),
         "environment": environment(),
         "command": sys.argv,
         "sessions": [],
     }
     store = RunStore.create(out / manifest["run_id"], manifest)
-    return PreparedRun(store, backend, benchmark, samples)
+    return PreparedRun(store, backend, benchmark, samples, judge)
 
 
 def prepare_resume(run_dir: Path) -> PreparedRun:
@@ -108,7 +124,8 @@ def prepare_resume(run_dir: Path) -> PreparedRun:
             f"but {run_dir} was run with version {manifest['benchmark']['version']}; "
             "start a new run"
         )
-    return PreparedRun(store, backend, benchmark, _select(benchmark, spec))
+    judge = _judge(spec, Recording("live"))
+    return PreparedRun(store, backend, benchmark, _select(benchmark, spec), judge)
 
 
 async def run_prepared(
@@ -131,6 +148,7 @@ async def run_prepared(
             store,
             settings,
             show_progress=show_progress,
+            judge=prepared.judge,
         )
         status = "completed" if progress.ok + progress.failed == progress.total else "partial"
         return progress
@@ -145,6 +163,18 @@ async def run_prepared(
         await prepared.backend.aclose()
 
 
+def _judge(spec: RunSpec, recording: Recording) -> Judge | None:
+    """The run's judge; live and recorded runs check its key before any sample."""
+    if spec.judge is None:
+        return None
+    try:
+        if recording.mode == "replay":
+            return Judge(**spec.judge)
+        return Judge.from_env(**spec.judge)
+    except JudgeError as exc:
+        raise RegistryError(f"judge: {exc}") from None
+
+
 def _build(spec: RunSpec) -> tuple[Benchmark, Backend]:
     backend_cls = backends.registry.get(spec.backend)
     reason = backend_cls.unavailable_reason()
@@ -155,7 +185,13 @@ def _build(spec: RunSpec) -> tuple[Benchmark, Backend]:
 
 
 def _select(benchmark: Benchmark, spec: RunSpec) -> list[Sample]:
-    samples = list(itertools.islice(benchmark.samples(), spec.limit))
+    samples = select(
+        benchmark.samples(),
+        categories=spec.categories,
+        sample=spec.sample,
+        seed=spec.seed,
+        limit=spec.limit,
+    )
     return spec.shard.select(samples) if spec.shard else samples
 
 

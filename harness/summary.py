@@ -3,19 +3,28 @@
 Accuracy is over every sample with an outcome: a failed sample counts in the
 denominator and never as an answer, and an answer that could not be read is
 wrong (its reason is counted). Latency statistics leave out warm-up samples.
+
+Accuracy is broken down by category, and by task and duration bucket when the
+records carry them (`Record.groups`). Open-ended answers add the mean of each
+of their metrics, and answers graded by an LLM judge add the judge's accuracy
+over the samples it judged: a judge failure is counted apart, never as wrong.
+These appear overall and per group, only where some record has them.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
+from harness.groups import DURATION_ORDER
 from harness.store import RecordLog
-from harness.types import Record
+from harness.types import INVALID_SAMPLE, Record
 
+# Summary keys left out when empty: breakdowns by keys no record has.
+_OPTIONAL = ("tasks", "durations")
 # The latency vocabulary of DESIGN.md, in report order; other keys follow sorted.
 TIMING_ORDER = (
     "total",
@@ -37,7 +46,7 @@ def summarize(log: RecordLog, manifest: dict[str, Any]) -> dict[str, Any]:
     failed = [r for r in outcomes if not r.ok]
     correct = sum(r.correct for r in outcomes)
     timed = [r for r in ok if not r.warmup]
-    return {
+    summary = {
         "run_id": manifest.get("run_id"),
         "status": manifest.get("status"),
         "mode": manifest.get("mode"),
@@ -53,8 +62,16 @@ def summarize(log: RecordLog, manifest: dict[str, Any]) -> dict[str, Any]:
             "unparsed": sum(1 for r in ok if r.score is not None and r.score.prediction is None),
         },
         "accuracy": _accuracy(correct, len(outcomes)),
-        "categories": _categories(outcomes),
+        **_extras(outcomes),
+        "categories": breakdown(outcomes, lambda r: r.category or "(none)"),
+        "tasks": breakdown(outcomes, lambda r: r.groups.get("task")),
+        "durations": breakdown(outcomes, lambda r: r.groups.get("duration"), DURATION_ORDER),
         "failures": _failures(failed),
+        "invalid_samples": [
+            {"sample_id": r.sample_id, "message": r.error.message}
+            for r in failed
+            if r.error and r.error.kind == INVALID_SAMPLE
+        ],
         "unparsed_reasons": dict(
             Counter(r.score.reason for r in ok if r.score and r.score.prediction is None)
         ),
@@ -64,6 +81,7 @@ def summarize(log: RecordLog, manifest: dict[str, Any]) -> dict[str, Any]:
         "throughput": _throughput(manifest.get("sessions", [])),
         "skipped_lines": log.skipped,
     }
+    return {key: value for key, value in summary.items() if key not in _OPTIONAL or value}
 
 
 def latency_stats(records: Sequence[Record]) -> dict[str, dict[str, float]]:
@@ -92,17 +110,65 @@ def _accuracy(correct: int, n: int) -> dict[str, Any]:
     return {"value": correct / n if n else None, "correct": correct, "n": n}
 
 
-def _categories(outcomes: Iterable[Record]) -> dict[str, dict[str, Any]]:
+def breakdown(
+    outcomes: Iterable[Record],
+    key: Callable[[Record], str | None],
+    order: Sequence[str] = (),
+) -> dict[str, dict[str, Any]]:
+    """`group_stats` per value of `key` (records without one left out), in `order`, then sorted."""
     groups: dict[str, list[Record]] = defaultdict(list)
     for record in outcomes:
-        groups[record.category or "(none)"].append(record)
+        name = key(record)
+        if name is not None:
+            groups[name].append(record)
+    ranked = sorted(groups, key=lambda n: (order.index(n) if n in order else len(order), n))
+    return {name: group_stats(groups[name]) for name in ranked}
+
+
+def group_stats(records: Sequence[Record]) -> dict[str, Any]:
+    """Accuracy with counts and failures; metric means and judge stats where present."""
     return {
-        name: {
-            **_accuracy(sum(r.correct for r in records), len(records)),
-            "failed": sum(not r.ok for r in records),
-        }
-        for name, records in sorted(groups.items())
+        **_accuracy(sum(r.correct for r in records), len(records)),
+        "failed": sum(not r.ok for r in records),
+        **_extras(records),
     }
+
+
+def metric_means(records: Iterable[Record]) -> dict[str, Any] | None:
+    """Mean of each open-ended metric over the answered samples that have it."""
+    values: dict[str, list[float]] = defaultdict(list)
+    scored = 0
+    for record in records:
+        if record.ok and record.score is not None and record.score.metrics:
+            scored += 1
+            for name, value in record.score.metrics.items():
+                values[name].append(value)
+    if not scored:
+        return None
+    return {"n": scored, "mean": {name: float(np.mean(v)) for name, v in values.items()}}
+
+
+def judge_stats(records: Iterable[Record]) -> dict[str, Any] | None:
+    """The LLM judge's accuracy and mean score over the samples it judged; failures apart."""
+    verdicts = [r.score.judge for r in records if r.ok and r.score and r.score.judge is not None]
+    if not verdicts:
+        return None
+    judged = [v for v in verdicts if "error" not in v]
+    correct = sum(bool(v.get("correct")) for v in judged)
+    scores = [v["score"] for v in judged if isinstance(v.get("score"), int | float)]
+    return {
+        "judged": len(judged),
+        "correct": correct,
+        "accuracy": correct / len(judged) if judged else None,
+        "mean_score": float(np.mean(scores)) if scores else None,
+        "judge_failed": len(verdicts) - len(judged),
+    }
+
+
+def _extras(records: Sequence[Record]) -> dict[str, Any]:
+    """`metrics` and `judge`, each only when some record has it."""
+    extras = {"metrics": metric_means(records), "judge": judge_stats(records)}
+    return {key: value for key, value in extras.items() if value is not None}
 
 
 def _failures(failed: Iterable[Record]) -> dict[str, dict[str, Any]]:

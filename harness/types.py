@@ -10,10 +10,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-RECORD_SCHEMA = 1
-"""Version of the `records.jsonl` line format written by this package."""
+RECORD_SCHEMA = 2
+"""Version of the `records.jsonl` line format written by this package.
+
+2 added `groups`; schema-1 records are still read, with no groups."""
+READABLE_SCHEMAS = (1, 2)
 
 Status = Literal["ok", "failed"]
+
+INVALID_SAMPLE = "invalid_sample"
+"""The error kind of a sample its benchmark could not read (`Sample.invalid`)."""
 
 
 @dataclass(frozen=True)
@@ -22,7 +28,9 @@ class Sample:
 
     `options` holds the choices' texts for multiple-choice questions (lettered
     A, B, C... by position) and is empty for open-ended ones; `answer` is then
-    the correct letter, otherwise the reference text.
+    the correct letter, otherwise the reference text. A benchmark that cannot
+    read a sample still yields it, with `meta["invalid"]` saying why; the runner
+    records it as failed (`INVALID_SAMPLE`) without asking the backend.
     """
 
     id: str
@@ -32,6 +40,11 @@ class Sample:
     options: tuple[str, ...] = ()
     category: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def invalid(self) -> str | None:
+        """Why the benchmark could not read this sample, or None when it could."""
+        return self.meta.get("invalid")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -121,7 +134,11 @@ class Score:
 
 @dataclass(frozen=True)
 class Record:
-    """One line of `records.jsonl`: a sample's outcome, written once."""
+    """One line of `records.jsonl`: a sample's outcome, written once.
+
+    `groups` holds the sample's keys for breakdowns (`category`, and `task` and
+    `duration` where known; see `harness.groups`).
+    """
 
     sample_id: str
     status: Status
@@ -135,6 +152,7 @@ class Record:
     timings: dict[str, float] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    groups: dict[str, str] = field(default_factory=dict)
     warmup: bool = False
     started_at: float = 0.0
     finished_at: float = 0.0
@@ -154,10 +172,9 @@ class Record:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
         schema = data.get("schema")
-        if schema != RECORD_SCHEMA:
-            raise ValueError(
-                f"record schema {schema!r} is not supported (expected {RECORD_SCHEMA})"
-            )
+        if schema not in READABLE_SCHEMAS:
+            expected = " or ".join(map(str, READABLE_SCHEMAS))
+            raise ValueError(f"record schema {schema!r} is not supported (expected {expected})")
         score = data.get("score")
         error = data.get("error")
         return cls(

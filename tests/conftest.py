@@ -1,6 +1,14 @@
 import os
 import tempfile
 
+# Nothing is downloaded at test time, and the HF caches (hub files, datasets, remote
+# code copied by transformers for the MiniCPM-V stand-in) and the harness's own cache
+# land in scratch directories, not ~/.cache. Set before anything imports
+# huggingface_hub or datasets, which read these variables once, at import.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="vqa-harness-hf-")
+os.environ["VQA_HARNESS_CACHE"] = tempfile.mkdtemp(prefix="vqa-harness-cache-")
+
 import pytest
 from fakes import register_fakes
 from vcr.persisters.filesystem import FilesystemPersister
@@ -8,11 +16,6 @@ from vcr.persisters.filesystem import FilesystemPersister
 from harness.recording import recording_config, register_matchers
 
 register_fakes()
-
-# Nothing is downloaded at test time, and remote code copied by transformers
-# (the MiniCPM-V stand-in's) lands in a scratch directory, not ~/.cache.
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="vqa-harness-hf-")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

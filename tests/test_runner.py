@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from fakes import ScriptedBackend, TinyBenchmark
 from harness.runner import RunSettings, execute
 from harness.runs import PreparedRun, RunSpec, prepare_new, prepare_resume, run_prepared
 from harness.store import RunStore, read_records
-from harness.types import Record, Sample
+from harness.types import RECORD_SCHEMA, Record, Sample
 
 
 def new_run(tmp_path: Path, count: int = 8, **backend_options: str) -> PreparedRun:
@@ -49,8 +51,23 @@ def test_records_are_json_lines_with_schema(tmp_path):
     run(prepared)
     lines = prepared.store.records_path.read_text().splitlines()
     assert len(lines) == 3
-    assert all(json.loads(line)["schema"] == 1 for line in lines)
+    assert all(json.loads(line)["schema"] == 2 == RECORD_SCHEMA for line in lines)
     assert Record.from_dict(json.loads(lines[0])).to_dict() == json.loads(lines[0])
+    assert json.loads(lines[0])["groups"] == {"category": "cat0"}
+
+
+def test_schema_1_records_are_still_read(tmp_path):
+    line = json.loads(
+        '{"sample_id": "s1", "status": "ok", "category": "color", "video": "v.mp4",'
+        ' "prompt": "p", "target": "A", "response": "A",'
+        ' "score": {"correct": true, "prediction": "A", "rule": "bare", "reason": null},'
+        ' "error": null, "timings": {"total": 1.0}, "usage": {}, "meta": {}, "warmup": false,'
+        ' "started_at": 1.0, "finished_at": 2.0, "schema": 1}'
+    )
+    record = Record.from_dict(line)
+    assert (record.schema, record.groups, record.correct) == (1, {}, True)
+    with pytest.raises(ValueError, match="record schema 3 is not supported"):
+        Record.from_dict({**line, "schema": 3})
 
 
 def test_manifest_describes_the_run(tmp_path):
@@ -174,6 +191,64 @@ def test_prompt_and_scoring_bugs_fail_only_their_sample(tmp_path):
     assert by_id["tiny/002"].ok
 
 
+def test_scoring_runs_in_a_worker_thread_and_groups_come_from_the_sample(tmp_path):
+    scored_on = []
+
+    class Grouped(TinyBenchmark):
+        def samples(self):
+            for sample in super().samples():
+                meta = {"task": "count", "duration_s": 1200} if sample.id == "tiny/000" else {}
+                yield replace(sample, meta=meta)
+
+        def score(self, sample, text):
+            scored_on.append(threading.current_thread())
+            return super().score(sample, text)
+
+    store = RunStore(tmp_path)
+    bench = Grouped(count=2)
+    asyncio.run(
+        execute(
+            ScriptedBackend(),
+            bench,
+            list(bench.samples()),
+            store,
+            RunSettings(),
+            show_progress=False,
+        )
+    )
+    assert len(scored_on) == 2 and threading.main_thread() not in scored_on
+    by_id = {r.sample_id: r for r in read_records(store.records_path).records}
+    assert by_id["tiny/000"].groups == {"category": "cat0", "task": "count", "duration": "long"}
+    assert by_id["tiny/001"].groups == {"category": "cat1"}
+
+
+def test_an_invalid_sample_fails_without_asking_the_backend(tmp_path):
+    asked = []
+
+    class Asked(ScriptedBackend):
+        async def answer(self, query):
+            asked.append(query.sample_id)
+            return await super().answer(query)
+
+    class WithABadRow(TinyBenchmark):
+        def samples(self):
+            yield from super().samples()
+            yield Sample("row 9", "", "", "", category="cat1", meta={"invalid": "row 9: bad"})
+
+    backend, bench, store = Asked(), WithABadRow(count=2), RunStore(tmp_path)
+    asyncio.run(
+        execute(backend, bench, list(bench.samples()), store, RunSettings(), show_progress=False)
+    )
+    assert sorted(asked) == ["tiny/000", "tiny/001"]
+    record = read_records(store.records_path).latest_by_sample()["row 9"]
+    assert (record.status, record.error.kind, record.error.message) == (
+        "failed",
+        "invalid_sample",
+        "row 9: bad",
+    )
+    assert (record.prompt, record.response, record.groups) == ("", None, {"category": "cat1"})
+
+
 def test_duplicate_sample_ids_are_refused(tmp_path):
     class Doubled(TinyBenchmark):
         def samples(self):
@@ -216,3 +291,37 @@ def test_settings_are_validated():
         RunSettings(concurrency=0)
     with pytest.raises(ValueError, match="deadline"):
         RunSettings(deadline=0)
+
+
+def test_videos_are_fetched_for_selected_samples_and_a_failed_fetch_fails_one(tmp_path):
+    fetched: list[str] = []
+
+    class Remote(TinyBenchmark):
+        """Videos on a 'Hub': fetched on demand, except one that is gone."""
+
+        def fetch_video(self, sample: Sample) -> str:
+            if sample.id == "tiny/001":
+                raise FileNotFoundError("videos_02.zip has no data/1.mp4")
+            fetched.append(sample.id)
+            return str(tmp_path / f"{sample.id.replace('/', '-')}.mp4")
+
+    seen: list[str] = []
+
+    class Seeing(ScriptedBackend):
+        async def answer(self, query):
+            seen.append(query.video)
+            return await super().answer(query)
+
+    store = RunStore(tmp_path / "remote")
+    store.path.mkdir()
+    samples = list(Remote(count=3).samples())
+    asyncio.run(
+        execute(Seeing(), Remote(count=3), samples, store, RunSettings(), show_progress=False)
+    )
+    by_id = {r.sample_id: r for r in read_records(store.records_path).records}
+    assert sorted(fetched) == ["tiny/000", "tiny/002"]
+    assert sorted(seen) == [str(tmp_path / "tiny-000.mp4"), str(tmp_path / "tiny-002.mp4")]
+    assert by_id["tiny/001"].error.kind == "video_unavailable"
+    assert "videos_02.zip has no data/1.mp4" in by_id["tiny/001"].error.message
+    assert by_id["tiny/000"].ok and by_id["tiny/000"].video == "/videos/0.mp4"  # the locator
+    assert "fetch" in by_id["tiny/000"].timings

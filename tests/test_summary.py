@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from harness.report import render_markdown
@@ -120,3 +122,146 @@ def test_markdown_has_accuracy_failures_and_latency_tables():
     assert "| total | 4 | 3.500 | 3.500 | 4.700 | 4.970 | 5.000 |" in markdown
     assert "1 warm-up sample(s) excluded." in markdown
     assert "Throughput: 0.40 samples/s over 20.0 s." in markdown
+
+
+def graded(sample_id, category, correct, metrics, judge, **groups):
+    """An answered open-ended sample with its metrics and judge verdict."""
+    return Record(
+        sample_id=sample_id,
+        status="ok",
+        category=category,
+        video="v.mp4",
+        prompt="p",
+        target="three",
+        response="3",
+        score=Score(
+            correct=correct, prediction="3", rule="exact_match", metrics=metrics, judge=judge
+        ),
+        timings={"total": 1.0},
+        groups={"category": category, **groups},
+    )
+
+
+def metrics(em, f1, wer, cer):
+    return {"exact_match": em, "token_f1": f1, "wer": wer, "cer": cer}
+
+
+GROUPED = RecordLog(
+    records=[
+        graded(
+            "o1",
+            "count",
+            True,
+            metrics(1, 1, 0, 0),
+            {"model": "j", "correct": True, "score": 1.0},
+            task="counting",
+            duration="short",
+        ),
+        graded(
+            "o2",
+            "count",
+            False,
+            metrics(0, 0.5, 1, 0.5),
+            {"model": "j", "correct": False, "score": 0.4},
+            task="counting",
+            duration="long",
+        ),
+        graded(
+            "o3",
+            "count",
+            False,
+            metrics(0, 0, 2, 1),
+            {"model": "j", "error": "timeout"},
+            task="action",
+            duration="long",
+        ),
+        replace(
+            answered("m1", "color", True, 1.0), groups={"task": "action", "duration": "medium"}
+        ),
+        replace(
+            failed("f1", "color", "invalid_sample", "row 3, column 'answer': missing"),
+            groups={"task": "action"},
+        ),
+    ]
+)
+
+
+def test_breakdowns_by_task_and_duration_with_metric_means_and_judge_stats():
+    summary = summarize(GROUPED, {**MANIFEST, "samples_planned": 5})
+    assert summary["accuracy"] == {"value": 2 / 5, "correct": 2, "n": 5}
+    # Open-ended o1..o3: means of (1, 0, 0), (1, .5, 0), (0, 1, 2), (0, .5, 1).
+    assert summary["metrics"] == {
+        "n": 3,
+        "mean": pytest.approx({"exact_match": 1 / 3, "token_f1": 0.5, "wer": 1.0, "cer": 0.5}),
+    }
+    # The judge failed on o3: not judged, not wrong; o1 right (1.0), o2 wrong (0.4).
+    judge = {"judged": 2, "correct": 1, "accuracy": 0.5, "mean_score": 0.7, "judge_failed": 1}
+    assert summary["judge"] == pytest.approx(judge)
+    assert summary["tasks"] == {
+        "action": {  # o3 (open-ended, wrong), m1 (right), f1 (failed)
+            "value": 1 / 3,
+            "correct": 1,
+            "n": 3,
+            "failed": 1,
+            "metrics": {"n": 1, "mean": metrics(0.0, 0.0, 2.0, 1.0)},
+            "judge": {
+                "judged": 0,
+                "correct": 0,
+                "accuracy": None,
+                "mean_score": None,
+                "judge_failed": 1,
+            },
+        },
+        "counting": {  # o1, o2
+            "value": 0.5,
+            "correct": 1,
+            "n": 2,
+            "failed": 0,
+            "metrics": {"n": 2, "mean": metrics(0.5, 0.75, 0.5, 0.25)},
+            "judge": pytest.approx(judge | {"judge_failed": 0}),
+        },
+    }
+    durations = summary["durations"]  # f1 has no duration: left out
+    assert list(durations) == ["short", "medium", "long"]
+    assert durations["medium"] == {"value": 1.0, "correct": 1, "n": 1, "failed": 0}
+    assert durations["long"]["metrics"] == {"n": 2, "mean": metrics(0.0, 0.25, 1.5, 0.75)}
+    assert durations["long"]["judge"] == {
+        "judged": 1,
+        "correct": 0,
+        "accuracy": 0.0,
+        "mean_score": 0.4,
+        "judge_failed": 1,
+    }
+    assert summary["categories"]["color"] == {"value": 0.5, "correct": 1, "n": 2, "failed": 1}
+    assert summary["invalid_samples"] == [
+        {"sample_id": "f1", "message": "row 3, column 'answer': missing"}
+    ]
+
+
+def test_breakdowns_appear_only_for_keys_present():
+    summary = summarize(LOG, MANIFEST)
+    assert not {"tasks", "durations", "metrics", "judge"} & summary.keys()
+    assert summary["invalid_samples"] == []
+    assert "## Invalid samples" not in render_markdown(summary)
+
+
+def test_markdown_has_breakdown_tables_and_invalid_samples():
+    markdown = render_markdown(summarize(GROUPED, {**MANIFEST, "samples_planned": 5}))
+    assert (
+        "Open-ended answers (3), means: exact_match 0.333 · token_f1 0.500 · wer 1.000 · cer 0.500"
+        in markdown
+    )
+    assert (
+        "LLM judge: 50.0% (1 correct of 2 judged; mean score 0.700); 1 judge failure(s)" in markdown
+    )
+    assert (
+        "| duration | samples | correct | failed | accuracy | exact_match | token_f1 | wer | cer"
+        " | judged | judge accuracy | judge score | judge failed |" in markdown
+    )
+    assert "| medium | 1 | 1 | 0 | 100.0% | n/a | n/a | n/a | n/a | - | - | - | - |" in markdown
+    assert "| long | 2 | 0 | 0 | 0.0% | 0.000 | 0.250 | 1.500 | 0.750 | 1 | 0.0% | 0.400 | 1 |" in (
+        markdown
+    )
+    assert "| task | samples |" in markdown
+    assert "## Invalid samples (1)" in markdown
+    assert "| f1 | row 3, column 'answer': missing |" in markdown
