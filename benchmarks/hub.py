@@ -20,7 +20,7 @@ from typing import Any
 
 import datasets
 import fsspec
-from huggingface_hub import hf_hub_download
+from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 
 from harness.cache import cache_root
@@ -67,6 +67,15 @@ class HubDataset:
         except (OSError, HfHubHTTPError) as exc:
             raise HubError(f"cannot fetch {filename} from {self.repo_id}: {exc}") from None
         return Path(path)
+
+    def files(self) -> list[str]:
+        """The paths of every file in the repo at this revision."""
+        try:
+            return HfApi().list_repo_files(
+                self.repo_id, repo_type="dataset", revision=self.revision
+            )
+        except (OSError, HfHubHTTPError) as exc:
+            raise HubError(f"cannot list the files of {self.repo_id}: {exc}") from None
 
     def zip_members(self, zip_name: str) -> list[str]:
         """The names in one of the repo's zips, read from its central directory only."""

@@ -1,0 +1,142 @@
+"""TempCompass (`lmms-lab/TempCompass`; Liu et al., ACL 2024 Findings): temporal perception.
+
+Short videos built in conflicting pairs and triplets (same content, different
+speed, direction, order...), asked about one temporal dimension each: `action`,
+`speed`, `direction`, `order` or `attribute_change` (the category here). The
+repo has a config per task format, each `<config>/test-*.parquet` with
+`video_id`, `question`, `answer` and `dim`; this adapter runs `multi-choice`
+(the question lists its options as "A. ..." lines, the answer is "B. <text>")
+or `yes_no` (the answer is "yes" or "no"). `caption_matching` (options labelled
+"Sentence A", "Option 1", ...) and `captioning` (graded by an LLM) are not here.
+
+Every video is `videos/<video_id>.mp4` in one 418 MB `tempcompass_videos.zip`;
+a selected sample reads its own member by range requests, never the whole zip.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+from benchmarks.base import registry, score_multiple_choice
+from benchmarks.hub import HubDataset
+from benchmarks.rows import BadField, invalid_sample, text_field
+from harness.metrics import option_letters
+from harness.types import Sample, Score
+
+REPO_ID = "lmms-lab/TempCompass"
+VIDEO_ZIP = "tempcompass_videos.zip"
+SPLIT = "test"
+YES_NO = ("yes", "no")
+
+# lmms-eval, lmms_eval/tasks/tempcompass (utils.py `tempcompass_doc_to_text_*` and
+# _default_template_yaml): the dataset's question, then the post_prompt of its format;
+# these are also the TempCompass authors' `answer_prompt`s (llyx97/TempCompass).
+INSTRUCTIONS = {
+    "multi-choice": "Please directly give the best option:",
+    "yes_no": "Please answer yes or no:",
+}
+
+_OPTION = re.compile(r"(?P<letter>[A-Z])\.\s*(?P<text>\S.*)")
+
+
+@registry.register
+@dataclass
+class TempCompass:
+    """TempCompass: multiple-choice or yes/no questions on temporal aspects of short videos."""
+
+    name: ClassVar[str] = "tempcompass"
+    version: ClassVar[str] = "1"
+
+    config: Literal["multi-choice", "yes_no"] = field(
+        default="multi-choice", metadata={"help": "task format: multi-choice or yes_no"}
+    )
+    revision: str | None = field(
+        default=None, metadata={"help": f"revision of the {REPO_ID} dataset repo (default: main)"}
+    )
+    block_size_kb: int = field(
+        default=8192, metadata={"help": f"KiB per range request when reading {VIDEO_ZIP}"}
+    )
+    _hub: HubDataset = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.block_size_kb < 1:
+            raise ValueError(f"block_size_kb must be at least 1, got {self.block_size_kb}")
+        self._hub = HubDataset(REPO_ID, self.revision, block_size=self.block_size_kb * 1024)
+
+    def samples(self) -> Iterator[Sample]:
+        for index, row in enumerate(self._hub.annotations(self.config, split=SPLIT)):
+            yield self._sample(index, row)
+
+    def fetch_video(self, sample: Sample) -> str:
+        """Read only this sample's member of the video zip (kept on disk)."""
+        zip_name, _, member = sample.video.partition(":")
+        return str(self._hub.zip_member(zip_name, member))
+
+    def prompt(self, sample: Sample) -> str:
+        lines = [sample.question]
+        if self.config == "multi-choice":
+            letters = option_letters(len(sample.options))
+            lines += [
+                f"{letter}. {text}" for letter, text in zip(letters, sample.options, strict=True)
+            ]
+        return "\n".join([*lines, INSTRUCTIONS[self.config]])
+
+    def score(self, sample: Sample, text: str) -> Score:
+        return score_multiple_choice(sample, text)
+
+    def _sample(self, index: int, row: Mapping[str, Any]) -> Sample:
+        sample_id = f"tempcompass/{self.config}/{index}"
+        try:
+            video_id = text_field(row, "video_id").strip()
+            dim = text_field(row, "dim").strip()
+            question = text_field(row, "question").strip()
+            answer = text_field(row, "answer").strip()
+            if self.config == "multi-choice":
+                question, options = _split_options(question)
+                letter = _option_letter(answer, options)
+            else:
+                options = YES_NO
+                if answer.lower() not in YES_NO:
+                    raise BadField("answer", f"{answer!r} is not yes or no")
+                letter = option_letters(2)[YES_NO.index(answer.lower())]
+        except BadField as bad:
+            return invalid_sample(sample_id, "", f"row {index}", bad)
+        return Sample(
+            id=sample_id,
+            video=f"{VIDEO_ZIP}:videos/{video_id}.mp4",
+            question=question,
+            answer=letter,
+            options=options,
+            category=dim,
+            meta={"task": dim, "format": self.config, "video_id": video_id, "answer_text": answer},
+        )
+
+
+def _split_options(question: str) -> tuple[str, tuple[str, ...]]:
+    """The question's first line, and the texts of the "A. ..." lines after it."""
+    stem, *lines = question.split("\n")
+    if not 2 <= len(lines) <= 26:
+        raise BadField("question", f"expected 2 to 26 option lines, got {question!r}")
+    texts = []
+    for letter, line in zip(option_letters(len(lines)), lines, strict=True):
+        match = _OPTION.fullmatch(line.strip())
+        if match is None or match["letter"] != letter:
+            raise BadField("question", f"line {line!r} is not option {letter}")
+        texts.append(match["text"].strip())
+    return stem.strip(), tuple(texts)
+
+
+def _option_letter(answer: str, options: tuple[str, ...]) -> str:
+    """The letter of an answer written "B. <option text>"."""
+    match = _OPTION.fullmatch(answer)
+    letters = option_letters(len(options))
+    if match is None or match["letter"] not in letters:
+        raise BadField("answer", f"{answer!r} is not one of the options {letters[0]}-{letters[-1]}")
+    letter = match["letter"]
+    option = options[letters.index(letter)]
+    if match["text"].strip() != option:
+        raise BadField("answer", f"{answer!r} does not match option {letter}, {option!r}")
+    return letter

@@ -1,0 +1,311 @@
+"""Video-MME against a fixture repo in the real layout, served by the Hub emulator.
+
+The repo mirrors `lmms-lab/Video-MME`: its dataset card (config `videomme`),
+`videomme/test-00000-of-00001.parquet` with the real columns, three
+`videos_chunked_NN.zip` holding `data/<videoID>.mp4` (30 small videos, 90
+questions) and `subtitle.zip` holding `subtitle/<videoID>.srt` for half of them.
+Three malformed rows follow the good ones.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hub_emulator import HubEmulator
+from videos import write_video
+
+from benchmarks.base import registry
+from benchmarks.hub import HubError
+from benchmarks.videomme import NO_SUBTITLES, subtitle_text
+from harness.cli import main
+from harness.store import read_records
+from harness.types import Sample
+
+REPO = "lmms-lab/Video-MME"
+ZIPS = ("videos_chunked_01.zip", "videos_chunked_02.zip", "videos_chunked_03.zip")
+VIDEOS_PER_ZIP = 10
+DOMAINS = ("Knowledge", "Film & Television", "Sports Competition")
+DURATIONS = ("short", "medium", "long")
+TASKS = ("Counting Problem", "Temporal Reasoning", "OCR Problems")
+LETTERS = "ABCD"
+
+# The dataset card's YAML header, as on the Hub.
+CARD = """---
+dataset_info:
+  config_name: videomme
+  features:
+  - name: video_id
+    dtype: string
+  - name: duration
+    dtype: string
+  - name: domain
+    dtype: string
+  - name: sub_category
+    dtype: string
+  - name: url
+    dtype: string
+  - name: videoID
+    dtype: string
+  - name: question_id
+    dtype: string
+  - name: task_type
+    dtype: string
+  - name: question
+    dtype: string
+  - name: options
+    sequence: string
+  - name: answer
+    dtype: string
+  splits:
+  - name: test
+    num_examples: 93
+configs:
+- config_name: videomme
+  data_files:
+  - split: test
+    path: videomme/test-*
+---
+"""
+
+
+def video_key(v: int) -> str:
+    """A YouTube-like videoID."""
+    return f"Yt{v:02d}-x_Q7ab"
+
+
+def srt(v: int) -> str:
+    return (
+        f'1\n00:00:00,000 --> 00:00:00,500\n<font color="white" size=".72c">Hello from video {v}.'
+        "</font>\n\n"
+        '2\n00:00:00,500 --> 00:00:01,000\n<font color="white" size=".72c">Goodbye.</font>\n\n'
+    )
+
+
+def good_rows() -> list[dict]:
+    rows = []
+    for v in range(len(ZIPS) * VIDEOS_PER_ZIP):
+        for q in range(3):
+            rows.append(
+                {
+                    "video_id": f"{v + 1:03d}",
+                    "duration": DURATIONS[v % 3],
+                    "domain": DOMAINS[v % 3],
+                    "sub_category": "Humanity & History",
+                    "url": f"https://www.youtube.com/watch?v={video_key(v)}",
+                    "videoID": video_key(v),
+                    "question_id": f"{v + 1:03d}-{q + 1}",
+                    "task_type": TASKS[q],
+                    "question": f"Question {q + 1} about video {v}?",
+                    "options": [f"{L}. Choice {L.lower()} {v}-{q}." for L in LETTERS],
+                    "answer": LETTERS[(v + q) % 4],
+                }
+            )
+    return rows
+
+
+def bad_rows() -> list[dict]:
+    template = {**good_rows()[0], "video_id": "031", "videoID": "Yt30-missing"}
+    return [
+        {**template, "question_id": "031-1", "answer": "E"},
+        {**template, "question_id": "031-2", "options": ["A. one", "B. two", "C. three"]},
+        {**template, "question_id": "031-3", "question": None},
+    ]
+
+
+@pytest.fixture(scope="module")
+def repo_folder(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("videomme-repo")
+    (folder / "README.md").write_text(CARD)
+    (folder / "videomme").mkdir()
+    pq.write_table(
+        pa.Table.from_pylist(good_rows() + bad_rows()),
+        folder / "videomme" / "test-00000-of-00001.parquet",
+    )
+    rng = np.random.default_rng(0)
+
+    def noise(_: int) -> np.ndarray:  # incompressible, so each video is ~165 KB
+        return rng.integers(0, 256, (96, 160, 3), dtype=np.uint8)
+
+    for z, zip_name in enumerate(ZIPS):
+        with zipfile.ZipFile(folder / zip_name, "w", zipfile.ZIP_STORED) as archive:
+            for v in range(z * VIDEOS_PER_ZIP, (z + 1) * VIDEOS_PER_ZIP):
+                video = write_video(folder / "clip.mp4", 8, 8, frame=noise)
+                archive.write(video, f"data/{video_key(v)}.mp4")
+    (folder / "clip.mp4").unlink()
+    with zipfile.ZipFile(folder / "subtitle.zip", "w", zipfile.ZIP_DEFLATED) as archive:
+        for v in range(0, len(ZIPS) * VIDEOS_PER_ZIP, 2):
+            archive.writestr(f"subtitle/{video_key(v)}.srt", srt(v))
+    return folder
+
+
+@pytest.fixture
+def hub(repo_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("VQA_HARNESS_CACHE", str(tmp_path / "cache"))
+    with HubEmulator({REPO: repo_folder}).installed() as emulator:
+        yield emulator
+
+
+def cached(tmp_path: Path, pattern: str) -> list[str]:
+    root = tmp_path / "cache" / "hub" / REPO / "main"
+    return sorted(p.relative_to(root).as_posix() for p in root.glob(pattern))
+
+
+def test_rows_become_samples_with_domain_task_and_duration(hub):
+    samples = list(registry.create("videomme").samples())
+    assert len(samples) == 93
+    first = samples[0]
+    assert first.id == "videomme/001-1" and first.category == "Knowledge"
+    assert first.video == "videos_chunked_*.zip:data/Yt00-x_Q7ab.mp4"
+    assert first.question == "Question 1 about video 0?"
+    assert first.options == ("Choice a 0-0.", "Choice b 0-0.", "Choice c 0-0.", "Choice d 0-0.")
+    assert first.answer == "A"
+    assert first.meta == {
+        "task": "Counting Problem",
+        "duration": "short",
+        "video_id": "001",
+        "sub_category": "Humanity & History",
+        "url": "https://www.youtube.com/watch?v=Yt00-x_Q7ab",
+        "videoID": "Yt00-x_Q7ab",
+        "question_id": "001-1",
+    }
+    assert samples[5].meta["duration"] == "medium" and samples[5].answer == "D"
+    assert len({s.id for s in samples}) == 93
+
+
+def test_bad_rows_become_invalid_samples_and_good_rows_load(hub):
+    samples = list(registry.create("videomme").samples())
+    assert [s.invalid for s in samples[:90]] == [None] * 90
+    assert [(s.id, s.invalid) for s in samples[90:]] == [
+        ("videomme/031-1", "question 031-1, field 'answer': 'E' is not one of A, B, C, D"),
+        (
+            "videomme/031-2",
+            "question 031-2, field 'options': expected a list of 4 choices,"
+            " got ['A. one', 'B. two', 'C. three']",
+        ),
+        ("videomme/031-3", "question 031-3, field 'question': missing"),
+    ]
+
+
+def test_selected_samples_read_only_their_videos_from_the_zips(hub, repo_folder, tmp_path):
+    benchmark = registry.create("videomme", block_size_kb="16")
+    samples = list(benchmark.samples())
+    assert not [url for _, url in hub.requests if ".zip" in url]  # samples() reads no zip
+    selected = samples[:10]  # --limit 10: the questions of videos 0-3, all in the first zip
+    paths = [Path(benchmark.fetch_video(s)) for s in selected]
+
+    wanted = [f"data/{video_key(v)}.mp4" for v in range(4)]
+    assert cached(tmp_path, "*.zip/**/*.mp4") == [f"{ZIPS[0]}/{m}" for m in wanted]
+    with zipfile.ZipFile(repo_folder / ZIPS[0]) as archive:
+        for path, sample in zip(paths, selected, strict=True):
+            assert path.read_bytes() == archive.read(f"data/{sample.meta['videoID']}.mp4")
+
+    sizes = {name: (repo_folder / name).stat().st_size for name in ZIPS}
+    served = {name: hub.bytes_served[name] for name in ZIPS}
+    videos = sum(len(p.read_bytes()) for p in set(paths))
+    block = 16 * 1024
+    # The first zip: its four members (each read in blocks, so at most two blocks more)
+    # and its directory; the others: their directory only, one block at most.
+    assert served[ZIPS[0]] < videos + 4 * 2 * block < sizes[ZIPS[0]] / 2
+    assert served[ZIPS[1]] <= block and served[ZIPS[2]] <= block
+    assert sum(served.values()) < sum(sizes.values()) / 5
+    assert hub.bytes_served["subtitle.zip"] == 0
+
+    before = dict(hub.bytes_served)
+    assert benchmark.fetch_video(selected[0]) == str(paths[0])  # kept on disk: no new reads
+    assert dict(hub.bytes_served) == before
+
+
+def test_a_video_in_the_last_zip_is_found_and_a_missing_one_is_a_clear_error(hub, tmp_path):
+    benchmark = registry.create("videomme", block_size_kb="16")
+    samples = list(benchmark.samples())
+    path = benchmark.fetch_video(samples[89])
+    assert path.endswith(f"{ZIPS[2]}/data/{video_key(29)}.mp4")
+    assert cached(tmp_path, "*.zip/**/*.mp4") == [f"{ZIPS[2]}/data/{video_key(29)}.mp4"]
+    with pytest.raises(HubError, match="Yt30-missing is in none of"):
+        benchmark.fetch_video(Sample("videomme/x", "", "", "", meta={"videoID": "Yt30-missing"}))
+
+
+def test_the_prompt_is_the_official_one(hub):
+    sample = next(registry.create("videomme").samples())
+    assert registry.create("videomme").prompt(sample) == (
+        "Select the best answer to the following multiple-choice question based on the video."
+        " Respond with only the letter (A, B, C, or D) of the correct option.\n"
+        "Question 1 about video 0?\n"
+        "A. Choice a 0-0.\nB. Choice b 0-0.\nC. Choice c 0-0.\nD. Choice d 0-0.\n"
+        "The best answer is:"
+    )
+
+
+def test_subtitles_go_in_the_prompt_read_from_subtitle_zip(hub, tmp_path):
+    benchmark = registry.create("videomme-subtitles", block_size_kb="16")
+    assert benchmark.subtitles and registry.create("videomme", subtitles="true").subtitles
+    samples = list(benchmark.samples())
+    assert not [url for _, url in hub.requests if "videos_chunked" in url]
+    with_subs, without = samples[0], samples[3]  # videos 0 and 1
+    assert with_subs.meta["subtitle"] == "subtitle/Yt00-x_Q7ab.srt"
+    assert "note" not in with_subs.meta
+    assert without.meta["subtitle"] is None and without.meta["note"] == NO_SUBTITLES
+
+    assert benchmark.prompt(with_subs) == (
+        "This video's subtitles are listed below: \n"
+        "Hello from video 0.\nGoodbye.\n"
+        "Select the best answer to the following multiple-choice question based on the video"
+        " and the subtitles. Respond with only the letter (A, B, C, or D) of the correct option.\n"
+        "Question 1 about video 0?\n"
+        "A. Choice a 0-0.\nB. Choice b 0-0.\nC. Choice c 0-0.\nD. Choice d 0-0.\n"
+        "The best answer is:"
+    )
+    assert benchmark.prompt(without) == registry.create("videomme").prompt(without)
+    assert cached(tmp_path, "subtitle.zip/**/*.srt") == ["subtitle.zip/subtitle/Yt00-x_Q7ab.srt"]
+    assert not [url for _, url in hub.requests if "videos_chunked" in url]
+
+
+def test_subtitle_text_keeps_every_cue_without_markup():
+    text = "\ufeff1\r\n00:00:01,000 --> 00:00:02,000\r\n<i>Two</i>\r\nlines\r\n\r\n\r\n2\r\n"
+    assert subtitle_text(text + "00:00:03,000 --> 00:00:04,000\r\n\r\n") == "Two lines"
+    assert subtitle_text("no cues here") == ""
+
+
+def test_known_answers_score_to_the_expected_accuracy(hub):
+    benchmark = registry.create("videomme")
+    samples = [s for s in benchmark.samples() if s.invalid is None]
+    correct = unreadable = 0
+    for i, sample in enumerate(samples):
+        right = LETTERS.index(sample.answer)
+        if i % 3 == 0:  # the bare letter: right
+            text = sample.answer
+        elif i % 3 == 1:  # a declared wrong letter
+            text = f"The best answer is: {LETTERS[(right + 1) % 4]}"
+        elif i % 2 == 0:  # i = 2, 8, 14, ...: the right letter and its text
+            text = f"{sample.answer}. {sample.options[right]}"
+        else:  # i = 5, 11, 17, ...: nothing to read
+            text = "I cannot tell from the video."
+        score = benchmark.score(sample, text)
+        correct += score.correct
+        unreadable += score.prediction is None
+    # 30 bare letters, none of the 30 wrong ones, 15 of the last 30: 45 of 90.
+    assert (correct, unreadable, len(samples)) == (45, 15, 90)
+    assert correct / len(samples) == 0.5
+
+
+def test_a_sampled_run_of_ten_fetches_only_their_videos(hub, repo_folder, tmp_path):
+    """Through the CLI and the runner: --sample 10 spreads over the zips and domains."""
+    args = ["run", "--backend", "scripted", "--benchmark", "videomme", "-S", "block_size_kb=16"]
+    args += ["--sample", "10", "--seed", "3", "--out", str(tmp_path / "runs"), "--run-id", "mme"]
+    assert main([*args, "--no-progress"]) == 0
+    records = read_records(tmp_path / "runs" / "mme" / "records.jsonl").records
+    assert len(records) == 10
+    wanted = {r.video.split(":", 1)[1] for r in records if not r.error}
+    extracted = {path.split("/", 1)[1] for path in cached(tmp_path, "*.zip/**/*.mp4")}
+    assert extracted == wanted and len(wanted) < 10 * 3  # a video's questions share it
+    assert all("fetch" in r.timings for r in records if not r.error)
+    sizes = sum((repo_folder / name).stat().st_size for name in ZIPS)
+    served = sum(hub.bytes_served[name] for name in ZIPS)
+    per_video = max(p.stat().st_size for p in (tmp_path / "cache").rglob("*.mp4"))
+    assert served < len(wanted) * (per_video + 2 * 16 * 1024) + len(ZIPS) * 16 * 1024
+    assert served < sizes / 2
