@@ -1,6 +1,8 @@
 """`vqa-harness bench`: every available backend over one benchmark, then side by side.
 
-A backend that is not registered or cannot run here is listed with the reason,
+The report ends with the runs compared with the first one that ran (as
+`vqa-harness compare` does), and the HTML report written next to them. A
+backend that is not registered or cannot run here is listed with the reason,
 never silently dropped. A backend that cannot run live but has a committed
 replay set for the benchmark is replayed from it, and the report says so at
 the top: replayed numbers are a recording's, not a fresh measurement.
@@ -15,6 +17,9 @@ from pathlib import Path
 
 import backends
 import benchmarks
+from harness.compare import compare_runs
+from harness.compare_report import render_markdown
+from harness.html_report import default_html_path, write_html_report
 from harness.recording import Recording, cassette_source, http_recording
 from harness.report import percent, seconds, table, write_report
 from harness.runner import RunSettings
@@ -65,6 +70,7 @@ def run_bench(
     print(f"benchmark {benchmark} v{suite.version}: {count} samples ready in {elapsed:.1f} s")
     entries = [_bench_one(name, benchmark, out, concurrency, limit, demo_model) for name in names]
     markdown = side_by_side(entries, benchmark)
+    markdown += comparison([entry.run_dir for entry in entries if entry.run_dir])
     out.mkdir(parents=True, exist_ok=True)
     (out / "bench.md").write_text(markdown)
     return markdown
@@ -145,3 +151,12 @@ def side_by_side(entries: list[BenchEntry], benchmark: str) -> str:
     header = ["backend", "mode", "accuracy", "failed", "total p50 (s)", "total p90 (s)", "run"]
     lines += table(header, rows)
     return "\n".join(lines) + "\n"
+
+
+def comparison(run_dirs: list[Path]) -> str:
+    """The runs compared with the first (Markdown), ending with where the HTML report is."""
+    if len(run_dirs) < 2:
+        return "\nOnly one backend ran: there is nothing to compare it with.\n" if run_dirs else ""
+    compared = compare_runs(run_dirs)
+    html = write_html_report(compared, default_html_path(run_dirs[0]))
+    return f"\n{render_markdown(compared, depth=2)}\nHTML report: {html}\n"

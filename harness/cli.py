@@ -1,4 +1,4 @@
-"""`vqa-harness` command line: run, list, report, merge, bench.
+"""`vqa-harness` command line: run, list, report, merge, bench, gate, compare.
 
 Bad input ends with one line on stderr and exit status 2, never a traceback.
 """
@@ -17,6 +17,10 @@ from typing import NoReturn
 import backends
 import benchmarks
 from harness.bench import DEFAULT_BACKENDS, run_bench
+from harness.compare import Prices, compare_runs
+from harness.compare_report import render_markdown
+from harness.gate import Bounds, gate_run, render_gate
+from harness.html_report import default_html_path, write_html_report
 from harness.judge import DEFAULT_JUDGE_URL
 from harness.merge import MergeError, merge_runs
 from harness.recording import Recording, RecordingError, http_recording
@@ -29,6 +33,7 @@ from harness.store import RunDirError
 
 PROG = "vqa-harness"
 EXIT_USAGE = 2
+EXIT_GATE_FAILED = 1
 EXIT_INTERRUPTED = 130
 
 
@@ -216,6 +221,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="model `local` runs on the CPU when CUDA or MiniCPM-V 2.6's weights are missing",
     )
     bench.set_defaults(handler=cmd_bench)
+
+    gate = commands.add_parser(
+        "gate",
+        help="check a run against a baseline summary.json: exit 1 when a bound is breached",
+    )
+    gate.add_argument("run_dir", type=Path, metavar="RUN")
+    gate.add_argument(
+        "--baseline", type=Path, required=True, metavar="SUMMARY", help="baseline summary.json"
+    )
+    gate.add_argument(
+        "--max-accuracy-drop",
+        type=fraction,
+        default=0.0,
+        metavar="X",
+        help="accuracy may fall by at most X, a fraction: 0.02 is 2 points (default: %(default)s)",
+    )
+    gate.add_argument(
+        "--max-latency-ratio",
+        type=positive_float,
+        metavar="Y",
+        help="p50 of total, and of each other timing component both have, may be at most "
+        "Y times the baseline's (default: latency not checked)",
+    )
+    gate.set_defaults(handler=cmd_gate)
+
+    compare = commands.add_parser(
+        "compare", help="runs side by side against the first: Markdown, and an HTML report"
+    )
+    compare.add_argument("baseline", type=Path, metavar="RUN_A", help="the baseline run")
+    compare.add_argument("others", type=Path, nargs="+", metavar="RUN_B", help="runs to compare")
+    compare.add_argument(
+        "--html",
+        type=Path,
+        metavar="PATH",
+        help="where the HTML report goes (default: report.html next to RUN_A)",
+    )
+    compare.add_argument(
+        "--fal-price-per-second",
+        type=positive_float,
+        metavar="USD",
+        help="fal's price per second of a request's GPU time, for the cost of `fal` runs",
+    )
+    compare.add_argument(
+        "--gpu-price-per-hour",
+        type=positive_float,
+        metavar="USD",
+        help="price of one GPU-hour, for the cost of `local` runs",
+    )
+    compare.set_defaults(handler=cmd_compare)
     return parser
 
 
@@ -237,6 +291,13 @@ def positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction from 0 to 1, got {text}")
     return value
 
 
@@ -400,6 +461,22 @@ def cmd_merge(args: argparse.Namespace) -> int:
     run_dir = merge_runs(args.run_dirs, args.out, args.run_id)
     print((run_dir / "report.md").read_text(), end="")
     print(f"merged {len(args.run_dirs)} shards into {run_dir}", file=sys.stderr)
+    return 0
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    bounds = Bounds(args.max_accuracy_drop, args.max_latency_ratio)
+    result = gate_run(args.run_dir, args.baseline, bounds)
+    print(render_gate(result), end="")
+    return 0 if result.passed else EXIT_GATE_FAILED
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    prices = Prices(args.fal_price_per_second, args.gpu_price_per_hour)
+    comparison = compare_runs([args.baseline, *args.others], prices)
+    html = write_html_report(comparison, args.html or default_html_path(args.baseline))
+    print(render_markdown(comparison), end="")
+    print(f"HTML report: {html}", file=sys.stderr)
     return 0
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.store import RunStore, write_json_atomic
-from harness.summary import summarize
+from harness.stats import LEVEL
+from harness.store import write_json_atomic
+from harness.summary import summarize_run
 
 
 def write_report(run_dir: Path) -> str:
     """Summarise the run in `run_dir`, write `summary.json` and `report.md`, return the Markdown."""
-    store = RunStore.open(run_dir)
-    summary = summarize(store.read_records(), store.read_manifest())
+    summary = summarize_run(run_dir)
     markdown = render_markdown(summary)
     write_json_atomic(run_dir / "summary.json", summary)
     (run_dir / "report.md").write_text(markdown)
@@ -25,6 +25,11 @@ def percent(value: float | None) -> str:
 
 def seconds(value: float) -> str:
     return f"{value:.3f}" if value < 100 else f"{value:.1f}"
+
+
+def interval(ci: list[float] | None) -> str:
+    """An accuracy interval as percentages, e.g. `[41.2%, 58.3%]`."""
+    return "n/a" if ci is None else f"[{ci[0]:.1%}, {ci[1]:.1%}]"
 
 
 def number(value: float | None) -> str:
@@ -45,12 +50,12 @@ def group_table(label: str, groups: dict[str, dict[str, Any]]) -> list[str]:
         dict.fromkeys(m for g in groups.values() for m in g.get("metrics", {}).get("mean", {}))
     )
     judged = any("judge" in g for g in groups.values())
-    header = [label, "samples", "correct", "failed", "accuracy", *metrics]
+    header = [label, "samples", "correct", "failed", "accuracy", f"{LEVEL:.0%} CI", *metrics]
     header += ["judged", "judge accuracy", "judge score", "judge failed"] if judged else []
     rows = []
     for name, g in groups.items():
         means = g.get("metrics", {}).get("mean", {})
-        row = [name, g["n"], g["correct"], g["failed"], percent(g["value"])]
+        row = [name, g["n"], g["correct"], g["failed"], percent(g["value"]), interval(g["ci"])]
         row += [number(means.get(m)) for m in metrics]
         row += _judge_cells(g.get("judge")) if judged else []
         rows.append(row)
@@ -86,6 +91,26 @@ def _overall_lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _ci_line(ci: list[float] | None, method: dict[str, Any]) -> str:
+    return (
+        f"{method['level']:.0%} CI {interval(ci)}: {method['method']} over "
+        f"{method['clusters']} {method['cluster']}s, {method['resamples']} resamples, "
+        f"seed {method['seed']} (likewise per group below)."
+    )
+
+
+def _cold_start_line(cold: dict[str, Any]) -> list[str]:
+    if not cold["count"]:
+        return []
+    values = ", ".join(seconds(v) for v in cold["total"])
+    also = f", {cold['warmup']} of them warm-up samples too" if cold["warmup"] else ""
+    return [
+        f"{cold['count']} cold start(s) (each session's first answer{also}) left out, "
+        f"total: {values}.",
+        "",
+    ]
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     samples = summary["samples"]
     accuracy = summary["accuracy"]
@@ -100,6 +125,8 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"**{percent(accuracy['value'])}** "
         f"({accuracy['correct']} correct of {accuracy['n']} samples;"
         " failed samples count as not correct, unreadable answers as wrong)",
+        "",
+        _ci_line(accuracy["ci"], summary["ci_method"]),
     ]
     if samples["missing"]:
         lines += [
@@ -110,7 +137,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     for label, key in (("category", "categories"), ("task", "tasks"), ("duration", "durations")):
         if key in summary:
             lines += ["", *group_table(label, summary[key])]
-    lines += ["", f"## Failures ({samples['failed']})", ""]
+    lines += ["", f"## Failures ({samples['failed']}, {percent(summary['failure_rate'])})", ""]
     if summary["failures"]:
         lines += table(
             ["kind", "count", "example"],
@@ -130,6 +157,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines += ["", "## Latency (seconds)", ""]
     if summary["warmup_excluded"]:
         lines += [f"{summary['warmup_excluded']} warm-up sample(s) excluded.", ""]
+    lines += _cold_start_line(summary["cold_start"])
     if summary["latency"]:
         lines += table(
             ["component", "n", "mean", "p50", "p90", "p99", "max"],

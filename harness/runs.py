@@ -2,8 +2,9 @@
 
 The manifest is written before the first sample and completed at the end of
 each session (a start or a resume), so a crashed or interrupted run still says
-what it was. A resume rebuilds the backend and benchmark from the manifest, so
-it cannot silently continue with other settings, and a selection (`--category`,
+what it was; a session ends by naming its cold start, the first sample it
+answered. A resume rebuilds the backend and benchmark from the manifest, so it
+cannot silently continue with other settings, and a selection (`--category`,
 `--sample`, `--limit`) and a shard stay what they were.
 """
 
@@ -156,7 +157,7 @@ async def run_prepared(
         status = "interrupted"
         raise
     finally:
-        session["written"] = _count_written(store, session["started_at"])
+        session.update(_session_outcome(store, session["started_at"]))
         session["finished_at"] = time.time()
         session["status"] = status
         _update_manifest(store, session, status=status)
@@ -195,8 +196,16 @@ def _select(benchmark: Benchmark, spec: RunSpec) -> list[Sample]:
     return spec.shard.select(samples) if spec.shard else samples
 
 
-def _count_written(store: RunStore, since: float) -> int:
-    return sum(1 for r in store.read_records().records if r.started_at >= since)
+def _session_outcome(store: RunStore, since: float) -> dict[str, Any]:
+    """How many records the session wrote, and its cold start: the first it answered.
+
+    Records are appended as they complete, so the first OK one in the log is the
+    first answer; it is named by sample id and start time (`summary.cold_starts`).
+    """
+    written = [r for r in store.read_records().records if r.started_at >= since]
+    first = next((r for r in written if r.ok), None)
+    cold = {"sample_id": first.sample_id, "started_at": first.started_at} if first else None
+    return {"written": len(written), "cold_start": cold}
 
 
 def _update_manifest(store: RunStore, session: dict[str, Any], *, status: str) -> None:

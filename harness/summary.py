@@ -2,7 +2,14 @@
 
 Accuracy is over every sample with an outcome: a failed sample counts in the
 denominator and never as an answer, and an answer that could not be read is
-wrong (its reason is counted). Latency statistics leave out warm-up samples.
+wrong (its reason is counted). Each accuracy has a 95% interval from a seeded
+cluster bootstrap that resamples whole videos (`harness.stats`), since the
+questions about one video are not independent; `ci_method` says how.
+
+Latency statistics are the steady state: they leave out warm-up samples and
+cold starts. A cold start is the first answer of each session (a start, a
+`--resume`, each shard's process), which `harness.runs` records in the
+manifest's session; cold starts are reported apart (`cold_start`).
 
 Accuracy is broken down by category, and by task and duration bucket when the
 records carry them (`Record.groups`). Open-ended answers add the mean of each
@@ -15,12 +22,14 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.groups import DURATION_ORDER
-from harness.store import RecordLog
+from harness.stats import LEVEL, RESAMPLES, bootstrap_ci
+from harness.store import RecordLog, RunStore
 from harness.types import INVALID_SAMPLE, Record
 
 # Summary keys left out when empty: breakdowns by keys no record has.
@@ -37,15 +46,24 @@ TIMING_ORDER = (
     "decode",
     "tpot",
 )
+# Seed of the accuracy intervals' resampling: the same records give the same interval.
+CI_SEED = 0
+
+
+def summarize_run(run_dir: Path) -> dict[str, Any]:
+    """The summary of the run in `run_dir`, computed afresh from its records."""
+    store = RunStore.open(run_dir)
+    return summarize(store.read_records(), store.read_manifest())
 
 
 def summarize(log: RecordLog, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The summary of a run's records (`log`) under its `manifest`."""
     outcomes = list(log.latest_by_sample().values())
     planned = manifest.get("samples_planned", len(outcomes))
     ok = [r for r in outcomes if r.ok]
     failed = [r for r in outcomes if not r.ok]
-    correct = sum(r.correct for r in outcomes)
-    timed = [r for r in ok if not r.warmup]
+    cold = cold_starts(ok, manifest.get("sessions", []))
+    timed = [r for r in ok if not r.warmup and r not in cold]
     summary = {
         "run_id": manifest.get("run_id"),
         "status": manifest.get("status"),
@@ -61,11 +79,13 @@ def summarize(log: RecordLog, manifest: dict[str, Any]) -> dict[str, Any]:
             "failed": len(failed),
             "unparsed": sum(1 for r in ok if r.score is not None and r.score.prediction is None),
         },
-        "accuracy": _accuracy(correct, len(outcomes)),
+        "accuracy": accuracy(outcomes),
+        "ci_method": ci_method(outcomes),
         **_extras(outcomes),
         "categories": breakdown(outcomes, lambda r: r.category or "(none)"),
         "tasks": breakdown(outcomes, lambda r: r.groups.get("task")),
         "durations": breakdown(outcomes, lambda r: r.groups.get("duration"), DURATION_ORDER),
+        "failure_rate": len(failed) / len(outcomes) if outcomes else None,
         "failures": _failures(failed),
         "invalid_samples": [
             {"sample_id": r.sample_id, "message": r.error.message}
@@ -77,6 +97,11 @@ def summarize(log: RecordLog, manifest: dict[str, Any]) -> dict[str, Any]:
         ),
         "latency": latency_stats(timed),
         "warmup_excluded": sum(1 for r in ok if r.warmup),
+        "cold_start": {
+            "count": len(cold),
+            "total": [r.timings["total"] for r in cold],
+            "warmup": sum(r.warmup for r in cold),
+        },
         "usage": _usage(ok),
         "throughput": _throughput(manifest.get("sessions", [])),
         "skipped_lines": log.skipped,
@@ -106,8 +131,52 @@ def latency_stats(records: Sequence[Record]) -> dict[str, dict[str, float]]:
     return stats
 
 
-def _accuracy(correct: int, n: int) -> dict[str, Any]:
-    return {"value": correct / n if n else None, "correct": correct, "n": n}
+def accuracy(records: Sequence[Record]) -> dict[str, Any]:
+    """Share of `records` correct, with counts and a cluster bootstrap interval by video.
+
+    `ci` is [low, high], or None without records. Records are ordered by video
+    first, so the interval does not depend on the order they were written in.
+    """
+    ordered = sorted(records, key=lambda r: (r.video, r.sample_id))
+    correct = sum(r.correct for r in ordered)
+    ci = bootstrap_ci(
+        [float(r.correct) for r in ordered],
+        [r.video for r in ordered],
+        resamples=RESAMPLES,
+        seed=CI_SEED,
+        level=LEVEL,
+    )
+    return {
+        "value": correct / len(ordered) if ordered else None,
+        "correct": correct,
+        "n": len(ordered),
+        "ci": list(ci) if ci else None,
+    }
+
+
+def ci_method(records: Iterable[Record]) -> dict[str, Any]:
+    """How every `ci` of the summary was computed, and over how many videos overall."""
+    return {
+        "method": "percentile cluster bootstrap",
+        "cluster": "video",
+        "clusters": len({r.video for r in records}),
+        "resamples": RESAMPLES,
+        "level": LEVEL,
+        "seed": CI_SEED,
+    }
+
+
+def cold_starts(records: Iterable[Record], sessions: Iterable[dict[str, Any]]) -> list[Record]:
+    """The records that were a session's first answer, as sessions record it (`cold_start`).
+
+    Sessions from before cold starts were recorded, and sessions killed before
+    they ended, have none. In session order.
+    """
+    marks = [
+        (mark["sample_id"], mark["started_at"]) for s in sessions if (mark := s.get("cold_start"))
+    ]
+    by_mark = {(r.sample_id, r.started_at): r for r in records}
+    return [by_mark[mark] for mark in marks if mark in by_mark]
 
 
 def breakdown(
@@ -128,7 +197,7 @@ def breakdown(
 def group_stats(records: Sequence[Record]) -> dict[str, Any]:
     """Accuracy with counts and failures; metric means and judge stats where present."""
     return {
-        **_accuracy(sum(r.correct for r in records), len(records)),
+        **accuracy(records),
         "failed": sum(not r.ok for r in records),
         **_extras(records),
     }

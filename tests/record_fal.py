@@ -3,7 +3,9 @@
 Against the real service when FAL_KEY is set, otherwise against the protocol
 emulator in `fal_emulator.py`; every cassette's metadata says which. Records:
 - the replay set of the synthetic suite that `nox -s bench` replays when
-  FAL_KEY is absent (`tests/cassettes/runs/fal-synthetic/`);
+  FAL_KEY is absent (`tests/cassettes/runs/fal-synthetic/`), and its summary,
+  the baseline `test_fal_regression.py` gates its replay against
+  (`tests/baselines/fal-synthetic-summary.json`);
 - the per-test cassettes of `test_fal_cassettes.py` (pytest-recording);
 - the per-test cassettes of `test_judge.py`, always against its OpenAI-compatible emulator.
 """
@@ -25,9 +27,12 @@ from fal_emulator import FalEmulator
 from harness.recording import http_recording
 from harness.runner import RunSettings
 from harness.runs import RunSpec, prepare_new, run_prepared
+from harness.store import write_json_atomic
+from harness.summary import summarize_run
 
 TESTS = Path(__file__).resolve().parent
 REPLAY_SET = TESTS / "cassettes" / "runs" / "fal-synthetic"
+BASELINE = TESTS / "baselines" / "fal-synthetic-summary.json"
 EMULATOR_SOURCE = "emulator (tests/fal_emulator.py): answers are stand-ins, not the model's"
 LIVE_SOURCE = "live fal service"
 
@@ -58,10 +63,18 @@ def record_replay_set(directory: Path, runs: Path, *, limit: int | None = None) 
     return prepared.store.path
 
 
+def write_baseline(run_dir: Path, path: Path = BASELINE) -> None:
+    """The run's summary, computed afresh, as the baseline a replay of it is gated against."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, summarize_run(run_dir))
+
+
 def main() -> int:
     shutil.rmtree(REPLAY_SET, ignore_errors=True)
     run_dir = record_replay_set(REPLAY_SET, Path("runs") / "record")
+    write_baseline(run_dir)
     print(f"recorded {REPLAY_SET} ({'live' if live() else 'emulator'}); run: {run_dir}")
+    print(f"wrote its summary to {BASELINE}")
     return subprocess.call(
         [
             sys.executable,

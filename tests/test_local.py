@@ -251,16 +251,26 @@ def test_a_bad_model_path_fails_the_cli_once_before_any_work(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_bench_without_cuda_runs_the_demo_model_and_says_so(
+def test_bench_without_cuda_runs_the_demo_model_says_so_and_compares(
     standin, tmp_path, synthetic_cache, monkeypatch
 ):
+    for name in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET"):
+        monkeypatch.delenv(name, raising=False)  # fal replays its committed recording
+    monkeypatch.setenv("HOME", "/nonexistent")
     monkeypatch.setenv("VQA_HARNESS_CACHE", str(synthetic_cache.parent))
-    markdown = run_bench(["local"], "synthetic", tmp_path, limit=2, demo_model=standin)
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    markdown = run_bench(["fal", "local"], "synthetic", tmp_path, limit=2, demo_model=standin)
     top = markdown.split("| backend |")[0]
     assert "**Not live:**" in top and f"ran the tiny demo model {standin}" in top
     assert "because CUDA is not available" in top
     (row,) = [line for line in markdown.splitlines() if line.startswith("| local |")]
     assert "| live |" in row and "| 0 |" in row  # no failed samples
+    # It ends with the backends side by side, the first that ran as the baseline.
+    compared = markdown.split("## Side by side: `synthetic` v1")[1]
+    assert "over the **2** samples answered in every run, of 2" in compared
+    assert "(baseline) | fal | replay |" in compared and "| local | live |" in compared
+    html = tmp_path / "report.html"
+    assert markdown.endswith(f"HTML report: {html}\n") and html.is_file()
 
 
 @pytest.mark.gpu

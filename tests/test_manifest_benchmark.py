@@ -201,7 +201,9 @@ def test_a_run_answers_the_good_rows_and_reports_each_bad_one(tmp_path, capsys):
     assert summary["invalid_samples"] == [
         {"sample_id": i, "message": m} for i, m in invalid.items()
     ]
-    assert summary["tasks"] == {"perception": {"value": 1.0, "correct": 1, "n": 1, "failed": 0}}
+    assert summary["tasks"] == {
+        "perception": {"value": 1.0, "correct": 1, "n": 1, "failed": 0, "ci": [1.0, 1.0]}
+    }
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["spec"]["benchmark"] == "manifest"
     assert manifest["spec"]["benchmark_options"] == {"path": str(folder / "questions.jsonl")}

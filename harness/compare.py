@@ -1,0 +1,396 @@
+"""Runs side by side: join on sample id, paired accuracy, agreement, latency, cost.
+
+The first run is the baseline and every other run is compared with it. Runs are
+joined on sample id, each sample's outcome being what `latest_by_sample` gives,
+and every statistic is over the *joined* samples: those answered (OK) in every
+run, so that all runs are measured on the same questions. They are taken in
+order of video and sample id, so no statistic depends on the order records were
+written in. A sample that some run lacks, or that failed in some run, is left
+out of the join and counted per run, never dropped silently. Runs of different
+benchmarks, or of different versions of one, are refused.
+
+- Accuracy delta: other minus baseline, with a 95 % interval from the cluster
+  bootstrap over videos (`paired_bootstrap_ci`), and McNemar's exact p-value
+  from the discordant pairs.
+- Agreement: for multiple choice, the same extracted choice (`score.prediction`;
+  an unreadable answer agrees with nothing); for open-ended answers, the mean
+  WER of the other run's response against the baseline's, and how many are the
+  same after normalisation (WER 0).
+- Latency: per timing component both runs have, other over baseline of the
+  median and of the p90, in the steady state: warm-up samples and cold starts
+  (each session's first answer) left out, as in a run's summary.
+- Cost per 1,000 samples, estimated from the prices given. fal bills the GPU
+  seconds of a request: its price per second times the mean `timings.inference`
+  (fal's own `metrics.inference_time`, which leaves out queueing and upload),
+  or `total` for an answer without it (an overestimate), over every answered
+  sample of the run. `local`: the price of a GPU-hour times the run's GPU time,
+  the sum of its sessions' wall times (one GPU per process, so a merged run's
+  shards add up; model loading included), over the samples those sessions wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.stats import bootstrap_ci, mcnemar_p, paired_bootstrap_ci
+from harness.store import RunStore
+from harness.summary import cold_starts, latency_stats
+from harness.text_metrics import word_error_rate
+from harness.types import Record
+
+Interval = tuple[float, float]
+
+
+class CompareError(ValueError):
+    """Runs that cannot be compared, or a report that cannot be written."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run directory as read: its manifest and each sample's outcome."""
+
+    path: Path
+    manifest: dict[str, Any]
+    outcomes: dict[str, Record]
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("run_id") or self.path.name
+
+    @property
+    def backend(self) -> str:
+        return self.manifest.get("backend", {}).get("name") or "?"
+
+    @property
+    def mode(self) -> str:
+        return self.manifest.get("mode") or "?"
+
+    @property
+    def benchmark(self) -> tuple[str, str]:
+        """The benchmark's name and version."""
+        benchmark = self.manifest.get("benchmark", {})
+        return str(benchmark.get("name")), str(benchmark.get("version"))
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Why a run's samples are or are not in the join."""
+
+    recorded: int  # samples with an outcome in this run
+    missing: int  # samples another run has and this one lacks
+    failed: int  # samples whose outcome in this run is a failure
+
+
+@dataclass(frozen=True)
+class PairedAccuracy:
+    """Accuracy of the baseline and another run over the same samples."""
+
+    n: int
+    baseline: float | None
+    other: float | None
+    delta: float | None  # other - baseline
+    interval: Interval | None  # 95 % cluster-bootstrap interval of the delta
+    only_baseline: int  # right in the baseline only
+    only_other: int  # right in the other run only
+    p_value: float  # McNemar's exact test on the discordant pairs
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How often two runs give the same answer."""
+
+    choice_n: int  # multiple-choice samples
+    choice_same: int  # ... with the same extracted choice
+    open_n: int  # open-ended samples
+    open_same: int  # ... with the same answer after normalisation (WER 0)
+    open_mean_wer: float | None  # mean WER of the other's answer against the baseline's
+
+
+@dataclass(frozen=True)
+class LatencyRatio:
+    """Median and p90 of one timing component in both runs, and other / baseline."""
+
+    baseline_p50: float
+    other_p50: float
+    baseline_p90: float
+    other_p90: float
+
+    @property
+    def p50_ratio(self) -> float | None:
+        return _ratio(self.other_p50, self.baseline_p50)
+
+    @property
+    def p90_ratio(self) -> float | None:
+        return _ratio(self.other_p90, self.baseline_p90)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One run compared with the baseline over the joined samples."""
+
+    accuracy: PairedAccuracy
+    agreement: Agreement
+    latency: dict[str, LatencyRatio]
+
+
+@dataclass(frozen=True)
+class CategoryRow:
+    """A category's accuracy in each run (joined samples), with cluster-bootstrap intervals."""
+
+    name: str
+    n: int
+    accuracy: list[float]
+    intervals: list[Interval | None]
+
+    def delta(self, index: int) -> float:
+        """Accuracy of run `index` minus the baseline's."""
+        return self.accuracy[index] - self.accuracy[0]
+
+
+@dataclass(frozen=True)
+class Prices:
+    """What compute costs: fal in USD per second, a local GPU in USD per hour."""
+
+    fal_per_second: float | None = None
+    gpu_per_hour: float | None = None
+
+    def __bool__(self) -> bool:
+        return self.fal_per_second is not None or self.gpu_per_hour is not None
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Estimated USD per 1,000 samples, and what the estimate rests on."""
+
+    usd_per_1000: float | None
+    basis: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Every run against the first: the join, each pair, categories and costs."""
+
+    runs: list[Run]
+    coverage: list[Coverage]
+    joined: list[str]  # sample ids answered in every run, by (video, sample id)
+    pairs: list[Pair]  # runs[1:] against runs[0]
+    categories: list[CategoryRow]
+    prices: Prices
+    costs: list[Cost]  # per run
+
+    @property
+    def seen(self) -> int:
+        """Samples with an outcome in any run."""
+        return len(set().union(*(run.outcomes for run in self.runs)))
+
+    def records(self, index: int) -> list[Record]:
+        """Run `index`'s records of the joined samples, in join order."""
+        outcomes = self.runs[index].outcomes
+        return [outcomes[sample] for sample in self.joined]
+
+    def timed(self, index: int) -> list[Record]:
+        """Run `index`'s joined records in the steady state (see `steady_state`)."""
+        return steady_state(self.runs[index], self.records(index))
+
+
+def load_run(path: Path) -> Run:
+    """Read a run directory's manifest and each sample's outcome."""
+    store = RunStore.open(path)
+    return Run(path, store.read_manifest(), store.read_records().latest_by_sample())
+
+
+def check_comparable(runs: Sequence[Run]) -> None:
+    """Refuse fewer than two runs, or runs of different benchmarks or benchmark versions."""
+    if len(runs) < 2:
+        raise CompareError("compare needs at least two runs")
+    name, version = runs[0].benchmark
+    for run in runs[1:]:
+        other_name, other_version = run.benchmark
+        if (other_name, other_version) != (name, version):
+            raise CompareError(
+                f"{run.path} is benchmark {other_name} v{other_version} but {runs[0].path} "
+                f"is {name} v{version}: only runs of one benchmark version can be compared"
+            )
+
+
+def join(runs: Sequence[Run]) -> tuple[list[str], list[Coverage]]:
+    """The samples answered in every run, by (video, sample id), and each run's coverage."""
+    seen = set().union(*(run.outcomes for run in runs))
+    answered = [
+        record
+        for sample, record in runs[0].outcomes.items()
+        if all(sample in run.outcomes and run.outcomes[sample].ok for run in runs)
+    ]
+    joined = [r.sample_id for r in sorted(answered, key=lambda r: (r.video, r.sample_id))]
+    coverage = [
+        Coverage(
+            recorded=len(run.outcomes),
+            missing=len(seen - run.outcomes.keys()),
+            failed=sum(not record.ok for record in run.outcomes.values()),
+        )
+        for run in runs
+    ]
+    return joined, coverage
+
+
+def paired_accuracy(baseline: Sequence[Record], other: Sequence[Record]) -> PairedAccuracy:
+    """Accuracy of both, the delta with its interval (clustered by video), and McNemar's p."""
+    first = [float(r.correct) for r in baseline]
+    second = [float(r.correct) for r in other]
+    n = len(first)
+    only_baseline = sum(a > b for a, b in zip(first, second, strict=True))
+    only_other = sum(b > a for a, b in zip(first, second, strict=True))
+    baseline_accuracy = sum(first) / n if n else None
+    other_accuracy = sum(second) / n if n else None
+    return PairedAccuracy(
+        n=n,
+        baseline=baseline_accuracy,
+        other=other_accuracy,
+        delta=other_accuracy - baseline_accuracy if n else None,
+        interval=paired_bootstrap_ci(first, second, [r.video for r in baseline]),
+        only_baseline=only_baseline,
+        only_other=only_other,
+        p_value=mcnemar_p(only_baseline, only_other),
+    )
+
+
+def agreement(baseline: Sequence[Record], other: Sequence[Record]) -> Agreement:
+    """Same choice (multiple choice), or WER between the two responses (open-ended)."""
+    choice_n = choice_same = 0
+    errors: list[float] = []
+    for a, b in zip(baseline, other, strict=True):
+        if _open_ended(a) or _open_ended(b):
+            errors.append(word_error_rate(b.response or "", [a.response or ""]))
+        else:
+            choice_n += 1
+            choice_same += _choice(a) is not None and _choice(a) == _choice(b)
+    return Agreement(
+        choice_n=choice_n,
+        choice_same=choice_same,
+        open_n=len(errors),
+        open_same=sum(error == 0 for error in errors),
+        open_mean_wer=sum(errors) / len(errors) if errors else None,
+    )
+
+
+def steady_state(run: Run, records: Sequence[Record]) -> list[Record]:
+    """`records` less warm-up samples and the run's cold starts, as its summary leaves them out."""
+    cold = cold_starts(records, run.manifest.get("sessions", []))
+    return [r for r in records if not r.warmup and r not in cold]
+
+
+def latency_ratios(baseline: Sequence[Record], other: Sequence[Record]) -> dict[str, LatencyRatio]:
+    """Median and p90 of each timing component both sets of records have."""
+    first = latency_stats(baseline)
+    second = latency_stats(other)
+    return {
+        key: LatencyRatio(stats["p50"], second[key]["p50"], stats["p90"], second[key]["p90"])
+        for key, stats in first.items()
+        if key in second
+    }
+
+
+def category_rows(runs_records: Sequence[Sequence[Record]]) -> list[CategoryRow]:
+    """Each category's accuracy per run over the same samples, with cluster-bootstrap intervals.
+
+    Samples are grouped by their category in the first run (the baseline).
+    """
+    positions: dict[str, list[int]] = {}
+    for index, record in enumerate(runs_records[0]):
+        positions.setdefault(record.category or "(none)", []).append(index)
+    rows = []
+    for name in sorted(positions):
+        groups = [[records[i] for i in positions[name]] for records in runs_records]
+        correct = [[float(r.correct) for r in group] for group in groups]
+        rows.append(
+            CategoryRow(
+                name=name,
+                n=len(positions[name]),
+                accuracy=[sum(values) / len(values) for values in correct],
+                intervals=[
+                    bootstrap_ci(values, [r.video for r in group])
+                    for values, group in zip(correct, groups, strict=True)
+                ],
+            )
+        )
+    return rows
+
+
+def run_cost(run: Run, prices: Prices) -> Cost:
+    """The run's estimated cost per 1,000 samples, by its backend's price, if given."""
+    if run.backend == "fal":
+        if prices.fal_per_second is None:
+            return Cost(None, "no fal price given")
+        return fal_cost(list(run.outcomes.values()), prices.fal_per_second)
+    if run.backend == "local":
+        if prices.gpu_per_hour is None:
+            return Cost(None, "no GPU price given")
+        return gpu_cost(run.manifest.get("sessions", []), prices.gpu_per_hour)
+    return Cost(None, f"no price applies to backend {run.backend}: only fal and local are priced")
+
+
+def fal_cost(records: Sequence[Record], usd_per_second: float) -> Cost:
+    """Price per second times the mean billed seconds: `inference`, else `total`."""
+    answered = [r for r in records if r.ok]
+    if not answered:
+        return Cost(None, "no answered samples")
+    billed = [r.timings.get("inference", r.timings.get("total", 0.0)) for r in answered]
+    mean = sum(billed) / len(billed)
+    basis = f"mean {mean:.3f} s of fal inference per answer at ${usd_per_second:g}/s"
+    fallback = sum("inference" not in r.timings for r in answered)
+    if fallback:
+        basis += f" ({fallback} of {len(answered)} without `inference`: `total` used)"
+    return Cost(1000 * mean * usd_per_second, basis)
+
+
+def gpu_cost(sessions: Sequence[dict[str, Any]], usd_per_hour: float) -> Cost:
+    """Price per GPU-hour times the sessions' summed wall time, per sample written."""
+    finished = [s for s in sessions if s.get("finished_at")]
+    gpu_seconds = sum(s["finished_at"] - s["started_at"] for s in finished)
+    written = sum(s.get("written", 0) for s in finished)
+    if not written:
+        return Cost(None, "no finished session wrote a sample")
+    basis = f"{gpu_seconds:.1f} GPU-seconds for {written} samples at ${usd_per_hour:g}/GPU-hour"
+    return Cost(1000 * usd_per_hour * gpu_seconds / 3600 / written, basis)
+
+
+def compare_runs(paths: Sequence[Path], prices: Prices | None = None) -> Comparison:
+    """Read the runs at `paths` and compare each with the first."""
+    prices = prices or Prices()
+    runs = [load_run(path) for path in paths]
+    check_comparable(runs)
+    joined, coverage = join(runs)
+    records = [[run.outcomes[sample] for sample in joined] for run in runs]
+    timed = [steady_state(run, rs) for run, rs in zip(runs, records, strict=True)]
+    pairs = [
+        Pair(
+            accuracy=paired_accuracy(records[0], other),
+            agreement=agreement(records[0], other),
+            latency=latency_ratios(timed[0], other_timed),
+        )
+        for other, other_timed in zip(records[1:], timed[1:], strict=True)
+    ]
+    return Comparison(
+        runs=runs,
+        coverage=coverage,
+        joined=joined,
+        pairs=pairs,
+        categories=category_rows(records),
+        prices=prices,
+        costs=[run_cost(run, prices) for run in runs],
+    )
+
+
+def _open_ended(record: Record) -> bool:
+    return bool(record.score and record.score.metrics)
+
+
+def _choice(record: Record) -> str | None:
+    return record.score.prediction if record.score else None
+
+
+def _ratio(value: float, reference: float) -> float | None:
+    return value / reference if reference else None

@@ -1,0 +1,174 @@
+"""A comparison's tables, as rows of text, and its Markdown.
+
+Each table is a header and rows of cell texts, so the Markdown here and the
+HTML report (`harness.html_report`) show the same numbers.
+"""
+
+from __future__ import annotations
+
+from harness.compare import Comparison, Interval
+from harness.report import number, percent, seconds, table
+
+Table = tuple[list[str], list[list[str]]]
+
+ACCURACY_NOTE = (
+    "Delta: this run minus the baseline, in percentage points, with a 95 % interval from "
+    "a cluster bootstrap over videos (questions about one video resampled together). "
+    "McNemar: exact two-sided test on the samples exactly one of the two got right."
+)
+LATENCY_NOTE = (
+    "Steady state, over the joined samples: warm-up samples and cold starts "
+    "(each session's first answer) left out."
+)
+NO_TIMINGS = "No timing component is in both runs."
+NO_JOINED = "No sample was answered in every run."
+NO_PRICES = (
+    "Not estimated: no prices given (vqa-harness compare takes --fal-price-per-second "
+    "and --gpu-price-per-hour)."
+)
+
+
+def points(value: float | None) -> str:
+    """A difference of proportions in percentage points, signed."""
+    return "n/a" if value is None else f"{value * 100:+.1f} pp"
+
+
+def interval(value: Interval | None) -> str:
+    return "n/a" if value is None else f"[{value[0] * 100:+.1f}, {value[1] * 100:+.1f}]"
+
+
+def ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def run_label(comparison: Comparison, index: int) -> str:
+    name = comparison.runs[index].name
+    return f"{name} (baseline)" if index == 0 else name
+
+
+def runs_table(comparison: Comparison) -> Table:
+    """Each run: backend, mode, and the samples it recorded, lacks, or failed."""
+    header = ["run", "backend", "mode", "recorded", "missing", "failed"]
+    rows = [
+        [
+            run_label(comparison, i),
+            run.backend,
+            run.mode,
+            str(cover.recorded),
+            str(cover.missing),
+            str(cover.failed),
+        ]
+        for i, (run, cover) in enumerate(zip(comparison.runs, comparison.coverage, strict=True))
+    ]
+    return header, rows
+
+
+def accuracy_table(comparison: Comparison) -> Table:
+    """Accuracy of each run, its delta and McNemar p against the baseline, and agreement."""
+    agreements = [pair.agreement for pair in comparison.pairs]
+    choice = any(a.choice_n for a in agreements)
+    open_ended = any(a.open_n for a in agreements)
+    header = ["run", "backend", "accuracy", "delta (95% CI)", "only baseline right"]
+    header += ["only this right", "McNemar p"]
+    header += ["same choice"] if choice else []
+    header += ["same open answer", "mean WER vs baseline"] if open_ended else []
+    baseline = percent(comparison.pairs[0].accuracy.baseline)
+    rows = [[run_label(comparison, 0), comparison.runs[0].backend, baseline]]
+    rows[0] += ["-"] * (len(header) - 3)
+    for index, pair in enumerate(comparison.pairs, start=1):
+        acc, agree = pair.accuracy, pair.agreement
+        row = [run_label(comparison, index), comparison.runs[index].backend, percent(acc.other)]
+        delta = "n/a" if acc.delta is None else f"{points(acc.delta)} {interval(acc.interval)}"
+        row += [delta, str(acc.only_baseline)]
+        row += [str(acc.only_other), f"{acc.p_value:.3g}"]
+        row += [_share(agree.choice_same, agree.choice_n)] if choice else []
+        if open_ended:
+            row += [_share(agree.open_same, agree.open_n), number(agree.open_mean_wer)]
+        rows.append(row)
+    return header, rows
+
+
+def latency_table(comparison: Comparison) -> Table:
+    """Median and p90 of each timing component in each run and the baseline, and their ratios."""
+    header = ["run", "component", "p50 (s)", "baseline p50 (s)", "p50 ratio"]
+    header += ["p90 (s)", "baseline p90 (s)", "p90 ratio"]
+    rows = [
+        [
+            run_label(comparison, index),
+            key,
+            seconds(lat.other_p50),
+            seconds(lat.baseline_p50),
+            ratio(lat.p50_ratio),
+            seconds(lat.other_p90),
+            seconds(lat.baseline_p90),
+            ratio(lat.p90_ratio),
+        ]
+        for index, pair in enumerate(comparison.pairs, start=1)
+        for key, lat in pair.latency.items()
+    ]
+    return header, rows
+
+
+def category_table(comparison: Comparison) -> Table:
+    """Each category's accuracy in every run, and each run's delta against the baseline."""
+    names = [run.name for run in comparison.runs]
+    header = ["category", "samples", *names, *(f"{name} - baseline" for name in names[1:])]
+    rows = [
+        [row.name, str(row.n), *(percent(a) for a in row.accuracy)]
+        + [points(row.delta(i)) for i in range(1, len(names))]
+        for row in comparison.categories
+    ]
+    return header, rows
+
+
+def cost_table(comparison: Comparison) -> Table:
+    """Each run's estimated USD per 1,000 samples, and what the estimate rests on."""
+    header = ["run", "backend", "USD per 1,000 samples", "basis"]
+    rows = [
+        [
+            run_label(comparison, index),
+            run.backend,
+            "n/a" if cost.usd_per_1000 is None else f"{cost.usd_per_1000:.2f}",
+            cost.basis,
+        ]
+        for index, (run, cost) in enumerate(zip(comparison.runs, comparison.costs, strict=True))
+    ]
+    return header, rows
+
+
+def render_markdown(comparison: Comparison, depth: int = 1) -> str:
+    """The comparison for people; `depth` is the level of its top heading."""
+    top, section = "#" * depth, "#" * (depth + 1)
+    name, version = comparison.runs[0].benchmark
+    lines = [
+        f"{top} Side by side: `{name}` v{version}",
+        "",
+        f"Baseline: `{comparison.runs[0].name}`. Every statistic is over the "
+        f"**{len(comparison.joined)}** samples answered in every run, of {comparison.seen} "
+        "with an outcome in any run; samples missing from a run or failed in one are left out.",
+        "",
+        *table(*runs_table(comparison)),
+        "",
+        f"{section} Accuracy and agreement",
+        "",
+        *table(*accuracy_table(comparison)),
+        "",
+        ACCURACY_NOTE,
+        "",
+        f"{section} Latency against the baseline",
+        "",
+        LATENCY_NOTE,
+        "",
+    ]
+    latency = latency_table(comparison)
+    lines += table(*latency) if latency[1] else [NO_TIMINGS]
+    lines += ["", f"{section} By category", ""]
+    categories = category_table(comparison)
+    lines += table(*categories) if categories[1] else [NO_JOINED]
+    lines += ["", f"{section} Cost per 1,000 samples (estimate)", ""]
+    lines += table(*cost_table(comparison)) if comparison.prices else [NO_PRICES]
+    return "\n".join(lines) + "\n"
+
+
+def _share(count: int, total: int) -> str:
+    return f"{percent(count / total if total else None)} ({count}/{total})"

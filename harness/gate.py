@@ -1,0 +1,224 @@
+"""`vqa-harness gate`: hold a run to a baseline `summary.json`, for CI.
+
+The run's summary is computed afresh from its records, so a scoring change
+shows up, and compared with the baseline's:
+
+- accuracy may fall by at most `max_accuracy_drop`, a fraction (0.02 is two
+  points). The default, 0, allows no drop at all: right for a replayed or
+  otherwise deterministic run; give live runs a tolerance, such as the half
+  width of the baseline's interval.
+- with `max_latency_ratio`, the p50 of `total` and of every other timing
+  component both summaries have may be at most that many times the baseline's
+  (steady state: warm-up and cold starts are not in it). Unset, latency is not
+  checked, since timings depend on the machine and the service's load.
+
+The baseline must be of the same benchmark and benchmark version. A version
+changes whenever samples, prompts or scoring change, so across versions the
+two accuracies measure different things: the gate refuses, as bad input,
+rather than warn and pass or fail on a meaningless difference. Regenerate the
+baseline instead. Other differences (backend, sample count, an incomplete run)
+are noted under the table and do not fail the gate.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.report import seconds, table
+from harness.summary import summarize_run
+
+# Slack for float rounding when a value sits exactly on its bound.
+TOLERANCE = 1e-9
+# What a summary must have for the gate to read it.
+_REQUIRED = (
+    "run_id",
+    "backend",
+    "mode",
+    "benchmark",
+    "benchmark_version",
+    "samples",
+    "accuracy",
+    "latency",
+)
+
+
+class GateError(ValueError):
+    """Input the gate cannot judge: an unreadable or foreign baseline, another benchmark."""
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How far a run may fall behind its baseline."""
+
+    max_accuracy_drop: float = 0.0
+    max_latency_ratio: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_accuracy_drop <= 1:
+            raise ValueError(f"max accuracy drop must be 0 to 1, got {self.max_accuracy_drop}")
+        if self.max_latency_ratio is not None and not self.max_latency_ratio > 0:
+            raise ValueError(f"max latency ratio must be positive, got {self.max_latency_ratio}")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One bound: the run's value against a limit derived from the baseline's."""
+
+    metric: str
+    baseline: float
+    run: float
+    limit: float
+    rule: str
+    at_least: bool
+    """True when the run must reach the limit (accuracy), False when it must stay under."""
+    unit: str = "s"
+    """`%` for a fraction shown as a percentage, `s` for seconds."""
+
+    @property
+    def passed(self) -> bool:
+        if self.at_least:
+            return self.run >= self.limit - TOLERANCE
+        return self.run <= self.limit + TOLERANCE
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The checks made, what the gate noticed besides, and which run against which baseline."""
+
+    subject: str
+    checks: list[Check]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def breached(self) -> list[str]:
+        return [check.metric for check in self.checks if not check.passed]
+
+    @property
+    def passed(self) -> bool:
+        return not self.breached
+
+
+def gate_run(run_dir: Path, baseline_path: Path, bounds: Bounds) -> GateResult:
+    """Summarise the run in `run_dir` from its records and gate it against `baseline_path`."""
+    baseline = load_summary(baseline_path)
+    return gate(summarize_run(run_dir), baseline, bounds, baseline_name=str(baseline_path))
+
+
+def load_summary(path: Path) -> dict[str, Any]:
+    """Read a `summary.json`; a missing file, bad JSON or another document is a `GateError`."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise GateError(f"cannot read baseline {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise GateError(f"baseline {path} is not JSON: {exc}") from None
+    missing = [key for key in _REQUIRED if not isinstance(data, dict) or key not in data]
+    if missing:
+        raise GateError(f"{path} is not a run's summary.json (no {', '.join(missing)})")
+    return data
+
+
+def gate(
+    run: dict[str, Any],
+    baseline: dict[str, Any],
+    bounds: Bounds,
+    *,
+    baseline_name: str = "baseline",
+) -> GateResult:
+    """Check the `run` summary against the `baseline` summary within `bounds`."""
+    for what, key in (("benchmark", "benchmark"), ("benchmark version", "benchmark_version")):
+        if run[key] != baseline[key]:
+            raise GateError(
+                f"run {run['run_id']} has {what} {run[key]!r} but {baseline_name} has "
+                f"{baseline[key]!r}: regenerate the baseline"
+            )
+    if run["accuracy"]["value"] is None or baseline["accuracy"]["value"] is None:
+        raise GateError(f"no accuracy to compare: run {run['run_id']} or {baseline_name} is empty")
+    checks = [_accuracy_check(run, baseline, bounds.max_accuracy_drop)]
+    notes = _notes(run, baseline)
+    if bounds.max_latency_ratio is not None:
+        latency = _latency_checks(run, baseline, bounds.max_latency_ratio)
+        checks += latency
+        if not latency:
+            notes.append("latency not checked: the run and the baseline share no timed component")
+    subject = (
+        f"run `{run['run_id']}` ({run['backend']}, {run['mode']}) against {baseline_name} "
+        f"(`{baseline['run_id']}`, {baseline['backend']}, {baseline['mode']}) · "
+        f"benchmark `{run['benchmark']}` v{run['benchmark_version']}"
+    )
+    return GateResult(subject, checks, notes)
+
+
+def render_gate(result: GateResult) -> str:
+    """The checks as a Markdown table, the notes, and the verdict."""
+    rows = [
+        [
+            check.metric,
+            _show(check.baseline, check.unit),
+            _show(check.run, check.unit),
+            f"{'≥' if check.at_least else '≤'} {_show(check.limit, check.unit)} ({check.rule})",
+            "pass" if check.passed else "FAIL",
+        ]
+        for check in result.checks
+    ]
+    lines = [f"# Gate: {result.subject}", ""]
+    lines += table(["metric", "baseline", "run", "bound", "result"], rows)
+    if result.notes:
+        lines += ["", "Notes:", *(f"- {note}" for note in result.notes)]
+    verdict = "**PASS**: every bound holds."
+    if not result.passed:
+        verdict = f"**FAIL**: {', '.join(result.breached)} out of bounds."
+    lines += ["", verdict]
+    return "\n".join(lines) + "\n"
+
+
+def _accuracy_check(run: dict[str, Any], baseline: dict[str, Any], drop: float) -> Check:
+    base = baseline["accuracy"]["value"]
+    return Check(
+        metric="accuracy",
+        baseline=base,
+        run=run["accuracy"]["value"],
+        limit=base - drop,
+        rule=f"baseline - {drop * 100:.2f} pts",
+        at_least=True,
+        unit="%",
+    )
+
+
+def _latency_checks(run: dict[str, Any], baseline: dict[str, Any], ratio: float) -> list[Check]:
+    """p50 of each timing component in both summaries, in the run's order (`total` first)."""
+    common = [key for key in run["latency"] if key in baseline["latency"]]
+    return [
+        Check(
+            metric=f"{key} p50",
+            baseline=baseline["latency"][key]["p50"],
+            run=run["latency"][key]["p50"],
+            limit=baseline["latency"][key]["p50"] * ratio,
+            rule=f"{ratio:g} x baseline",
+            at_least=False,
+        )
+        for key in common
+    ]
+
+
+def _notes(run: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
+    """Differences worth knowing that do not fail the gate."""
+    notes = []
+    if run["backend"] != baseline["backend"]:
+        notes.append(f"backends differ: run {run['backend']}, baseline {baseline['backend']}")
+    ran, base = run["samples"]["recorded"], baseline["samples"]["recorded"]
+    if ran != base:
+        notes.append(f"accuracy is over {ran} samples in the run but {base} in the baseline")
+    if run["samples"]["missing"]:
+        notes.append(
+            f"the run is incomplete: {run['samples']['missing']} of "
+            f"{run['samples']['planned']} planned samples have no record"
+        )
+    return notes
+
+
+def _show(value: float, unit: str) -> str:
+    return f"{value:.2%}" if unit == "%" else f"{seconds(value)} s"
