@@ -6,7 +6,8 @@ poll the status with logs (the wait between polls grows with the time waited,
 so latencies stay accurate to a fixed fraction), and fetch the result.
 fal-client retries 408/409/429, ingress 5xx and transport errors itself;
 everything else becomes a `BackendError` carrying fal's error type and message.
-A cancelled sample (deadline, Ctrl-C) cancels its queued request.
+A request given up before it completes (deadline, Ctrl-C, a status poll that
+failed) is cancelled at fal.
 
 The endpoint exposes no frame count, temperature or token limit and returns no
 token counts: only `upload`, `queue`, `inference` and `total` are observable.
@@ -19,6 +20,7 @@ import contextvars
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +49,12 @@ _KIND_BY_STATUS = {
     422: "validation_error",
     429: "rate_limited",
 }
+
+# How long giving up a request waits for fal to accept its cancel: a sample past its
+# deadline ends at most this much later.
+CANCEL_TIMEOUT_S = 10.0
+
+_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.I | re.S)
 
 _retries: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "fal_retries", default=None
@@ -121,18 +129,21 @@ class FalBackend:
             raise _as_backend_error(exc) from exc
         try:
             completed, polls, queue_s = await self._wait(handle, submitted)
-            if completed.error:
-                raise BackendError(
-                    completed.error_type or "completed_with_error",
-                    str(completed.error),
-                    request_id=handle.request_id,
-                )
-            result = await handle.get()
-        except asyncio.CancelledError:
+        except BaseException as exc:
+            # Given up before COMPLETED (deadline, Ctrl-C, a failed poll): the request
+            # may still be queued or running at fal, so cancel it there too.
             await _cancel_quietly(handle)
+            if isinstance(exc, Exception):
+                raise _as_backend_error(exc, handle.request_id) from exc
             raise
-        except BackendError:
-            raise
+        if completed.error:
+            raise BackendError(
+                completed.error_type or "completed_with_error",
+                str(completed.error),
+                request_id=handle.request_id,
+            )
+        try:
+            result = await handle.get()
         except Exception as exc:
             raise _as_backend_error(exc, handle.request_id) from exc
         output = result.get("output") if isinstance(result, dict) else None
@@ -228,9 +239,10 @@ class FalBackend:
 
 
 async def _cancel_quietly(handle: fal_client.AsyncRequestHandle) -> None:
-    """Ask fal to cancel the request; never let that hide why it was cancelled."""
+    """Ask fal to cancel the request, waiting at most `CANCEL_TIMEOUT_S`; never let that
+    hide why it was cancelled."""
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(CANCEL_TIMEOUT_S):
             await asyncio.shield(handle.cancel())
     except (Exception, asyncio.CancelledError):
         pass  # already completed, or unreachable: the request was still given up
@@ -244,7 +256,12 @@ def _as_backend_error(
     if isinstance(exc, fal_client.FalClientHTTPError):
         details["status_code"] = exc.status_code
         kind = exc.error_type or _KIND_BY_STATUS.get(exc.status_code, f"http_{exc.status_code}")
-        return BackendError(prefix + kind, _detail_text(exc.message), **details)
+        message = _detail_text(exc.message)
+        retry_after = {k.lower(): v for k, v in exc.response_headers.items()}.get("retry-after")
+        if retry_after is not None:  # fal-client 1.0.x retries on its own schedule, not this
+            details["retry_after"] = retry_after
+            message += f" (HTTP {exc.status_code}, Retry-After: {retry_after})"
+        return BackendError(prefix + kind, message, **details)
     if isinstance(exc, json.JSONDecodeError):
         return BackendError(
             prefix + "invalid_response", f"fal returned a body that is not JSON: {exc}", **details
@@ -257,7 +274,10 @@ def _as_backend_error(
 
 
 def _detail_text(detail: Any) -> str:
-    """fal's `detail`: a message, or a list of validation errors with `loc` and `msg`."""
+    """fal's `detail`: a message, a list of validation errors with `loc` and `msg`, or an
+    HTML error page (a proxy's), shortened to its title."""
+    if isinstance(detail, str) and (title := _HTML_TITLE.search(detail)):
+        return f"{title[1].strip()} (HTML error page)"
     if isinstance(detail, list):
         parts = []
         for item in detail:
@@ -275,25 +295,29 @@ class _RetryCounter(logging.Filter):
 
     fal-client retries inside its request helper and reports each retry only as
     a DEBUG log record; log records are made in the task that retries, so the
-    context variable names the sample. Records below the level the logger had
-    before are dropped here, so nothing new reaches the user's handlers.
+    context variable names the sample. The logger is set to DEBUG for that, so
+    this filter passes on only what it would pass without: records at or above
+    the level it had, or (as by default) the level its parents have now.
     """
 
-    def __init__(self, floor: int) -> None:
+    def __init__(self, logger: logging.Logger, level: int) -> None:
         super().__init__()
-        self.floor = floor
+        self.logger = logger
+        self.level = level
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.getMessage().startswith("Retrying request"):
             counter = _retries.get()
             if counter is not None:
                 counter[0] += 1
-        return record.levelno >= self.floor
+        parent = self.logger.parent
+        floor = self.level or (parent.getEffectiveLevel() if parent else logging.WARNING)
+        return record.levelno >= floor
 
 
 def _count_fal_retries() -> None:
     logger = logging.getLogger("fal_client.client")
     if any(isinstance(f, _RetryCounter) for f in logger.filters):
         return
-    logger.addFilter(_RetryCounter(floor=logger.getEffectiveLevel()))
+    logger.addFilter(_RetryCounter(logger, logger.level))
     logger.setLevel(logging.DEBUG)

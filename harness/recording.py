@@ -9,7 +9,8 @@ URL and file name, not bytes, so re-encoded but equivalent videos still replay,
 and an upload's bytes are never stored: only their size and sha256.
 
 Secrets never reach a cassette: `Authorization` headers, `fal_webhook` query
-parameters and storage tokens in response bodies are redacted when recorded.
+parameters and storage tokens in response bodies are redacted when recorded
+(and vcrpy's own log of each recorded response is cut to its request).
 Each cassette's metadata says where it was recorded (`source`).
 """
 
@@ -20,6 +21,7 @@ import copy
 import functools
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -113,8 +115,23 @@ def http_recording(
         _mode.reset(token)
 
 
+class _UnredactedResponses(logging.Filter):
+    """vcrpy logs (at INFO) each response it records before redacting it: log the request
+    alone, so a storage token never reaches a log."""
+
+    MESSAGE = "Appending request %s and response %s"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self.MESSAGE and isinstance(record.args, tuple) and record.args:
+            record.args = (record.args[0], "(not logged; recorded redacted)")
+        return True
+
+
 def cassette_recorder() -> vcr.VCR:
     """A VCR with the configuration every recording of this project uses."""
+    logger = logging.getLogger("vcr.cassette")
+    if not any(isinstance(f, _UnredactedResponses) for f in logger.filters):
+        logger.addFilter(_UnredactedResponses())
     recorder = vcr.VCR(**recording_config())
     register_matchers(recorder)
     return recorder

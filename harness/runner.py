@@ -4,15 +4,17 @@ Bounded concurrency: `concurrency` workers pull samples from one iterator, so
 no more than that many queries are in flight. Each query has a deadline; a
 backend failure, a missed deadline or a scoring bug becomes that sample's
 failed record and the run goes on; a sample the benchmark marked invalid is
-recorded as failed (`invalid_sample`) without asking the backend. Scoring runs
-in a worker thread, since it may wait on an LLM judge. Cancelling `execute`
-(Ctrl-C) cancels the in-flight queries through the backend and writes nothing
-for them.
+recorded as failed (`invalid_sample`) without asking the backend. Unreadable
+lines in `records.jsonl` (a torn last line) are named on stderr and ignored.
+Scoring runs in a worker thread, since it may wait on an LLM judge. Cancelling
+`execute` (Ctrl-C) cancels the in-flight queries through the backend and writes
+nothing for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -111,6 +113,9 @@ async def execute(
     """Run every pending sample; return the run's counts. Re-raises cancellation."""
     check_unique_ids(samples)
     log = store.read_records()
+    if log.skipped:  # a torn last line from a killed run, or foreign lines: never fatal
+        more = f" (and {len(log.skipped) - 1} more)" if len(log.skipped) > 1 else ""
+        print(f"{store.path}: ignoring {log.skipped[0]}{more}", file=sys.stderr)
     todo = pending_samples(samples, log, retry_failed=settings.retry_failed)
     progress = _progress_from(log, samples, todo)
     bar = tqdm(

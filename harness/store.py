@@ -58,7 +58,10 @@ def read_records(path: Path) -> RecordLog:
             if not line:
                 continue
             try:
-                log.records.append(Record.from_dict(json.loads(line)))
+                data = json.loads(line)
+                if not isinstance(data, dict):
+                    raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+                log.records.append(Record.from_dict(data))
                 log.lines.append(line)
             except (ValueError, TypeError) as exc:
                 torn = "" if raw.endswith(b"\n") else " (torn last line)"
@@ -75,12 +78,14 @@ class RunStore:
 
     @classmethod
     def create(cls, path: Path, manifest: dict[str, Any]) -> RunStore:
+        """A new run directory; one whose creation was killed before its manifest is reused."""
         try:
             path.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
-            raise RunDirError(
-                f"run directory {path} already exists (use --resume {path})"
-            ) from None
+            if not _unfinished(path):
+                raise RunDirError(
+                    f"run directory {path} already exists (use --resume {path})"
+                ) from None
         except OSError as exc:
             raise RunDirError(
                 f"cannot create run directory {path}: {exc.strerror or exc}"
@@ -143,6 +148,16 @@ class RunStore:
                 if reader.read(1) != b"\n":
                     handle.write(b"\n")  # isolate a torn line left by a killed writer
         return handle
+
+
+def _unfinished(path: Path) -> bool:
+    """A directory left by a creation killed before its manifest landed: at most temp files."""
+    if not path.is_dir():
+        return False
+    return all(
+        child.name.startswith(f".{MANIFEST}.") and child.name.endswith(".tmp")
+        for child in path.iterdir()
+    )
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

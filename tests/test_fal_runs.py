@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 
 import fal_client.client
 import pytest
 from fal_emulator import FalEmulator
+from key_scan import FAL_CANARY, JUDGE_CANARY, key_like
 from record_fal import EMULATOR_SOURCE, REPLAY_SET, guessing_reply
 
 from harness.bench import run_bench
@@ -17,13 +17,6 @@ from harness.cli import main
 from harness.store import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
-CANARY = "c0ffee00-1111-2222-3333-444455556666:0123456789abcdef0123456789abcdef"
-KEY_LIKE = [
-    re.compile(r"\bKey\s+[A-Za-z0-9]"),
-    re.compile(r"\bBearer\s+(?!REDACTED)[A-Za-z0-9]"),
-    re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}:[0-9a-f]{32}"),
-    re.compile(r"\"(?:token|key|secret)\":\s*\"(?!REDACTED)"),
-]
 
 
 def no_fal_credentials(monkeypatch) -> None:
@@ -32,14 +25,10 @@ def no_fal_credentials(monkeypatch) -> None:
     monkeypatch.setenv("HOME", "/nonexistent")
 
 
-def key_like(text: str) -> list[str]:
-    return [pattern.pattern for pattern in KEY_LIKE if pattern.search(text)]
-
-
 def test_record_then_replay_a_run_with_no_network_and_no_key(
     tmp_path, monkeypatch, synthetic_cache
 ):
-    monkeypatch.setenv("FAL_KEY", CANARY)
+    monkeypatch.setenv("FAL_KEY", FAL_CANARY)
     common = [
         "-B",
         "poll_interval=0.001",
@@ -68,7 +57,7 @@ def test_record_then_replay_a_run_with_no_network_and_no_key(
             == 0
         )
     cassette = (tmp_path / "rec" / "http.yaml").read_text()
-    assert CANARY not in cassette and key_like(cassette) == []
+    assert FAL_CANARY not in cassette and key_like(cassette) == []
 
     no_fal_credentials(monkeypatch)
     assert (
@@ -98,7 +87,7 @@ def test_record_then_replay_a_run_with_no_network_and_no_key(
     assert manifest["http"]["cassette"].endswith("rec/http.yaml")
     for path in (tmp_path / "runs").rglob("*"):
         if path.is_file():
-            assert CANARY not in path.read_text(errors="replace"), path
+            assert FAL_CANARY not in path.read_text(errors="replace"), path
 
 
 def test_a_run_through_injected_faults_ends_every_sample_once(
@@ -106,7 +95,7 @@ def test_a_run_through_injected_faults_ends_every_sample_once(
 ):
     """Retryable faults are retried, the rest fail their own sample with fal's error;
     a request that never completes fails at the deadline and is cancelled."""
-    monkeypatch.setenv("FAL_KEY", CANARY)
+    monkeypatch.setenv("FAL_KEY", FAL_CANARY)
     monkeypatch.setattr(fal_client.client, "_get_retry_delay", lambda *args, **kwargs: 0.0)
     emulator = FalEmulator(reply=guessing_reply)
     emulator.inject("rate_limit", on="submit", times=3)
@@ -187,8 +176,10 @@ def test_no_committed_cassette_holds_anything_key_like():
     [
         "Authorization: Key abc123",
         "- Bearer eyJhbGciOi",
-        CANARY,
+        FAL_CANARY,
         '{"token": "cdn-secret"}',
+        f"Authorization: Bearer {JUDGE_CANARY}",
+        JUDGE_CANARY,
     ],
 )
 def test_the_key_scan_catches_secrets(text):
