@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import datasets
 import fsspec
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
@@ -50,6 +49,8 @@ class HubDataset:
 
     def annotations(self, config: str | None = None, split: str = "test", **kwargs: Any):
         """One split of the repo's annotations, as a `datasets.Dataset`."""
+        import datasets  # heavy (pyarrow, pandas): loaded only when annotations are
+
         try:
             return datasets.load_dataset(
                 self.repo_id, config, split=split, revision=self.revision, **kwargs
