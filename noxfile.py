@@ -49,11 +49,15 @@ def bench(session: nox.Session) -> None:
 def perf(session: nox.Session) -> None:
     """Performance measured side by side; writes perf/results.json and perf/results.md."""
     install(session, "test")
+    # decord runs OpenBMB's reference recipe for comparison; it is not a dependency of
+    # the project or of the tests, only of this session.
+    session.install("decord==0.6.0")
     session.run("python", "perf/run.py", *session.posargs)
 
 
 @nox.session
 def record(session: nox.Session) -> None:
-    """Re-record the committed fal cassettes: live with FAL_KEY, else against the emulator."""
+    """Re-record the committed fal cassettes and the replay baseline: live with FAL_KEY, else
+    against the emulator."""
     install(session, "test")
     session.run("python", "tests/record_fal.py", *session.posargs)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
-from videos import index_pattern, read_index, write_audio, write_video
+from videos import hide_first_frames, index_pattern, read_index, write_audio, write_video
 
+import harness.video
 from harness.video import (
     SampledFrames,
     VideoError,
@@ -212,6 +215,171 @@ def test_sample_frames_rejects_bad_arguments(clip30, kwargs):
         sample_frames(clip30, **kwargs)
 
 
+# --- sample_frames against a plain sequential decode -----------------------------------
+#
+# The reference decodes every frame in order with PyAV's defaults and picks the recipe's
+# indices: frame i is the i-th frame decoded, as in decord. The seeking path must return
+# the same indices and the same pixels, bit for bit (the same decoder and the same RGB
+# conversion leave no room for rounding differences).
+
+BFRAMES = {"crf": "10", "preset": "superfast", "bf": "3"}
+NO_BFRAMES = {"crf": "10", "preset": "ultrafast"}  # ultrafast encodes no B-frames
+
+
+def _gop(options: dict[str, str], frames: int, **x264: str) -> dict[str, str]:
+    params = {"keyint": str(frames), "min-keyint": str(frames), "scenecut": "0", **x264}
+    return {**options, "x264-params": ":".join(f"{k}={v}" for k, v in params.items())}
+
+
+def _jittered(i: int) -> int:
+    return 4 * i + (i * 7) % 3  # quarter-frame ticks: irregular but increasing
+
+
+# name -> (frame count at 10 fps, encoder options, write_video keywords, file suffix)
+CASES = {
+    "2s-gop": (300, _gop(NO_BFRAMES, 20), {}, ".mp4"),
+    "10s-gop": (300, _gop(NO_BFRAMES, 100), {}, ".mp4"),
+    "2s-gop-bframes": (300, _gop(BFRAMES, 20), {}, ".mp4"),
+    "10s-gop-bframes": (300, _gop(BFRAMES, 100), {}, ".mp4"),
+    "open-gop-bframes": (300, _gop(BFRAMES, 20, **{"open-gop": "1"}), {}, ".mp4"),
+    "100s-64-mid-bins": (1000, _gop(BFRAMES, 20), {}, ".mp4"),
+    "vfr-timestamps": (300, _gop(BFRAMES, 20), {"ticks": _jittered}, ".mp4"),
+    "matroska-bframes": (300, _gop(BFRAMES, 20), {}, ".mkv"),
+}
+
+
+@pytest.fixture(scope="module")
+def identity_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("identity")
+    clips = {
+        name: write_video(directory / f"{name}{suffix}", count, 10, options=options, **kwargs)
+        for name, (count, options, kwargs, suffix) in CASES.items()
+    }
+    clips["edit-list-hides-5"] = hide_first_frames(
+        clips["2s-gop-bframes"], directory / "edit-list.mp4", 5
+    )
+    return clips
+
+
+def reference(path: Path, fps: float) -> SampledFrames:
+    """The recipe's indices from the container's count and rate, then a plain decode."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate)
+        decoded = list(container.decode(stream))
+        count = stream.frames or len(decoded)
+    indices = sample_indices(count, rate, fps=fps)
+    frames = [decoded[i].to_ndarray(format="rgb24") for i in indices]
+    return SampledFrames(np.stack(frames), indices)
+
+
+@pytest.fixture
+def seeking_only(monkeypatch):
+    """Fail the test if sample_frames falls back to decoding sequentially."""
+
+    def fail(*args, **kwargs):
+        raise AssertionError("fell back to a sequential decode")
+
+    monkeypatch.setattr(harness.video, "_decode_sequentially", fail)
+
+
+@pytest.fixture
+def decoded_frames(monkeypatch) -> list[int]:
+    """The number of frames the decoder returns during the test, in its only element."""
+    count = [0]
+    decode = harness.video._decode_packet
+    lock = threading.Lock()  # sample_frames decodes on several threads
+
+    def counting(codec, packet):
+        frames = decode(codec, packet)
+        with lock:
+            count[0] += len(frames)
+        return frames
+
+    monkeypatch.setattr(harness.video, "_decode_packet", counting)
+    return count
+
+
+@pytest.mark.parametrize("fps", [1.0, 0.35])  # every 10th frame; every 29th (seeks)
+@pytest.mark.parametrize("name", [*CASES, "edit-list-hides-5"])
+def test_sample_frames_equals_a_sequential_decode(identity_clips, seeking_only, name, fps):
+    path = identity_clips[name]
+    expected = reference(path, fps)
+    result = sample_frames(path, fps=fps)
+    assert result.indices == expected.indices
+    assert result.frames.shape == expected.frames.shape
+    assert np.array_equal(result.frames, expected.frames)
+    shift = 5 if name == "edit-list-hides-5" else 0
+    assert [read_index(frame) for frame in result.frames] == [i + shift for i in result.indices]
+
+
+@pytest.mark.parametrize("cpus", [1, 3, 16])  # one decoder with frame threads; several
+def test_any_number_of_decoders_gives_the_same_frames(
+    identity_clips, seeking_only, monkeypatch, cpus
+):
+    path = identity_clips["100s-64-mid-bins"]
+    expected = reference(path, 1.0)
+    monkeypatch.setattr(harness.video, "_cpus", lambda: cpus)
+    result = sample_frames(path)
+    assert result.indices == expected.indices
+    assert np.array_equal(result.frames, expected.frames)
+
+
+def test_the_edit_list_case_is_a_wrong_container_count(identity_clips):
+    path = identity_clips["edit-list-hides-5"]
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert stream.frames == 300
+        assert sum(1 for _ in container.decode(stream)) == 295
+
+
+def test_a_sampled_frame_past_the_real_end_is_an_error(identity_clips):
+    # 300 frames claimed, 295 shown; a step of 11 frames samples index 297.
+    path = identity_clips["edit-list-hides-5"]
+    with pytest.raises(VideoError) as caught:
+        sample_frames(path, fps=10 / 11)
+    assert "only 295 of the 300 frames the container claims" in caught.value.problem
+
+
+def test_the_fallback_decodes_the_same_frames(identity_clips, monkeypatch):
+    def inexact(*args, **kwargs):
+        raise harness.video._Inexact
+
+    monkeypatch.setattr(harness.video, "_decode_run", inexact)
+    path = identity_clips["vfr-timestamps"]
+    expected = reference(path, 1.0)
+    result = sample_frames(path)
+    assert result.indices == expected.indices
+    assert np.array_equal(result.frames, expected.frames)
+
+
+def test_a_stream_without_timestamps_falls_back_to_a_sequential_decode(tmp_path):
+    path = write_video(tmp_path / "raw.h264", 60, 25, options=_gop(BFRAMES, 10))
+    result = sample_frames(path, fps=5)
+    assert result.indices == list(range(0, 60, 5))
+    assert [read_index(frame) for frame in result.frames] == result.indices
+
+
+def test_sparse_samples_seek_instead_of_decoding_through(tmp_path, seeking_only, decoded_frames):
+    # 100 s at 10 fps with a keyframe every 16 frames: 8 of the 100 one-per-second
+    # indices, about 125 frames apart. Seeking decodes at most a GOP up to each.
+    path = write_video(tmp_path / "sparse.mp4", 1000, 10, options=_gop(NO_BFRAMES, 16))
+    result = sample_frames(path, max_frames=8)
+    assert [read_index(frame) for frame in result.frames] == result.indices
+    assert result.indices[-1] == 930
+    assert 8 < decoded_frames[0] <= 8 * 16
+    assert decoded_frames[0] < 931 / 5
+
+
+def test_unsampled_non_reference_frames_are_not_decoded(tmp_path, seeking_only, decoded_frames):
+    # One GOP, so no seek helps: everything up to the last sampled frame is decoded
+    # except B-frames that no other frame refers to.
+    path = write_video(tmp_path / "one-gop.mp4", 300, 10, options=_gop(BFRAMES, 300))
+    result = sample_frames(path, fps=1)
+    assert [read_index(frame) for frame in result.frames] == result.indices
+    assert decoded_frames[0] < 0.8 * (result.indices[-1] + 1)
+
+
 # --- unreadable input ---------------------------------------------------------------
 
 
@@ -251,6 +419,13 @@ def test_text_file_named_mp4(tmp_path):
 def test_audio_only_file(tmp_path, name, codec):
     path = write_audio(tmp_path / name, codec=codec)
     _assert_video_error(path, "no video stream", "audio")
+
+
+def test_a_codec_without_a_decoder(tmp_path):
+    matroska = write_video(tmp_path / "h264.mkv", 10, 10).read_bytes()
+    path = tmp_path / "unknown.mkv"  # the codec id renamed, same length: still valid Matroska
+    path.write_bytes(matroska.replace(b"V_MPEG4/ISO/AVC", b"V_QQQQQ/QQQ/QQQ"))
+    _assert_video_error(path, "no decoder for its video codec")
 
 
 def _cut_in_half(source: Path, target: Path) -> Path:

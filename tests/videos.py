@@ -54,13 +54,17 @@ def write_video(
     options: dict[str, str] | None = None,
     container_options: dict[str, str] | None = None,
     rotation: int | None = None,
+    ticks: Callable[[int], int] | None = None,
 ) -> Path:
     """Encode `frame(i)` for i in range(frame_count) at `fps`; returns `path`.
 
     `rotation` is a counter-clockwise display rotation written as the
-    container's display matrix (PyAV's `set_display_rotation`).
+    container's display matrix (PyAV's `set_display_rotation`). `ticks(i)` stamps
+    frame i at `ticks(i) / (4 * fps)` seconds instead of `i / fps`, for irregular
+    (variable frame rate) timestamps; it must increase.
     """
     rate = Fraction(fps).limit_denominator(1001)
+    time_base = 1 / rate if ticks is None else 1 / (4 * rate)
     first = frame(0)
     height, width = first.shape[:2]
     with av.open(str(path), mode="w", options=container_options or {}) as container:
@@ -69,16 +73,38 @@ def write_video(
         stream.height = height
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "10", "preset": "ultrafast"} if options is None else options
+        stream.codec_context.time_base = time_base
         if rotation is not None:
             stream.set_display_rotation(rotation)
         for i in range(frame_count):
             image = first if i == 0 else frame(i)
             video_frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            video_frame.pts = i
-            video_frame.time_base = 1 / rate
+            video_frame.pts = i if ticks is None else ticks(i)
+            video_frame.time_base = time_base
             container.mux(stream.encode(video_frame))
         container.mux(stream.encode(None))
     return path
+
+
+def hide_first_frames(source: Path, target: Path, count: int) -> Path:
+    """Remux `source` so that an MP4 edit list hides its first `count` frames.
+
+    The packets all stay in the file and the container still counts them, but
+    decoding shows `count` frames fewer: a container frame count that is wrong.
+    """
+    with av.open(str(source)) as reader, av.open(str(target), mode="w") as writer:
+        stream = reader.streams.video[0]
+        copy = writer.add_stream_from_template(stream)
+        assert stream.average_rate is not None and stream.time_base is not None
+        shift = round(count / (stream.average_rate * stream.time_base))
+        for packet in reader.demux(stream):
+            if packet.dts is None:
+                continue
+            packet.pts -= shift
+            packet.dts -= shift
+            packet.stream = copy
+            writer.mux(packet)
+    return target
 
 
 def write_audio(path: Path, seconds: float = 1.0, codec: str = "aac", rate: int = 48000) -> Path:
