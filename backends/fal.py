@@ -35,6 +35,7 @@ from backends.uploads import UploadCache, file_sha256
 from harness.cache import cache_root
 from harness.recording import http_mode
 from harness.types import Answer, BackendError, Query
+from harness.video import VideoError, probe
 
 DEFAULT_APP = "fal-ai/mini-cpm/video"
 # A replayed run needs no key, but fal-client will not build a client without one.
@@ -182,6 +183,10 @@ class FalBackend:
             return video, 0.0, "url"
         if not os.path.isfile(video):
             raise BackendError("video_not_found", f"{video}: no such file")
+        try:  # a file that is not a readable video is refused here, not uploaded
+            await asyncio.to_thread(probe, video)
+        except VideoError as exc:
+            raise BackendError("bad_video", str(exc)) from exc
         started = time.perf_counter()
         if self.upload == "data-uri":
             size_mb = os.path.getsize(video) / 1e6

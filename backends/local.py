@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from backends.base import registry
+from harness.downloads import download_video
 from harness.frames import FrameCache
 from harness.manifest import options_of
 from harness.types import Answer, BackendError, Query
@@ -142,13 +143,9 @@ class LocalBackend:
         return {"num_beams": self.num_beams, "repetition_penalty": penalty}
 
     async def answer(self, query: Query) -> Answer:
-        if query.video.startswith(("http://", "https://")):
-            raise BackendError(
-                "unsupported_video", f"{query.video}: the local backend reads local files only"
-            )
         assert self._frames is not None
         try:
-            frames = await asyncio.to_thread(self._frames.get, query.video)
+            frames = await asyncio.to_thread(self._frames_of, query.video)
         except VideoError as exc:
             raise BackendError("bad_video", str(exc)) from exc
         timer = self._timer
@@ -157,6 +154,13 @@ class LocalBackend:
         except asyncio.CancelledError:
             timer.stop.set()  # the thread stops at its next forward pass
             raise
+
+    def _frames_of(self, video: str) -> Any:
+        """Frames of a local file, or of an http(s) URL's file, downloaded once."""
+        assert self._frames is not None
+        if video.startswith(("http://", "https://")):
+            video = str(download_video(video))
+        return self._frames.get(video)
 
     async def aclose(self) -> None:
         self._frames = None

@@ -9,6 +9,7 @@ from pathlib import Path
 import fal_client.client
 import pytest
 from fal_emulator import FalEmulator
+from videos import write_video
 
 import backends.fal as fal_module
 from backends.fal import FalBackend
@@ -79,7 +80,7 @@ def test_polls_wait_a_fraction_of_the_time_waited_within_bounds(tmp_path, monkey
 
 def test_a_local_video_is_uploaded_once_for_many_questions(tmp_path, emulator):
     video = tmp_path / "clip.mp4"
-    video.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    write_video(video, 3, fps=10)  # a real (tiny) video: files are probed before upload
     fal = backend(tmp_path)
 
     async def three_questions():
@@ -107,7 +108,7 @@ def test_a_local_video_is_uploaded_once_for_many_questions(tmp_path, emulator):
 
 def test_data_uri_mode_sends_the_file_inline_and_refuses_big_files(tmp_path, emulator):
     video = tmp_path / "clip.mp4"
-    video.write_bytes(b"x" * 2000)
+    write_video(video, 3, fps=10)  # a real (tiny) video: files are probed before upload
     answer = ask(backend(tmp_path, upload="data-uri"), str(video))
     assert answer.meta["video_input"] == "data-uri"
     (submitted,) = emulator.submitted.values()

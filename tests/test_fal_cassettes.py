@@ -12,6 +12,7 @@ import os
 import pytest
 from fal_emulator import FalEmulator
 from record_fal import EMULATOR_SOURCE, LIVE_SOURCE, live
+from videos import write_video
 
 from backends.fal import FalBackend
 from harness.types import Query
@@ -53,7 +54,7 @@ def test_url_question_replays(vcr, service, tmp_path):
 def test_local_upload_replays(vcr, service, tmp_path):
     assert vcr.get_metadata("source", service) in (LIVE_SOURCE, EMULATOR_SOURCE)
     video = tmp_path / "recorded-clip.mp4"
-    video.write_bytes(bytes(range(256)) * 64)
+    write_video(video, 3, fps=10)  # a real (tiny) video: files are probed before upload
     result = answer(tmp_path, os.fspath(video), "Describe the video.")
     assert result.meta["video_input"] == "uploaded"
     assert result.text.strip()

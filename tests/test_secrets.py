@@ -9,6 +9,7 @@ from pathlib import Path
 from fal_emulator import FalEmulator
 from key_scan import FAL_CANARY, JUDGE_CANARY, leaks, scan_files
 from openai_emulator import OpenAIEmulator
+from videos import write_video
 
 from harness.cli import main
 
@@ -17,7 +18,7 @@ RUN_FILES = ("manifest.json", "records.jsonl", "summary.json", "report.md")
 
 def questions(folder: Path) -> Path:
     """Open-ended questions on a local video (uploaded to fal's storage) and a URL."""
-    (folder / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
+    write_video(folder / "clip.mp4", 3, fps=10)  # probed before upload: a real video
     rows = [
         {"id": "q1", "video": "clip.mp4", "question": "Who is there?", "answer": "a man"},
         {"id": "q2", "video": "clip.mp4", "question": "What runs?", "answer": "a dog"},
