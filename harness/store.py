@@ -161,11 +161,17 @@ def _unfinished(path: Path) -> bool:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """Replace `path` with `data` as indented JSON, atomically (`write_bytes_atomic`)."""
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+    write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Replace `path` atomically; concurrent writers (shard processes) never share a temp file."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
         os.chmod(tmp, 0o644)  # mkstemp makes it private
         os.replace(tmp, path)
     except BaseException:
