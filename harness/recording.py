@@ -4,7 +4,9 @@ One cassette holds a whole run. Replays are deterministic under concurrency
 because every request that differs between samples differs in its URL or JSON
 body (a submit carries the sample's prompt and video URL; polls, results and
 cancels carry the request id), and identical requests (the polls of one
-request) are played back in recorded order, never repeated. Uploads match on
+request) are played back in recorded order, never repeated. A request is looked
+up among the recorded ones with its method and URL only, so a run's replay
+costs time in proportion to its requests, not to their square. Uploads match on
 URL and file name, not bytes, so re-encoded but equivalent videos still replay,
 and an upload's bytes are never stored: only their size and sha256.
 
@@ -30,6 +32,9 @@ from typing import Any, Literal
 
 import vcr
 import yaml
+from vcr.cassette import Cassette
+from vcr.errors import MissingMetadataError
+from vcr.matchers import requests_match
 from vcr.request import Request
 
 Mode = Literal["live", "record", "replay"]
@@ -67,16 +72,13 @@ def http_mode() -> Mode:
 
 def cassette_source(directory: Path) -> str:
     """The `source` a cassette directory was recorded from; raises if it has none."""
-    path = directory / CASSETTE
-    if not path.is_file():
-        raise RecordingError(f"{directory} holds no recorded run ({CASSETTE} is missing)")
+    path = _recorded_cassette(directory)
     # libyaml's loader when present: a whole run's cassette is megabytes of YAML.
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     metadata = yaml.load(path.read_text(), Loader=loader).get("metadata") or {}
-    source = metadata.get("source")
-    if not source:
-        raise RecordingError(f"{path} does not say where it was recorded (no metadata.source)")
-    return source
+    if not metadata.get("source"):
+        raise _no_source(path)
+    return metadata["source"]
 
 
 @contextmanager
@@ -93,26 +95,40 @@ def http_recording(
         return
     if directory is None:
         raise RecordingError(f"{mode} needs a cassette directory")
+    path = directory / CASSETTE
     if mode == "replay":
-        source = cassette_source(directory)
+        _recorded_cassette(directory)
     else:
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise RecordingError(f"cannot record into {directory}: {exc.strerror or exc}") from None
-        if (directory / CASSETTE).exists():
-            raise RecordingError(
-                f"{directory / CASSETTE} already exists; record into a new directory"
-            )
-    recorder = cassette_recorder()
-    record_mode = "none" if mode == "replay" else "all"
+        if path.exists():
+            raise RecordingError(f"{path} already exists; record into a new directory")
+    config = cassette_recorder().get_merged_config(
+        path=str(path), record_mode="none" if mode == "replay" else "all"
+    )
     token = _mode.set(mode)
     try:
-        with recorder.use_cassette(str(directory / CASSETTE), record_mode=record_mode) as cassette:
-            cassette.get_metadata("source", source)
-            yield Recording(mode, directory / CASSETTE, source)
+        with IndexedCassette.use(**config) as cassette:
+            try:  # a replay's source is read from the cassette as vcrpy loaded it, once
+                source = cassette.get_metadata("source", source)
+            except MissingMetadataError:
+                raise _no_source(path) from None
+            yield Recording(mode, path, source)
     finally:
         _mode.reset(token)
+
+
+def _recorded_cassette(directory: Path) -> Path:
+    path = directory / CASSETTE
+    if not path.is_file():
+        raise RecordingError(f"{directory} holds no recorded run ({CASSETTE} is missing)")
+    return path
+
+
+def _no_source(path: Path) -> RecordingError:
+    return RecordingError(f"{path} does not say where it was recorded (no metadata.source)")
 
 
 class _UnredactedResponses(logging.Filter):
@@ -153,16 +169,42 @@ def recording_config() -> dict[str, Any]:
     }
 
 
-def match_exchange(recorded: Request, live: Request) -> bool:
-    """Same method and URL (query as parsed), then the same content (`match_content`).
+class IndexedCassette(Cassette):
+    """vcrpy's cassette, with its recorded requests indexed by `exchange_key`.
 
-    One matcher that stops at the first difference: vcrpy evaluates every
-    matcher against every recorded request, so a replay of N requests makes
-    N x N comparisons, and the cheap checks must decide most of them.
+    vcrpy finds a request's response by comparing the request with every
+    recorded one, twice per request: a replayed run of N requests made 2 x N x N
+    comparisons. `match_exchange` (this project's only matcher, which this class
+    assumes) matches only requests with the same key, so only those are compared,
+    in recorded order as before.
     """
-    if recorded.method != live.method or recorded.path != live.path:
-        return False
-    if recorded.host != live.host or recorded.query != live.query:
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._by_key: dict[tuple[Any, ...], list[int]] = {}
+        self._indexed = 0
+
+    def _responses(self, request: Request) -> Iterator[tuple[int, Any]]:
+        request = self._before_record_request(request)
+        if not request:
+            return
+        for index in range(self._indexed, len(self.data)):  # recorded since the last look
+            self._by_key.setdefault(exchange_key(self.data[index][0]), []).append(index)
+        self._indexed = len(self.data)
+        for index in self._by_key.get(exchange_key(request), ()):
+            recorded, response = self.data[index]
+            if requests_match(request, recorded, self._match_on):
+                yield index, response
+
+
+def exchange_key(request: Request) -> tuple[Any, ...]:
+    """What two requests must share to be one exchange: method and URL, query as parsed."""
+    return (request.method, request.host, request.path, tuple(request.query))
+
+
+def match_exchange(recorded: Request, live: Request) -> bool:
+    """The same `exchange_key`, then the same content (`match_content`)."""
+    if exchange_key(recorded) != exchange_key(live):
         return False
     try:
         match_content(recorded, live)

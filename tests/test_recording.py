@@ -1,13 +1,18 @@
-"""What a recorded cassette keeps: no key, no webhook, no storage token, no video bytes."""
+"""Recording and replay: what a cassette keeps (no key, webhook, storage token or video
+bytes) and how replays find their responses."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 
 import fal_client
+import httpx
 import pytest
+import vcr.matchers
 import yaml
 from fal_emulator import FalEmulator
+from vcr.errors import CannotOverwriteExistingCassetteException
 
 from harness.recording import CASSETTE, RecordingError, cassette_source, http_recording
 
@@ -57,4 +62,83 @@ def test_recording_refuses_to_overwrite_and_replay_needs_a_cassette(tmp_path):
         pytest.raises(RecordingError, match="holds no recorded run"),
         http_recording("replay", tmp_path / "empty"),
     ):
+        pass
+
+
+def serve_numbered_replies() -> httpx.MockTransport:
+    """A service whose every reply says its URL and how often that URL was asked."""
+    asked: Counter[str] = Counter()
+
+    def reply(request: httpx.Request) -> httpx.Response:
+        asked[str(request.url)] += 1
+        return httpx.Response(200, json={"url": str(request.url), "n": asked[str(request.url)]})
+
+    return httpx.MockTransport(reply)
+
+
+async def poll_each(urls: list[str], times: int, transport: httpx.AsyncBaseTransport) -> list:
+    """GET every URL `times` times, interleaved; the replies' bodies in order."""
+    async with httpx.AsyncClient(transport=transport) as client:
+        return [(await client.get(url)).json() for _ in range(times) for url in urls]
+
+
+def no_network() -> httpx.MockTransport:
+    """A transport vcrpy intercepts like any other, that fails if a request gets through."""
+
+    def reached(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"a replay reached the network: {request.url}")
+
+    return httpx.MockTransport(reached)
+
+
+def test_a_replay_plays_identical_requests_in_recorded_order_and_no_more(tmp_path):
+    urls = [f"https://queue.fal.run/app/requests/{i}/status" for i in range(3)]
+    with http_recording("record", tmp_path / "rec", source="test"):
+        recorded = asyncio.run(poll_each(urls, 2, serve_numbered_replies()))
+    assert [r["n"] for r in recorded] == [1, 1, 1, 2, 2, 2]
+    with http_recording("replay", tmp_path / "rec"):
+        assert asyncio.run(poll_each(urls, 2, no_network())) == recorded
+    with (
+        http_recording("replay", tmp_path / "rec"),
+        pytest.raises(CannotOverwriteExistingCassetteException),
+    ):
+        asyncio.run(poll_each(urls, 3, no_network()))  # a third poll was never recorded
+
+
+def test_a_request_is_compared_only_with_recorded_requests_to_its_url(tmp_path, monkeypatch):
+    """vcrpy alone compares each request with every recorded one: N x N for a run."""
+    urls = [f"https://queue.fal.run/app/requests/{i}/status" for i in range(100)]
+    with http_recording("record", tmp_path / "rec", source="test"):
+        recorded = asyncio.run(poll_each(urls, 2, serve_numbered_replies()))
+    compared = Counter()
+    original = vcr.matchers.get_matchers_results
+
+    def counting(r1, r2, matchers):
+        compared[r1.uri == r2.uri] += 1
+        return original(r1, r2, matchers)
+
+    monkeypatch.setattr(vcr.matchers, "get_matchers_results", counting)
+    with http_recording("replay", tmp_path / "rec"):
+        assert asyncio.run(poll_each(urls, 2, no_network())) == recorded
+    assert compared[False] == 0
+    assert 0 < compared[True] <= 4 * len(recorded)  # 2 lookups of 2 candidates at most
+
+
+def test_a_replay_needs_the_cassette_to_say_where_it_was_recorded(tmp_path):
+    with http_recording("record", tmp_path / "rec", source="test"):
+        url = "https://queue.fal.run/app/requests/0/status"
+        asyncio.run(poll_each([url], 1, serve_numbered_replies()))
+    cassette = tmp_path / "rec" / CASSETTE
+    with http_recording("replay", tmp_path / "rec") as recording:
+        assert recording.source == "test"
+    data = yaml.safe_load(cassette.read_text())
+    del data["metadata"]
+    cassette.write_text(yaml.safe_dump(data))
+    for read in (lambda: cassette_source(tmp_path / "rec"), lambda: replay_nothing(tmp_path)):
+        with pytest.raises(RecordingError, match=r"does not say where it was recorded"):
+            read()
+
+
+def replay_nothing(tmp_path) -> None:
+    with http_recording("replay", tmp_path / "rec"):
         pass
