@@ -36,4 +36,19 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
+class PreparesVideos(Protocol):
+    """A backend with per-video work worth doing before the video's questions are asked.
+
+    The runner calls `prepare` from a worker thread for samples ahead of the ones
+    being answered (see `harness.preparation`). It is only a head start: `answer`
+    must do the same work itself when `prepare` was not called, failed, or its
+    result is gone, and report any failure then.
+    """
+
+    def prepare(self, video: str) -> None:
+        """Do this video's per-video work now (blocking); `video` is a path or URL."""
+        ...
+
+
 registry: Registry[Backend] = Registry("backend", entry_point_group="vqa_harness.backends")

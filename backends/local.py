@@ -9,8 +9,10 @@ repetition_penalty 1.2, so greedy passes `num_beams=1, repetition_penalty=1.0`.
 `max_inp_length` is raised above chat()'s 8192 whenever the frames and prompt
 could exceed it, so the question is never cut off; the record says when.
 
-One generation runs at a time; with concurrency 2 (the default) the next
-sample's frames decode while the current one generates.
+One generation runs at a time (concurrency 1 by default), while the runner
+has the next samples' frames decoded ahead (`prepare`, the `decode_ahead` run
+setting): `frames` is then the time a sample waited for its frames (about 0),
+and the run's `prepare` timing the time its decode took off the critical path.
 """
 
 from __future__ import annotations
@@ -34,13 +36,20 @@ DEFAULT_MODEL = "openbmb/MiniCPM-V-2_6"
 _DTYPES = {"bfloat16", "float16", "float32"}
 
 
+def _local_file(video: str) -> str:
+    """A local file as it is; an http(s) URL's file, downloaded once."""
+    if video.startswith(("http://", "https://")):
+        return str(download_video(video))
+    return video
+
+
 @registry.register
 @dataclass
 class LocalBackend:
     """MiniCPM-V 2.6 run locally with transformers (trust_remote_code), on CUDA when present."""
 
     name: ClassVar[str] = "local"
-    default_concurrency: ClassVar[int] = 2
+    default_concurrency: ClassVar[int] = 1
 
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "Hub id or local directory"})
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch or sha)"})
@@ -155,12 +164,14 @@ class LocalBackend:
             timer.stop.set()  # the thread stops at its next forward pass
             raise
 
-    def _frames_of(self, video: str) -> Any:
-        """Frames of a local file, or of an http(s) URL's file, downloaded once."""
+    def prepare(self, video: str) -> None:
+        """Decode and sample the video's frames into the shared cache, ahead of its questions."""
         assert self._frames is not None
-        if video.startswith(("http://", "https://")):
-            video = str(download_video(video))
-        return self._frames.get(video)
+        self._frames.warm(_local_file(video))
+
+    def _frames_of(self, video: str) -> Any:
+        assert self._frames is not None
+        return self._frames.get(_local_file(video))
 
     async def aclose(self) -> None:
         self._frames = None

@@ -109,8 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--concurrency",
         type=positive_int,
-        default=4,
-        help="samples in flight (default: %(default)s)",
+        help="samples in flight (default: the backend's own: fal 8, local 1)",
+    )
+    run.add_argument(
+        "--decode-ahead",
+        type=non_negative_int,
+        default=RunSettings.decode_ahead,
+        metavar="N",
+        help="samples prepared (video fetched, frames decoded) ahead of those in flight; "
+        "0: each when its turn comes (default: %(default)s)",
     )
     run.add_argument(
         "--deadline",
@@ -314,6 +321,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         prepared = _prepare(args, recording)
         settings = RunSettings(
             concurrency=args.concurrency or prepared.backend.default_concurrency,
+            decode_ahead=args.decode_ahead,
             deadline=args.deadline,
             warmup=args.warmup,
             retry_failed=args.retry_failed,

@@ -4,7 +4,9 @@ Video QA benchmarks ask several questions about one video (Video-MME asks
 three); decoding it again for each is the waste peers are known for. A
 `FrameCache` keeps recently sampled videos within a byte budget (least
 recently used first out) and makes concurrent requests for one video wait for
-a single decode. Errors are not cached: a failed decode is tried again.
+a single decode; `warm` decodes ahead of the questions without waiting on a
+decode someone else started. Errors are not cached: a failed decode is tried
+again.
 """
 
 from __future__ import annotations
@@ -45,6 +47,15 @@ class FrameCache:
 
     def get(self, path: str | os.PathLike[str]) -> FramesResult:
         """The video's sampled frames, decoding it only if no one has or is."""
+        result = self._get(path, wait=True)
+        assert result is not None
+        return result
+
+    def warm(self, path: str | os.PathLike[str]) -> None:
+        """Decode the video now unless it is cached or being decoded already."""
+        self._get(path, wait=False)
+
+    def _get(self, path: str | os.PathLike[str], *, wait: bool) -> FramesResult | None:
         started = time.perf_counter()
         key = os.path.realpath(path)
         with self._lock:
@@ -57,7 +68,11 @@ class FrameCache:
                 future = self._pending[key] = Future()
         assert future is not None
         if not owner:
-            return FramesResult(future.result(), time.perf_counter() - started, False)
+            return (
+                FramesResult(future.result(), time.perf_counter() - started, False)
+                if wait
+                else None
+            )
         try:
             sampled = sample_frames(path, fps=self.fps, max_frames=self.max_frames)
         except BaseException as exc:

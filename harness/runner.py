@@ -1,9 +1,11 @@
 """Drive a backend over a benchmark's samples and append one record per sample.
 
-Bounded concurrency: `concurrency` workers pull samples from one iterator, so
-no more than that many queries are in flight. Each query has a deadline; a
-backend failure, a missed deadline or a scoring bug becomes that sample's
-failed record and the run goes on; a sample the benchmark marked invalid is
+Bounded concurrency: `concurrency` workers take samples in order, so no more
+than that many queries are in flight, while the next `decode_ahead` samples are
+prepared (video fetched, frames decoded) in a small thread pool behind them
+(`harness.preparation`). Each query has a deadline; a backend failure, a
+missed deadline or a scoring bug becomes that sample's failed record and the
+run goes on; a sample the benchmark marked invalid is
 recorded as failed (`invalid_sample`) without asking the backend. Unreadable
 lines in `records.jsonl` (a torn last line) are named on stderr and ignored.
 Scoring runs in a worker thread, since it may wait on an LLM judge. Cancelling
@@ -22,9 +24,10 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from backends.base import Backend
-from benchmarks.base import Benchmark, apply_judge, local_video
+from benchmarks.base import Benchmark, apply_judge
 from harness.groups import sample_groups
 from harness.judge import Judge
+from harness.preparation import Preparation, Prepared, Turn
 from harness.store import RecordLog, RunStore
 from harness.types import (
     INVALID_SAMPLE,
@@ -46,10 +49,18 @@ class RunSettings:
     deadline: float | None = 600.0
     warmup: int = 0
     retry_failed: bool = False
+    decode_ahead: int = 4
+    """Samples prepared beyond the ones being answered; 0: each when its turn comes."""
+    decode_workers: int = 2
+    """Threads preparing samples (each decode uses every CPU on its own)."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.decode_ahead < 0:
+            raise ValueError(f"decode_ahead must be 0 or more, got {self.decode_ahead}")
+        if self.decode_workers < 1:
+            raise ValueError(f"decode_workers must be at least 1, got {self.decode_workers}")
         if self.deadline is not None and self.deadline <= 0:
             raise ValueError(f"deadline must be positive, got {self.deadline}")
         if self.warmup < 0:
@@ -126,12 +137,13 @@ async def execute(
         disable=not show_progress,
         dynamic_ncols=True,
     )
-    queue = iter(enumerate(todo))
+    preparation = Preparation(
+        benchmark, backend, todo, ahead=settings.decode_ahead, workers=settings.decode_workers
+    )
 
     async def worker() -> None:
-        for position, sample in queue:
-            warmup = position < settings.warmup
-            record = await _answer_one(backend, benchmark, sample, settings, warmup, judge)
+        while (turn := preparation.take()) is not None:
+            record = await _answer_one(backend, benchmark, turn, settings, judge)
             store.append(record)
             progress.written += 1
             progress.count(record)
@@ -145,6 +157,7 @@ async def execute(
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
+        preparation.close()
         bar.close()
         store.close()
     return progress
@@ -162,33 +175,34 @@ def _progress_from(log: RecordLog, samples: Sequence[Sample], todo: Sequence[Sam
 async def _answer_one(
     backend: Backend,
     benchmark: Benchmark,
-    sample: Sample,
+    turn: Turn,
     settings: RunSettings,
-    warmup: bool,
     judge: Judge | None,
 ) -> Record:
+    sample = turn.sample
     started = time.time()
-    clock = time.perf_counter()
-    prompt = ""
+    prepared: Prepared | None = None
     answer: Answer | None = None
     error: ErrorInfo | None = None
     score = None
-    fetched: dict[str, float] = {}
-    if sample.invalid:
-        error = ErrorInfo(INVALID_SAMPLE, sample.invalid)
+    waits: dict[str, float] = {}
+    if turn.preparing is None:
+        error = ErrorInfo(INVALID_SAMPLE, sample.invalid or "invalid sample")
     else:
-        try:  # in a thread: fetching a Hub video (or its subtitles) is blocking I/O
-            video, prompt = await asyncio.to_thread(_prepare, benchmark, sample)
-            if video != sample.video:
-                fetched["fetch"] = time.perf_counter() - clock
+        waited = time.perf_counter()
+        try:
+            prepared = await turn.preparing
         except Exception as exc:
             error = ErrorInfo.from_exception(exc)
-        clock = time.perf_counter()  # the backend's latency starts here
-        if error is None:
-            try:
-                answer = await _ask(backend, Query(sample.id, video, prompt), settings.deadline)
-            except Exception as exc:  # one sample's failure never stops the run
-                error = ErrorInfo.from_exception(exc)
+        # Zero when the sample was prepared ahead: decoding was off the critical path.
+        waits["prepare_wait"] = time.perf_counter() - waited
+    clock = time.perf_counter()  # the backend's latency starts here
+    if prepared is not None:
+        try:
+            query = Query(sample.id, prepared.video, prepared.prompt)
+            answer = await _ask(backend, query, settings.deadline)
+        except Exception as exc:  # one sample's failure never stops the run
+            error = ErrorInfo.from_exception(exc)
     elapsed = time.perf_counter() - clock
     if answer is not None:
         try:  # in a thread: scoring may ask an LLM judge over HTTP
@@ -200,16 +214,21 @@ async def _answer_one(
         status="ok" if error is None else "failed",
         category=sample.category,
         video=sample.video,
-        prompt=prompt,
+        prompt=prepared.prompt if prepared is not None else "",
         target=sample.answer,
         response=answer.text if answer is not None else None,
         score=score if error is None else None,
         error=error,
-        timings={**(answer.timings if answer else {}), **fetched, "total": elapsed},
+        timings={
+            **(answer.timings if answer else {}),
+            **(prepared.timings if prepared else {}),
+            **waits,
+            "total": elapsed,
+        },
         usage=dict(answer.usage) if answer else {},
         meta=dict(answer.meta) if answer else {},
         groups=sample_groups(sample),
-        warmup=warmup,
+        warmup=turn.position < settings.warmup,
         started_at=started,
         finished_at=time.time(),
     )
@@ -221,15 +240,6 @@ def _score(benchmark: Benchmark, sample: Sample, text: str, judge: Judge | None)
     if judge is not None and not sample.options and score.judge is None:
         score = apply_judge(score, sample, text, judge)
     return score
-
-
-def _prepare(benchmark: Benchmark, sample: Sample) -> tuple[str, str]:
-    """The sample's video made local (Hub benchmarks download it now) and its prompt."""
-    try:
-        video = local_video(benchmark, sample)
-    except Exception as exc:
-        raise BackendError("video_unavailable", f"{type(exc).__name__}: {exc}") from exc
-    return video, benchmark.prompt(sample)
 
 
 async def _ask(backend: Backend, query: Query, deadline_s: float | None) -> Answer:

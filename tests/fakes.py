@@ -26,7 +26,7 @@ class ScriptedBackend:
     """Test double: replies with a fixed text after a delay; fails or hangs on chosen samples."""
 
     name: ClassVar[str] = "scripted"
-    default_concurrency: ClassVar[int] = 4
+    default_concurrency: ClassVar[int] = 3
 
     reply: str = field(default="The answer is A.", metadata={"help": "text of every answer"})
     delay: float = field(default=0.0, metadata={"help": "seconds per answer"})

@@ -93,6 +93,20 @@ def test_run_over_the_synthetic_suite(tmp_path, capsys, synthetic_cache):
     assert "## Latency (seconds)" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize(
+    ("flags", "concurrency", "decode_ahead"),
+    [([], 3, 4), (["--concurrency", "2", "--decode-ahead", "0"], 2, 0)],
+)
+def test_run_settings_default_to_the_backends_own_concurrency(
+    tmp_path, flags, concurrency, decode_ahead
+):
+    args = ["run", "--backend", "scripted", "--benchmark", "tiny", "--out", str(tmp_path)]
+    assert main([*args, "--run-id", "r", "--no-progress", *flags]) == 0
+    (session,) = json.loads((tmp_path / "r" / "manifest.json").read_text())["sessions"]
+    assert session["settings"]["concurrency"] == concurrency  # the scripted backend's: 3
+    assert session["settings"]["decode_ahead"] == decode_ahead
+
+
 def test_list_shows_entries_and_their_options(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
@@ -119,6 +133,10 @@ def test_list_shows_entries_and_their_options(capsys):
         (
             ["run", "--backend", "scripted", "--concurrency", "0"],
             "argument --concurrency: must be at least 1",
+        ),
+        (
+            ["run", "--backend", "scripted", "--decode-ahead", "-1"],
+            "argument --decode-ahead: must be 0 or more, got -1",
         ),
         (["run", "--benchmark", "tiny"], "--backend is required"),
         (["run", "--resume", "nowhere"], "nowhere is not a run directory"),

@@ -8,6 +8,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
@@ -18,11 +19,13 @@ from videos import write_video
 
 import backends
 from backends.local import LocalBackend
+from benchmarks.base import multiple_choice_prompt, score_multiple_choice
 from harness.bench import run_bench
 from harness.cli import main
 from harness.registry import RegistryError
-from harness.store import read_records
-from harness.types import BackendError, Query
+from harness.runner import RunSettings, execute
+from harness.store import RunStore, read_records
+from harness.types import BackendError, Query, Sample, Score
 from harness.video import sample_frames
 
 TIMINGS = ("frames", "preprocess", "prefill", "decode", "tpot", "total")
@@ -298,3 +301,42 @@ def test_shards_of_a_tiny_model_run_merge_into_the_unsharded_run(
     whole = outcome(tmp_path / "whole" / "whole")
     assert len(whole) == 6
     assert outcome(tmp_path / "merged") == whole
+
+
+def test_the_runners_preparation_decodes_each_video_once_so_answers_find_frames_ready(
+    standin, video, tmp_path
+):
+    other = write_video(tmp_path / "other.mp4", 30, fps=10)
+    questions = [(clip, q) for clip in (video, other) for q in range(3)]  # as in Video-MME
+    benchmark = ClipQuestions([str(clip) for clip, _ in questions])
+    backend = local(standin)
+    store = RunStore(tmp_path / "run")
+    store.path.mkdir()
+    settings = RunSettings(concurrency=1, decode_ahead=4)
+    samples = list(benchmark.samples())
+    asyncio.run(execute(backend, benchmark, samples, store, settings, show_progress=False))
+    records = read_records(store.records_path).records
+    assert len(records) == 6 and all(r.ok for r in records)
+    assert backend._frames.decodes == 2  # once per video, by the runner's preparation
+    assert not any(r.meta["frames_decoded_here"] for r in records)
+    assert {r.meta["frames"] for r in records} == {5, 3}
+
+
+@dataclasses.dataclass
+class ClipQuestions:
+    """One two-way question about each video of `videos`, in order."""
+
+    name: ClassVar[str] = "clip-questions"
+    version: ClassVar[str] = "1"
+
+    videos: list[str]
+
+    def samples(self):
+        for index, clip in enumerate(self.videos):
+            yield Sample(f"q{index}", clip, f"Question {index}?", "A", ("bars", "dots"))
+
+    def prompt(self, sample: Sample) -> str:
+        return multiple_choice_prompt(sample)
+
+    def score(self, sample: Sample, text: str) -> Score:
+        return score_multiple_choice(sample, text)

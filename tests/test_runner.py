@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections import Counter
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -291,6 +293,10 @@ def test_settings_are_validated():
         RunSettings(concurrency=0)
     with pytest.raises(ValueError, match="deadline"):
         RunSettings(deadline=0)
+    with pytest.raises(ValueError, match="decode_ahead must be 0 or more, got -1"):
+        RunSettings(decode_ahead=-1)
+    with pytest.raises(ValueError, match="decode_workers must be at least 1, got 0"):
+        RunSettings(decode_workers=0)
 
 
 def test_videos_are_fetched_for_selected_samples_and_a_failed_fetch_fails_one(tmp_path):
@@ -325,3 +331,96 @@ def test_videos_are_fetched_for_selected_samples_and_a_failed_fetch_fails_one(tm
     assert "videos_02.zip has no data/1.mp4" in by_id["tiny/001"].error.message
     assert by_id["tiny/000"].ok and by_id["tiny/000"].video == "/videos/0.mp4"  # the locator
     assert "fetch" in by_id["tiny/000"].timings
+
+
+@dataclass
+class Preparing(ScriptedBackend):
+    """A backend with per-video work (`PreparesVideos`, as `local` decodes frames). Its
+    answer to the i-th query first waits (5 s at most) for `wanted(i)` preparations, then
+    notes how many there were. `prepare_fails` names a video whose preparation raises."""
+
+    wanted: Callable[[int], int] = lambda answered: 0
+    prepare_fails: str = ""
+    prepared: list[str] = field(default_factory=list, init=False)
+    seen: list[int] = field(default_factory=list, init=False)
+
+    def prepare(self, video: str) -> None:
+        self.prepared.append(video)
+        if video == self.prepare_fails:
+            raise ValueError(f"{video}: cannot decode")
+
+    async def answer(self, query):
+        wanted = self.wanted(len(self.seen))
+        deadline = time.monotonic() + 5
+        while len(self.prepared) < wanted and time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+        self.seen.append(len(self.prepared))
+        return await super().answer(query)
+
+
+def run_tiny(backend, tmp_path, count: int, **settings) -> dict[str, Record]:
+    bench, store = TinyBenchmark(count=count), RunStore(tmp_path)
+    samples = list(bench.samples())
+    asyncio.run(
+        execute(backend, bench, samples, store, RunSettings(**settings), show_progress=False)
+    )
+    return read_records(store.records_path).latest_by_sample()
+
+
+@pytest.mark.parametrize("ahead", [0, 1, 3, 20])
+def test_samples_are_prepared_ahead_of_the_backend_and_no_further(tmp_path, ahead):
+    count = 8
+    backend = Preparing(wanted=lambda answered: min(answered + 1 + ahead, count))
+    written = run_tiny(backend, tmp_path, count, concurrency=1, decode_ahead=ahead)
+    assert all(r.ok for r in written.values())
+    # Answering the i-th sample, the i-th and the `ahead` after it have been prepared,
+    # and not one more: with `ahead` 0, each sample is prepared when its turn comes.
+    assert backend.seen == [min(i + 1 + ahead, count) for i in range(count)]
+    assert backend.prepared == [f"/videos/{i // 2}.mp4" for i in range(count)]
+    for record in written.values():
+        assert record.timings["prepare_wait"] >= 0 and record.timings["prepare"] >= 0
+
+
+def test_a_failed_preparation_leaves_the_sample_to_the_backend(tmp_path):
+    """The backend's `prepare` is a head start: its answer decides the sample."""
+    backend = Preparing(prepare_fails="/videos/1.mp4", fail="tiny/003")
+    written = run_tiny(backend, tmp_path, 6, decode_ahead=2)
+    assert sorted(backend.prepared) == sorted(f"/videos/{i // 2}.mp4" for i in range(6))
+    assert written["tiny/002"].ok
+    assert written["tiny/003"].error.kind == "validation_error"  # what answer() said
+    assert sum(r.ok for r in written.values()) == 5
+
+
+def test_a_cancelled_run_drops_the_preparations_it_started(tmp_path):
+    started, release = threading.Event(), threading.Event()
+
+    class Slow(Preparing):
+        def prepare(self, video: str) -> None:
+            super().prepare(video)
+            started.set()
+            release.wait(5)
+
+    backend = Slow()
+    bench, store = TinyBenchmark(count=40), RunStore(tmp_path)
+
+    async def cancel_while_preparing() -> None:
+        run = asyncio.create_task(
+            execute(
+                backend,
+                bench,
+                list(bench.samples()),
+                store,
+                RunSettings(concurrency=1, decode_ahead=10, decode_workers=1),
+                show_progress=False,
+            )
+        )
+        await asyncio.to_thread(started.wait, 5)
+        run.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+
+    asyncio.run(cancel_while_preparing())
+    release.set()
+    time.sleep(0.1)
+    assert backend.prepared == ["/videos/0.mp4"]  # the queued ones were dropped
+    assert read_records(store.records_path).records == []
