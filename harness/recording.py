@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import parse_qsl, urlparse
 
 import vcr
 import yaml
@@ -198,8 +199,16 @@ class IndexedCassette(Cassette):
 
 
 def exchange_key(request: Request) -> tuple[Any, ...]:
-    """What two requests must share to be one exchange: method and URL, query as parsed."""
-    return (request.method, request.host, request.path, tuple(request.query))
+    """What two requests must share to be one exchange: method and URL, query as parsed
+    (host, path and sorted query as vcrpy's `Request` reads them)."""
+    return _exchange_key(request.method, request.uri)
+
+
+@functools.lru_cache(maxsize=8192)
+def _exchange_key(method: str, uri: str) -> tuple[Any, ...]:
+    """Cached: a replay asks for the key of each recorded request many times."""
+    parsed = urlparse(uri)
+    return (method, parsed.hostname, parsed.path, tuple(sorted(parse_qsl(parsed.query))))
 
 
 def match_exchange(recorded: Request, live: Request) -> bool:
