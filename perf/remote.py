@@ -7,19 +7,18 @@ through httpx's transport layer.
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from unittest.mock import patch
 
 from results import Column, Section
+from workloads import Questions, timed_run
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the fal protocol emulator lives with the tests
@@ -27,10 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the fal protocol emulator lives with 
 from fal_emulator import FalEmulator  # noqa: E402
 
 from backends.fal import FalBackend  # noqa: E402
-from benchmarks.base import multiple_choice_prompt, score_multiple_choice  # noqa: E402
-from harness.runner import RunSettings, execute  # noqa: E402
-from harness.store import RunStore  # noqa: E402
-from harness.types import Sample, Score  # noqa: E402
+from harness.runner import RunSettings  # noqa: E402
 
 VIDEO_URL = "https://storage.googleapis.com/falserverless/model_tests/musepose/dance.mp4"
 SERVICE_TIME = 0.5
@@ -40,55 +36,22 @@ FULL = {1: 10, 4: 40, 16: 200, 64: 200}
 QUICK = {1: 4, 4: 16, 16: 64, 64: 128}
 
 
-@dataclass
-class UrlQuestions:
-    """`count` four-way questions about one hosted video: no upload, no decode."""
-
-    name: ClassVar[str] = "perf-url-questions"
-    version: ClassVar[str] = "1"
-
-    count: int
-
-    def samples(self) -> Iterator[Sample]:
-        for index in range(self.count):
-            yield Sample(
-                id=f"perf/{index:04d}",
-                video=VIDEO_URL,
-                question=f"Question {index}: what happens?",
-                options=("dancing", "running", "sitting", "cooking"),
-                answer="A",
-            )
-
-    def prompt(self, sample: Sample) -> str:
-        return multiple_choice_prompt(sample)
-
-    def score(self, sample: Sample, text: str) -> Score:
-        return score_multiple_choice(sample, text)
+@contextmanager
+def emulated_fal(service_time: float) -> Iterator[FalEmulator]:
+    """fal's queue and storage, served by the emulator with `service_time` per request."""
+    emulator = FalEmulator(reply="A", service_time=service_time)
+    # fal-client insists on a key; the emulator's never leaves this block.
+    with emulator.installed(), patch.dict(os.environ, FAL_KEY="emulator-key"):
+        yield emulator
 
 
 def fal_concurrency(samples: int, service_time: float, concurrency: int) -> dict[str, Any]:
     """Wall time of a fal run over the emulator against the ideal of perfect overlap."""
-    emulator = FalEmulator(reply="A", service_time=service_time)
-    benchmark = UrlQuestions(samples)
-    with (
-        tempfile.TemporaryDirectory() as scratch,
-        emulator.installed(),
-        patch.dict(os.environ, FAL_KEY="emulator-key"),  # fal-client insists on a key
-    ):
+    benchmark = Questions([VIDEO_URL], per_video=samples, count=samples)  # no upload, no decode
+    with tempfile.TemporaryDirectory() as scratch, emulated_fal(service_time) as emulator:
         backend = FalBackend(upload_cache=Path(scratch) / "uploads.json")
-        store = RunStore.create(Path(scratch) / "run", {})
-        started = time.perf_counter()
-        progress = asyncio.run(
-            execute(
-                backend,
-                benchmark,
-                list(benchmark.samples()),
-                store,
-                RunSettings(concurrency=concurrency),
-                show_progress=False,
-            )
-        )
-        wall = time.perf_counter() - started
+        settings = RunSettings(concurrency=concurrency)
+        progress, wall, _ = timed_run(backend, benchmark, Path(scratch), settings)
         polls = sum(emulator.polls.values())
     ideal = math.ceil(samples / concurrency) * service_time
     row: dict[str, Any] = {

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import clips
+import pipeline
 import remote
+import replay
 import video_sampling
 from results import write
 
@@ -75,7 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     }
     sections = [
         *video_sampling.measure(args.clips, quick=args.quick),
+        *pipeline.measure(args.clips, quick=args.quick),
         remote.measure(quick=args.quick),
+        replay.measure(quick=args.quick),
     ]
     out = args.out or (
         Path(tempfile.gettempdir()) / "vqa-harness-perf-quick" if args.quick else ROOT / "perf"
