@@ -68,11 +68,9 @@ class FrameCache:
                 future = self._pending[key] = Future()
         assert future is not None
         if not owner:
-            return (
-                FramesResult(future.result(), time.perf_counter() - started, False)
-                if wait
-                else None
-            )
+            if not wait:
+                return None
+            return FramesResult(future.result(), time.perf_counter() - started, False)
         try:
             sampled = sample_frames(path, fps=self.fps, max_frames=self.max_frames)
         except BaseException as exc:

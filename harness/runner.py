@@ -5,12 +5,12 @@ than that many queries are in flight, while the next `decode_ahead` samples are
 prepared (video fetched, frames decoded) in a small thread pool behind them
 (`harness.preparation`). Each query has a deadline; a backend failure, a
 missed deadline or a scoring bug becomes that sample's failed record and the
-run goes on; a sample the benchmark marked invalid is
-recorded as failed (`invalid_sample`) without asking the backend. Unreadable
-lines in `records.jsonl` (a torn last line) are named on stderr and ignored.
-Scoring runs in a worker thread, since it may wait on an LLM judge. Cancelling
-`execute` (Ctrl-C) cancels the in-flight queries through the backend and writes
-nothing for them.
+run goes on; a sample the benchmark marked invalid is recorded as failed
+(`invalid_sample`) without asking the backend. Unreadable lines in
+`records.jsonl` (a torn last line) are named on stderr and ignored. Scoring
+runs in a worker thread, since it may wait on an LLM judge. Cancelling
+`execute` (Ctrl-C) cancels the in-flight queries through the backend, drops
+the preparations not yet taken, and writes nothing for them.
 """
 
 from __future__ import annotations
@@ -185,17 +185,18 @@ async def _answer_one(
     answer: Answer | None = None
     error: ErrorInfo | None = None
     score = None
-    waits: dict[str, float] = {}
+    timings: dict[str, float] = {}  # what preparing took, and how long the sample waited
     if turn.preparing is None:
         error = ErrorInfo(INVALID_SAMPLE, sample.invalid or "invalid sample")
     else:
         waited = time.perf_counter()
         try:
             prepared = await turn.preparing
+            timings.update(prepared.timings)
         except Exception as exc:
             error = ErrorInfo.from_exception(exc)
-        # Zero when the sample was prepared ahead: decoding was off the critical path.
-        waits["prepare_wait"] = time.perf_counter() - waited
+        # About zero when the sample was prepared ahead: decoding was off the critical path.
+        timings["prepare_wait"] = time.perf_counter() - waited
     clock = time.perf_counter()  # the backend's latency starts here
     if prepared is not None:
         try:
@@ -219,12 +220,7 @@ async def _answer_one(
         response=answer.text if answer is not None else None,
         score=score if error is None else None,
         error=error,
-        timings={
-            **(answer.timings if answer else {}),
-            **(prepared.timings if prepared else {}),
-            **waits,
-            "total": elapsed,
-        },
+        timings={**(answer.timings if answer else {}), **timings, "total": elapsed},
         usage=dict(answer.usage) if answer else {},
         meta=dict(answer.meta) if answer else {},
         groups=sample_groups(sample),
