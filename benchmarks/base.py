@@ -96,7 +96,7 @@ def local_video(benchmark: Benchmark, sample: Sample) -> str:
 
     A benchmark whose videos live on the Hub implements `fetch_video(sample)`
     to download only this sample's video; it is called (in a worker thread)
-    for selected samples only, just before they run.
+    for selected samples only, shortly before they run (the runner's decode ahead).
     """
     fetch = getattr(benchmark, "fetch_video", None)
     return fetch(sample) if fetch is not None else sample.video
