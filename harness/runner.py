@@ -19,12 +19,13 @@ import asyncio
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tqdm import tqdm
 
 from backends.base import Backend
 from benchmarks.base import Benchmark, apply_judge
+from harness.answer_text import readable
 from harness.groups import sample_groups
 from harness.judge import Judge
 from harness.preparation import Preparation, Prepared, Turn
@@ -231,11 +232,17 @@ async def _answer_one(
 
 
 def _score(benchmark: Benchmark, sample: Sample, text: str, judge: Judge | None) -> Score:
-    """The benchmark's score; with a judge, open-ended answers also get its verdict."""
-    score = benchmark.score(sample, text)
+    """The benchmark's score of the text without special-token markup, saying when
+    markup was removed; with a judge, open-ended answers also get its verdict."""
+    answer = readable(text)
+    score = benchmark.score(sample, answer.text)
     if judge is not None and not sample.options and score.judge is None:
-        score = apply_judge(score, sample, text, judge)
-    return score
+        score = apply_judge(score, sample, answer.text, judge)
+    if not answer.removed:
+        return score
+    if score.rule is not None:
+        return replace(score, rule=f"{score.rule} ({answer.note})")
+    return replace(score, reason=f"{score.reason or 'unscored'} ({answer.note})")
 
 
 async def _ask(backend: Backend, query: Query, deadline_s: float | None) -> Answer:
