@@ -7,7 +7,11 @@ use_image_id=False, max_slice_nums=2, ...)`. Greedy decoding by default: in
 2.6's `chat()`, `sampling=False` alone means beam search with 3 beams and
 repetition_penalty 1.2, so greedy passes `num_beams=1, repetition_penalty=1.0`.
 `max_inp_length` is raised above chat()'s 8192 whenever the frames and prompt
-could exceed it, so the question is never cut off; the record says when.
+could exceed it, so the question is never cut off; the record says when. The
+processor is loaded once, with the model, at its revision, and passed to every
+`chat()`. `usage.output_tokens` counts the answer's tokens, `usage.decode_steps`
+the language model's forward passes after the prefill, and `tpot` is `decode`
+per decode step.
 
 One generation runs at a time (concurrency 1 by default), while the runner
 has the next samples' frames decoded ahead (`prepare`, the `decode_ahead` run
@@ -128,7 +132,8 @@ class LocalBackend:
         return {
             **options_of(self),
             "device": str(loaded.device),
-            "attention": config._attn_implementation,
+            "attention": loaded.attention(),
+            "remote_code_workarounds": loaded.workarounds,
             "commit": loaded.commit,
             "standin": bool(getattr(config, "standin", False)),
             "frame_sampling": "OpenBMB: one frame per 1/fps s; above max_frames, mid-bin uniform",
@@ -195,12 +200,14 @@ class LocalBackend:
                 minicpmv.torch.manual_seed(int.from_bytes(seed[:8], "little"))
             if loaded.device.type == "cuda":
                 minicpmv.torch.cuda.reset_peak_memory_stats(loaded.device)
+            answer_tokens = minicpmv.AnswerTokens(loaded.tokenizer)
             self._timer.start()
             try:
                 text = loaded.model.chat(
                     image=None,
                     msgs=[{"role": "user", "content": [*images, query.prompt]}],
-                    tokenizer=loaded.tokenizer,
+                    tokenizer=answer_tokens,
+                    processor=loaded.processor,
                     sampling=self.sampling,
                     max_new_tokens=self.max_new_tokens,
                     max_inp_length=max_inp_length,
@@ -224,7 +231,7 @@ class LocalBackend:
                 if loaded.device.type == "cuda"
                 else None
             )
-        output_tokens = int(timings.pop("output_tokens"))
+        decode_steps = int(timings.pop("decode_steps"))
         timings["frames"] = frames.seconds
         timings["total"] = (
             frames.seconds + timings["preprocess"] + timings["prefill"] + timings["decode"]
@@ -243,6 +250,6 @@ class LocalBackend:
         return Answer(
             text=text,
             timings={k: float(v) for k, v in timings.items()},
-            usage={"output_tokens": output_tokens},
+            usage={"output_tokens": answer_tokens.count(text), "decode_steps": decode_steps},
             meta=meta,
         )

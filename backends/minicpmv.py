@@ -7,7 +7,9 @@ module only when a local backend is built, so the package works without them.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import re
 import threading
 import time
 import warnings
@@ -20,14 +22,15 @@ import numpy as np
 import torch
 import transformers
 from PIL import Image
-from transformers import AutoModel, AutoTokenizer, PretrainedConfig
+from transformers import AutoModel, PretrainedConfig
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
+from transformers.utils import cached_file
+
+from backends.remote_code import ModelLoadError, first_line, load_remote_code
 
 DEFAULT_MAX_INP_LENGTH = 8192  # chat()'s default: longer inputs are cut, question and all
 _TEMPLATE_TOKENS = 64  # role markers and newlines around the user content
-
-
-class ModelLoadError(ValueError):
-    """The model cannot be loaded: bad path, missing weights, wrong code, no memory."""
+_CUDA_DEVICE = re.compile(r"cuda(?::(\d+))?")
 
 
 class GenerationStopped(Exception):
@@ -37,15 +40,31 @@ class GenerationStopped(Exception):
 @dataclass
 class LoadedModel:
     model: Any
-    tokenizer: Any
+    processor: Any
     device: torch.device
     commit: str | None
+    workarounds: list[str]
+    """What was changed about the published code to load it, one line each."""
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+    def attention(self) -> dict[str, str]:
+        """The attention implementation each tower runs (the vision tower chooses its own)."""
+        return {
+            "llm": self.model.llm.config._attn_implementation,
+            "vision": self.model.vpm.config._attn_implementation,
+        }
 
 
 def choose_device(requested: str) -> torch.device:
-    """`auto`: this process's GPU (`cuda:$LOCAL_RANK` under torchrun/accelerate), else CPU."""
+    """`auto`: this process's GPU (`cuda:$LOCAL_RANK` under torchrun/accelerate), else CPU.
+
+    A device this machine lacks, or a string torch does not read, is a `ValueError`.
+    """
     if requested != "auto":
-        return torch.device(requested)
+        return _existing_device(requested)
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     warnings.warn(
@@ -56,19 +75,50 @@ def choose_device(requested: str) -> torch.device:
     return torch.device("cpu")
 
 
+def _existing_device(requested: str) -> torch.device:
+    match = _CUDA_DEVICE.fullmatch(requested)
+    if requested != "cpu" and match is None:
+        raise ValueError(f"device {requested!r} is not one of auto, cpu, cuda, cuda:N")
+    if match is None:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"device {requested}: CUDA is not available here (torch {torch.__version__}); "
+            "use -B device=cpu, or a CUDA build of torch on a machine with a GPU"
+        )
+    count = torch.cuda.device_count()
+    if match.group(1) is not None and int(match.group(1)) >= count:
+        last = f"cuda:{count - 1}"
+        raise ValueError(
+            f"device {requested}: this machine has {count} CUDA device(s), cuda:0 to {last}"
+        )
+    return torch.device(requested)
+
+
 def choose_attention(requested: str, device: torch.device) -> str:
     """`auto`: flash-attention-2 on CUDA when installed, else sdpa (OpenBMB: "no eager")."""
-    if requested != "auto":
-        return requested
-    if device.type == "cuda" and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
+    flash_attn = importlib.util.find_spec("flash_attn") is not None
+    if requested == "auto":
+        return "flash_attention_2" if device.type == "cuda" and flash_attn else "sdpa"
+    if requested == "flash_attention_2" and not flash_attn:
+        raise ValueError(
+            "attention flash_attention_2 needs the flash-attn package, not installed here: "
+            "pip install flash-attn --no-build-isolation, or -B attention=sdpa"
+        )
+    if requested == "flash_attention_2" and device.type != "cuda":
+        raise ValueError(f"attention flash_attention_2 runs on CUDA only, not on {device}")
+    return requested
 
 
 def load(
     model: str, revision: str | None, device: torch.device, dtype: torch.dtype, attention: str
 ) -> LoadedModel:
-    """Load a MiniCPM-V 2.6 checkpoint as OpenBMB documents, or raise `ModelLoadError`."""
+    """Load a MiniCPM-V 2.6 checkpoint as OpenBMB documents, or raise `ModelLoadError`.
+
+    The processor is built here, from the same model and revision, and handed to
+    every `chat()`: left to itself, chat() loads one on its first call from
+    `config._name_or_path`, at no revision, inside the first sample's timing.
+    """
     config = _config_dict(model, revision)
     if "AutoModel" not in (config.get("auto_map") or {}):
         raise ModelLoadError(
@@ -78,25 +128,31 @@ def load(
     if Path(model).is_dir() and not _has_weights(Path(model)):
         raise ModelLoadError(f"{model} holds no weights (no *.safetensors or *.bin files)")
     try:
-        network = AutoModel.from_pretrained(
+        network, network_fixes = load_remote_code(
+            lambda: AutoModel.from_pretrained(
+                model,
+                revision=revision,
+                trust_remote_code=True,
+                attn_implementation=attention,
+                torch_dtype=dtype,
+            ),
             model,
-            revision=revision,
-            trust_remote_code=True,
-            attn_implementation=attention,
-            torch_dtype=dtype,
         )
-        tokenizer = AutoTokenizer.from_pretrained(model, revision=revision, trust_remote_code=True)
+        processor, processor_fixes = load_remote_code(
+            lambda: _load_processor(model, revision), model
+        )
         network = network.eval().to(device)
     except torch.OutOfMemoryError as exc:
         raise ModelLoadError(
-            f"{model} does not fit on {device}: {_first_line(exc)} "
+            f"{model} does not fit on {device}: {first_line(exc)} "
             "(free the GPU, or use a GPU with more memory)"
         ) from None
     except OSError as exc:
-        raise ModelLoadError(f"cannot load {model}: {_first_line(exc)}") from None
-    if not callable(getattr(network, "chat", None)) or not hasattr(network, "llm"):
-        raise ModelLoadError(f"{model} loaded, but has no chat() and llm: not MiniCPM-V 2.6 code")
-    return LoadedModel(network, tokenizer, device, config.get("_commit_hash"))
+        raise ModelLoadError(f"cannot load {model}: {first_line(exc)}") from None
+    if not all(hasattr(network, name) for name in ("chat", "llm", "vpm")):
+        raise ModelLoadError(f"{model} loaded, but has no chat(), llm and vpm: not MiniCPM-V 2.6")
+    workarounds = list(dict.fromkeys(network_fixes + processor_fixes))
+    return LoadedModel(network, processor, device, config.get("_commit_hash"), workarounds)
 
 
 def to_images(frames: np.ndarray) -> list[Image.Image]:
@@ -125,9 +181,11 @@ class ChatTimer:
     """Times the language model inside `chat()` with forward hooks on `model.llm`.
 
     The first forward pass is the prefill (it ends with the first token); each
-    later one decodes one token. Everything from the call until the prefill
-    starts (image slicing, tokenising, the vision tower) is preprocessing.
-    Setting `stop` makes the next forward pass raise `GenerationStopped`.
+    later one is a decode step, which appends one token to every sequence still
+    generated (every beam, under beam search). Everything from the call until
+    the prefill starts (image slicing, tokenising, the vision tower) is
+    preprocessing. Setting `stop` makes the next forward pass raise
+    `GenerationStopped`.
     """
 
     def __init__(self, llm: torch.nn.Module, device: torch.device) -> None:
@@ -141,19 +199,21 @@ class ChatTimer:
         self.stop.clear()
         self._reset(self._now())
 
-    def finish(self) -> dict[str, float | int]:
-        """Timings of the call since `start()`, in seconds, and the generation steps."""
+    def finish(self) -> dict[str, float]:
+        """Seconds since `start()`: `preprocess`, `prefill`, `decode`, and `tpot` = decode
+        time per decode step, when there was one; `decode_steps` counts them."""
         end = self._now()
         first_start = self.first_start or end
         first_end = self.first_end or end
-        timings: dict[str, float | int] = {
+        decode_steps = max(self.steps - 1, 0)
+        timings = {
             "preprocess": first_start - self.started,
             "prefill": first_end - first_start,
             "decode": end - first_end,
-            "output_tokens": self.steps,
+            "decode_steps": float(decode_steps),
         }
-        if self.steps > 1:
-            timings["tpot"] = timings["decode"] / (self.steps - 1)
+        if decode_steps:
+            timings["tpot"] = timings["decode"] / decode_steps
         return timings
 
     def _reset(self, started: float) -> None:
@@ -179,6 +239,58 @@ class ChatTimer:
             self.first_end = self._now()
 
 
+def _load_processor(model: str, revision: str | None) -> Any:
+    """The processor named by preprocessor_config.json's auto_map, at `revision`.
+
+    Not `AutoProcessor`: transformers 4.51's looks for the processor's config
+    at `main` whatever the revision, and where `main` is not cached (offline,
+    only the pinned snapshot) it silently returns the bare tokenizer instead.
+    """
+    path = cached_file(
+        model,
+        "preprocessor_config.json",
+        revision=revision,
+        _raise_exceptions_for_missing_entries=False,
+    )
+    auto_map = json.loads(Path(path).read_text()).get("auto_map", {}) if path else {}
+    if "AutoProcessor" not in auto_map:
+        raise ModelLoadError(
+            f"{model} has no MiniCPM-V processor: no preprocessor_config.json naming an "
+            "AutoProcessor in its auto_map"
+        )
+    processor_class = get_class_from_dynamic_module(
+        auto_map["AutoProcessor"], model, revision=revision
+    )
+    return processor_class.from_pretrained(model, revision=revision, trust_remote_code=True)
+
+
+class AnswerTokens:
+    """The tokenizer as handed to `chat()`, counting the tokens of the answer it decodes.
+
+    2.6's `chat()` decodes the chosen sequence once, with this tokenizer, after
+    dropping id-0 tokens and the final terminator: those ids are the answer's
+    tokens (re-tokenising the text can count others: a byte-level token that is
+    not valid UTF-8 on its own decodes to U+FFFD, three bytes).
+    """
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._decoded: int | None = None
+
+    def decode(self, ids: Any, *args: Any, **kwargs: Any) -> str:
+        self._decoded = len(ids)
+        return str(self._tokenizer.decode(ids, *args, **kwargs))
+
+    def count(self, text: str) -> int:
+        """Tokens of the answer `text`: as decoded, else (code decoding otherwise) re-tokenised."""
+        if self._decoded is not None:
+            return self._decoded
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tokenizer, name)
+
+
 def _config_dict(model: str, revision: str | None) -> dict[str, Any]:
     path = Path(model).expanduser()
     looks_like_path = model.startswith((".", "/", "~")) or model.count("/") != 1
@@ -192,7 +304,7 @@ def _config_dict(model: str, revision: str | None) -> dict[str, Any]:
         where = f"{model} (revision {revision})" if revision else model
         raise ModelLoadError(
             f"cannot get {where}: not in the Hugging Face cache and not downloadable here "
-            f"({_first_line(exc)})"
+            f"({first_line(exc)})"
         ) from None
     return config
 
@@ -205,11 +317,6 @@ def _slice_resolution(config: PretrainedConfig) -> int:
     slice_config = getattr(config, "slice_config", None)
     resolution = getattr(slice_config, "scale_resolution", None)
     return int(resolution or getattr(config, "image_size", 448))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def library_versions() -> dict[str, str]:

@@ -71,8 +71,12 @@ class Answer:
 
     `timings` uses the latency vocabulary of DESIGN.md, in seconds (`total`,
     `upload`, `queue`, `inference`, `frames`, `preprocess`, `prefill`,
-    `decode`, `tpot`); `usage` holds counts such as `output_tokens`; `meta`
-    holds backend facts worth keeping per sample (request id, polls, retries).
+    `decode`, and `tpot` = `decode` / `decode_steps`); `usage` holds counts:
+    `output_tokens` (the answer's tokens) and `decode_steps` (forward passes
+    after the prefill, each one token more for every sequence still generated:
+    one answer token under greedy or sampling, one step of all beams under beam
+    search); `meta` holds backend facts worth keeping per sample (request id,
+    polls, retries). `text` is the answer as the model produced it.
     A backend that fails raises `BackendError` instead of returning.
     """
 

@@ -93,6 +93,26 @@ class TinyBenchmark:
         return score_multiple_choice(sample, text)
 
 
+@dataclass
+class ClipQuestions:
+    """One two-way question about each video of `videos`, in order."""
+
+    name: ClassVar[str] = "clip-questions"
+    version: ClassVar[str] = "1"
+
+    videos: list[str]
+
+    def samples(self):
+        for index, clip in enumerate(self.videos):
+            yield Sample(f"q{index}", clip, f"Question {index}?", "A", ("bars", "dots"))
+
+    def prompt(self, sample: Sample) -> str:
+        return multiple_choice_prompt(sample)
+
+    def score(self, sample: Sample, text: str) -> Score:
+        return score_multiple_choice(sample, text)
+
+
 def register_fakes() -> None:
     """Register the doubles (idempotent), as a plugin package would."""
     if "scripted" not in backends.registry.names():

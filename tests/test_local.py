@@ -8,24 +8,23 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 import torch
+from fakes import ClipQuestions
 from PIL import Image
-from standin_model import build_standin
+from standin_model import build_standin, never_ending
 from transformers import Qwen2Config, Qwen2ForCausalLM
 from videos import write_video
 
 import backends
 from backends.local import LocalBackend
-from benchmarks.base import multiple_choice_prompt, score_multiple_choice
 from harness.bench import run_bench
 from harness.cli import main
 from harness.registry import RegistryError
 from harness.runner import RunSettings, execute
 from harness.store import RunStore, read_records
-from harness.types import BackendError, Query, Sample, Score
+from harness.types import BackendError, Query
 from harness.video import sample_frames
 
 TIMINGS = ("frames", "preprocess", "prefill", "decode", "tpot", "total")
@@ -65,7 +64,7 @@ def test_frames_prompt_and_settings_reach_the_model_as_openbmb_documents(standin
     assert chat["generation"] == {"num_beams": 1, "repetition_penalty": 1.0}  # greedy
     assert chat["max_new_tokens"] == 6 and not chat["truncated"]
     assert isinstance(answer.text, str)
-    assert 1 <= answer.usage["output_tokens"] <= 6
+    assert 1 <= answer.usage["output_tokens"] <= 6 and answer.usage["decode_steps"] <= 5
 
 
 def test_timings_are_filled_and_consistent(standin, video):
@@ -75,7 +74,7 @@ def test_timings_are_filled_and_consistent(standin, video):
     assert all(timings[name] >= 0 for name in TIMINGS)
     assert timings["prefill"] > 0 and timings["preprocess"] > 0
     assert timings["prefill"] + timings["decode"] <= timings["total"]
-    assert timings["tpot"] == pytest.approx(timings["decode"] / (answer.usage["output_tokens"] - 1))
+    assert timings["tpot"] == pytest.approx(timings["decode"] / answer.usage["decode_steps"])
 
 
 def test_a_long_input_raises_max_inp_length_instead_of_losing_the_question(standin, video):
@@ -131,7 +130,8 @@ def test_describe_names_every_setting(standin):
     options = {f.name for f in dataclasses.fields(LocalBackend) if f.init}
     assert options <= set(described)
     assert described["generation"] == {"num_beams": 3, "repetition_penalty": 1.2}
-    assert described["device"] == "cpu" and described["attention"] == "sdpa"
+    assert described["device"] == "cpu"
+    assert described["attention"] == {"llm": "sdpa", "vision": "eager"}
     assert described["standin"] is True
     assert described["transformers"].startswith("4.")
     json.dumps(described)  # goes into the manifest as it is
@@ -161,6 +161,7 @@ def test_cuda_out_of_memory_fails_the_sample_with_advice_and_the_next_runs(
 
 def test_a_cancelled_sample_stops_generating(standin, video):
     backend = local(standin, max_new_tokens=5000)
+    never_ending(backend)
 
     async def give_up():
         with pytest.raises(TimeoutError):
@@ -234,7 +235,7 @@ def test_a_cli_run_with_the_tiny_model_writes_complete_records(
     assert len(records) == 4 and all(r.ok for r in records)
     for record in records:
         assert set(TIMINGS) - {"tpot"} <= set(record.timings)
-        assert ("tpot" in record.timings) == (record.usage["output_tokens"] > 1)
+        assert ("tpot" in record.timings) == (record.usage["decode_steps"] > 0)
         assert record.timings["prefill"] + record.timings["decode"] <= record.timings["total"]
         assert record.usage["output_tokens"] >= 1
     manifest = json.loads((tmp_path / "tiny/manifest.json").read_text())
@@ -320,23 +321,3 @@ def test_the_runners_preparation_decodes_each_video_once_so_answers_find_frames_
     assert backend._frames.decodes == 2  # once per video, by the runner's preparation
     assert not any(r.meta["frames_decoded_here"] for r in records)
     assert {r.meta["frames"] for r in records} == {5, 3}
-
-
-@dataclasses.dataclass
-class ClipQuestions:
-    """One two-way question about each video of `videos`, in order."""
-
-    name: ClassVar[str] = "clip-questions"
-    version: ClassVar[str] = "1"
-
-    videos: list[str]
-
-    def samples(self):
-        for index, clip in enumerate(self.videos):
-            yield Sample(f"q{index}", clip, f"Question {index}?", "A", ("bars", "dots"))
-
-    def prompt(self, sample: Sample) -> str:
-        return multiple_choice_prompt(sample)
-
-    def score(self, sample: Sample, text: str) -> Score:
-        return score_multiple_choice(sample, text)

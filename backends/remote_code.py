@@ -1,0 +1,130 @@
+"""Load MiniCPM-V 2.6's published remote code on the torch and transformers a fresh install gets.
+
+The code on the Hub (`openbmb/MiniCPM-V-2_6`) has two import-time faults that
+stop `from_pretrained` before any weight is read; this module works around
+each one without touching the user's Hugging Face cache, and says what it did:
+
+- `modeling_minicpmv.py` starts with `import torchvision` and never uses it, and
+  transformers refuses remote code whose imports fail. Where torchvision cannot
+  be imported (not installed, or a CUDA build beside a CPU-only torch), an empty
+  module stands in for it while the code loads.
+- `resampler.py` annotates `-> List[Tensor]` without importing `List`, which
+  used to arrive through `from torch.nn.functional import *`; on torch 2.7 and
+  later the import fails with `NameError`. A missing name that `typing`
+  defines is supplied while the code is imported, and the import is retried.
+
+Any other failure of the remote code is a `ModelLoadError` of one line.
+"""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import importlib.machinery
+import inspect
+import sys
+import types
+import typing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+UNUSED_IMPORTS = ("torchvision",)
+"""Packages the published code imports and never calls."""
+_UNUSED = "the remote code imports it and never calls it"
+
+_SUPPLIED: dict[Path, list[str]] = {}
+"""Names supplied to each remote-code folder: a later load finds the code imported
+already (transformers keeps it in `sys.modules`) and needs them no more, but its
+model still runs code that was fixed."""
+
+
+class ModelLoadError(ValueError):
+    """The model cannot be loaded: bad path, missing weights, wrong code, no memory."""
+
+
+def load_remote_code(load: Callable[[], T], model: str) -> tuple[T, list[str]]:
+    """Call `load()`, which imports `model`'s remote code, with the fixes that code needs.
+
+    Returns what `load()` returned and one line for each workaround it needed.
+    """
+    supplied: list[str] = []
+    while True:
+        with _stand_ins_for_unused_imports() as stood_in, _names_supplied(supplied):
+            try:
+                result = load()
+            except NameError as exc:
+                if exc.name is None or exc.name in supplied or not hasattr(typing, exc.name):
+                    raise ModelLoadError(
+                        f"{model}: its remote code failed to import ({exc}); "
+                        f"it was not written for torch {torch.__version__}"
+                    ) from None
+                supplied.append(exc.name)
+                continue
+            except ImportError as exc:
+                raise ModelLoadError(f"{model}: {_import_problem(exc)}") from None
+        code = Path(inspect.getfile(type(result))).parent
+        names = _SUPPLIED.setdefault(code, [])
+        names += [name for name in supplied if name not in names]
+        fixes = [f"{name}: an empty module stood in ({why}); {_UNUSED}" for name, why in stood_in]
+        return result, fixes + [_described(name) for name in names]
+
+
+@contextmanager
+def _stand_ins_for_unused_imports() -> Iterator[list[tuple[str, str]]]:
+    """An empty module for each unused import that cannot be imported: (name, why)."""
+    stood_in: list[tuple[str, str]] = []
+    for name in UNUSED_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a broken install raises OSError or RuntimeError too
+            stood_in.append((name, f"{type(exc).__name__}: {first_line(exc)}"))
+            module = types.ModuleType(name, "empty stand-in: the remote code never calls it")
+            module.__spec__ = importlib.machinery.ModuleSpec(name, loader=None)
+            sys.modules[name] = module
+    try:
+        yield stood_in
+    finally:
+        for name, _ in stood_in:
+            sys.modules.pop(name, None)
+
+
+@contextmanager
+def _names_supplied(names: list[str]) -> Iterator[None]:
+    """`typing`'s objects for `names`, visible to code imported meanwhile (as builtins)."""
+    added = [name for name in names if not hasattr(builtins, name)]
+    for name in added:
+        setattr(builtins, name, getattr(typing, name))
+    try:
+        yield
+    finally:
+        for name in added:
+            delattr(builtins, name)
+
+
+def _import_problem(exc: ImportError) -> str:
+    """What to install, for transformers' check of the remote code's imports."""
+    text = first_line(exc)
+    marker = "not found in your environment: "
+    if marker in text:
+        packages = text.split(marker, 1)[1].split(".", 1)[0]
+        return f"its remote code needs {packages}, not installed here: pip install {packages}"
+    return f"its remote code failed to import ({text})"
+
+
+def _described(name: str) -> str:
+    return (
+        f"typing.{name}: supplied while the remote code was imported (it uses {name} without "
+        f"importing it: NameError on torch {torch.__version__})"
+    )
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message, first line only: errors here are one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
