@@ -47,10 +47,18 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def perf(session: nox.Session) -> None:
-    """Performance measured side by side; writes perf/results.json and perf/results.md."""
+    """Performance measured side by side; writes perf/results.json and perf/results.md.
+
+    `-- --gpu` runs perf/gpu.py instead (MiniCPM-V 2.6 at full size, random weights, on
+    one GPU; perf/results-gpu.md), passing it the other arguments.
+    """
     install(session, "test")
+    if "--gpu" in session.posargs:
+        args = [arg for arg in session.posargs if arg != "--gpu"]
+        session.run("python", "perf/gpu.py", *args)
+        return
     # decord runs OpenBMB's reference recipe for comparison; it is not a dependency of
-    # the project or of the tests, only of this session.
+    # the project or of the tests, only of perf/run.py.
     session.install("decord==0.6.0")
     session.run("python", "perf/run.py", *session.posargs)
 

@@ -58,12 +58,17 @@ def markdown(header: dict[str, Any], sections: list[Section]) -> str:
     missed = [row["name"] for s in sections for row in s.rows if row.get("met") is False]
     lines += ["", f"**Missed targets**: {'; '.join(missed)}." if missed else "All targets met."]
     for section in sections:
-        lines += ["", f"## {section.title}", "", section.note, ""]
-        lines.append("| " + " | ".join(c.header for c in section.columns) + " |")
-        lines.append("|" + "---|" * len(section.columns))
-        for row in section.rows:
-            lines.append("| " + " | ".join(_cell(row, c) for c in section.columns) + " |")
+        lines += ["", f"## {section.title}", "", section.note, "", *table(section)]
     return "\n".join(lines) + "\n"
+
+
+def table(section: Section) -> list[str]:
+    """The section's rows as the lines of a Markdown table."""
+    lines = ["| " + " | ".join(c.header for c in section.columns) + " |"]
+    lines.append("|" + "---|" * len(section.columns))
+    for row in section.rows:
+        lines.append("| " + " | ".join(_cell(row, c) for c in section.columns) + " |")
+    return lines
 
 
 def _cell(row: dict[str, Any], column: Column) -> str:

@@ -25,8 +25,6 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoConfig, AutoModel, PreTrainedTokenizerFast
 
-from backends.remote_code import load_remote_code
-
 CODE = Path(__file__).resolve().parent / "minicpmv_standin"
 
 # Qwen2's own special tokens, then those MiniCPM-V 2.6's tokenizer adds.
@@ -173,6 +171,10 @@ def build_standin(
     directory: Path, code: Code = STANDIN, dims: Dims = Dims(), *, seed: int = 0, **sizes: Any
 ) -> Path:
     """Write a snapshot with random weights from `seed`; `sizes` override fields of `dims`."""
+    # Imported here: perf/gpu.py uses this module's snapshots on machines without the
+    # project's other dependencies, which importing the backends package would need.
+    from backends.remote_code import load_remote_code
+
     write_snapshot(directory, code, replace(dims, **sizes))
     config = AutoConfig.from_pretrained(directory, trust_remote_code=True)
     torch.manual_seed(seed)
