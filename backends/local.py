@@ -26,6 +26,7 @@ import hashlib
 import importlib.util
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -93,10 +94,19 @@ class LocalBackend:
             raise ValueError(f"fps must be positive, got {self.fps}")
         from backends import minicpmv
 
-        device = minicpmv.choose_device(self.device)
-        attention = minicpmv.choose_attention(self.attention, device)
+        try:
+            device = minicpmv.choose_device(self.device)
+            attention = minicpmv.choose_attention(self.attention, device)
+        except ValueError as exc:
+            raise minicpmv.ModelLoadError(f"cannot load {self.model}: {exc}") from None
         dtype = getattr(minicpmv.torch, self.dtype)
         self._model = minicpmv.load(self.model, self.revision, device, dtype, attention)
+        if self.device == "auto" and device.type == "cpu":
+            warnings.warn(
+                "CUDA is not available: the local backend runs on the CPU, which is far slower",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self._timer = minicpmv.ChatTimer(self._model.model.llm, device)
         self._frames = FrameCache(
             fps=self.fps, max_frames=self.max_frames, max_bytes=self.frame_cache_mb * 2**20

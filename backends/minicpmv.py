@@ -12,7 +12,6 @@ import os
 import re
 import threading
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,11 +66,6 @@ def choose_device(requested: str) -> torch.device:
         return _existing_device(requested)
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    warnings.warn(
-        "CUDA is not available: the local backend runs on the CPU, which is far slower",
-        RuntimeWarning,
-        stacklevel=3,
-    )
     return torch.device("cpu")
 
 

@@ -22,6 +22,7 @@ import builtins
 import importlib
 import importlib.machinery
 import inspect
+import logging
 import sys
 import types
 import typing
@@ -37,6 +38,8 @@ T = TypeVar("T")
 UNUSED_IMPORTS = ("torchvision",)
 """Packages the published code imports and never calls."""
 _UNUSED = "the remote code imports it and never calls it"
+IMPORT_CHECKS = "transformers.dynamic_module_utils"
+"""Its logger warns of each failed import before raising: the error says it once."""
 
 _SUPPLIED: dict[Path, list[str]] = {}
 """Names supplied to each remote-code folder: a later load finds the code imported
@@ -55,7 +58,11 @@ def load_remote_code(load: Callable[[], T], model: str) -> tuple[T, list[str]]:
     """
     supplied: list[str] = []
     while True:
-        with _stand_ins_for_unused_imports() as stood_in, _names_supplied(supplied):
+        with (
+            _stand_ins_for_unused_imports() as stood_in,
+            _names_supplied(supplied),
+            _quiet(IMPORT_CHECKS),
+        ):
             try:
                 result = load()
             except NameError as exc:
@@ -105,6 +112,18 @@ def _names_supplied(names: list[str]) -> Iterator[None]:
     finally:
         for name in added:
             delattr(builtins, name)
+
+
+@contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Only errors from `logger` meanwhile."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _import_problem(exc: ImportError) -> str:

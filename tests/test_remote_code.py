@@ -277,7 +277,7 @@ def test_a_device_this_machine_lacks_is_one_line(
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda)
     assert run_cli("-B", f"model={standin}", "-B", f"device={device}", out=tmp_path) == 2
-    assert message in one_error_line(capsys)
+    assert f"cannot load {standin}: {message}" in one_error_line(capsys)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -290,6 +290,6 @@ def test_flash_attention_without_flash_attn_is_one_line(standin, tmp_path, capsy
     )
     args = ("-B", f"model={standin}", "-B", "attention=flash_attention_2")
     assert run_cli(*args, out=tmp_path) == 2
-    assert "pip install flash-attn --no-build-isolation, or -B attention=sdpa" in one_error_line(
-        capsys
-    )
+    error = one_error_line(capsys)
+    assert f"cannot load {standin}: attention flash_attention_2 needs the flash-attn" in error
+    assert "pip install flash-attn --no-build-isolation, or -B attention=sdpa" in error
