@@ -13,7 +13,8 @@ each one without touching the user's Hugging Face cache, and says what it did:
   later the import fails with `NameError`. A missing name that `typing`
   defines is supplied while the code is imported, and the import is retried.
 
-Any other failure of the remote code is a `ModelLoadError` of one line.
+Any other error the remote code raises while it loads is a `ModelLoadError`
+of one line.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import importlib.machinery
 import inspect
 import logging
 import sys
+import traceback
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
+import transformers
 
 T = TypeVar("T")
 
@@ -67,14 +70,17 @@ def load_remote_code(load: Callable[[], T], model: str) -> tuple[T, list[str]]:
                 result = load()
             except NameError as exc:
                 if exc.name is None or exc.name in supplied or not hasattr(typing, exc.name):
-                    raise ModelLoadError(
-                        f"{model}: its remote code failed to import ({exc}); "
-                        f"it was not written for torch {torch.__version__}"
-                    ) from None
+                    raise ModelLoadError(_raised(model, exc)) from None
                 supplied.append(exc.name)
                 continue
             except ImportError as exc:
                 raise ModelLoadError(f"{model}: {_import_problem(exc)}") from None
+            except torch.OutOfMemoryError:
+                raise  # the caller says what did not fit where
+            except Exception as exc:
+                if not _from_remote_code(exc):
+                    raise
+                raise ModelLoadError(_raised(model, exc)) from None
         code = Path(inspect.getfile(type(result))).parent
         names = _SUPPLIED.setdefault(code, [])
         names += [name for name in supplied if name not in names]
@@ -124,6 +130,22 @@ def _quiet(logger: str) -> Iterator[None]:
         yield
     finally:
         log.setLevel(level)
+
+
+def _from_remote_code(exc: BaseException) -> bool:
+    """Whether `exc` was raised in code transformers imported from a model's repository."""
+    return any(
+        "transformers_modules" in frame.f_code.co_filename
+        for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
+
+
+def _raised(model: str, exc: BaseException) -> str:
+    return (
+        f"{model}: its remote code raised {type(exc).__name__}: {first_line(exc)} "
+        f"(torch {torch.__version__}, transformers {transformers.__version__}): "
+        "it does not run as published with these versions"
+    )
 
 
 def _import_problem(exc: ImportError) -> str:

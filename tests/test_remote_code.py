@@ -249,7 +249,8 @@ def test_describe_reports_each_towers_attention_as_loaded(standin):
             "its remote code needs vqa_harness_missing_package, not installed here: "
             "pip install vqa_harness_missing_package",
         ),
-        ("UNDEFINED_NAME.attribute", "its remote code failed to import (name 'UNDEFINED_NAME'"),
+        ("UNDEFINED_NAME.attribute", "its remote code raised NameError: name 'UNDEFINED_NAME'"),
+        ("raise RuntimeError('no such kernel')", "its remote code raised RuntimeError: no such"),
     ],
 )
 def test_remote_code_that_cannot_import_is_one_line(tmp_path, capsys, line, message):
