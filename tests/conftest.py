@@ -9,9 +9,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="vqa-harness-hf-")
 os.environ["VQA_HARNESS_CACHE"] = tempfile.mkdtemp(prefix="vqa-harness-cache-")
 
+from pathlib import Path
+
 import pytest
 from fakes import register_fakes
+from standin_model import build_standin
 from vcr.persisters.filesystem import FilesystemPersister
+from videos import write_video
 
 from harness.recording import recording_config, register_matchers
 
@@ -44,6 +48,18 @@ def synthetic_cache(tmp_path_factory: pytest.TempPathFactory):
     through `$VQA_HARNESS_CACHE` can be pointed at it with its parent.
     """
     return tmp_path_factory.mktemp("cache") / "synthetic"
+
+
+@pytest.fixture(scope="session")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny MiniCPM-V 2.6 stand-in, as a model directory (read-only for the tests)."""
+    return build_standin(tmp_path_factory.mktemp("standin") / "model")
+
+
+@pytest.fixture(scope="session")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 5 s clip at 10 fps: OpenBMB's recipe samples 5 frames."""
+    return write_video(tmp_path_factory.mktemp("videos") / "clip.mp4", 50, fps=10)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 import torch
 from fakes import ClipQuestions
 from PIL import Image
-from standin_model import build_standin, never_ending
+from standin_model import never_ending
 from transformers import Qwen2Config, Qwen2ForCausalLM
 from videos import write_video
 
@@ -28,17 +28,6 @@ from harness.types import BackendError, Query
 from harness.video import sample_frames
 
 TIMINGS = ("frames", "preprocess", "prefill", "decode", "tpot", "total")
-
-
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory) -> Path:
-    return build_standin(tmp_path_factory.mktemp("standin") / "model")
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory) -> Path:
-    """A 5 s clip at 10 fps: OpenBMB's recipe samples 5 frames."""
-    return write_video(tmp_path_factory.mktemp("videos") / "clip.mp4", 50, fps=10)
 
 
 def local(standin: Path, **options) -> LocalBackend:

@@ -32,16 +32,6 @@ from harness.store import RunStore, read_records
 from harness.types import Query
 
 
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory) -> Path:
-    return build_standin(tmp_path_factory.mktemp("standin") / "model")
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory) -> Path:
-    return write_video(tmp_path_factory.mktemp("videos") / "clip.mp4", 50, fps=10)
-
-
 def local(model: Path | str, **options) -> LocalBackend:
     options.setdefault("max_new_tokens", 6)
     options.setdefault("device", "cpu")
