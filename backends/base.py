@@ -41,7 +41,7 @@ class PreparesVideos(Protocol):
     """A backend with per-video work worth doing before the video's questions are asked.
 
     The runner calls `prepare` from a worker thread for samples ahead of the ones
-    being answered (see `harness.preparation`). It is only a head start: `answer`
+    being answered (see `harness.run.prefetch`). It is only a head start: `answer`
     must do the same work itself when `prepare` was not called, failed, or its
     result is gone, and report any failure then.
     """

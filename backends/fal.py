@@ -32,10 +32,10 @@ from fal_client.auth import MissingCredentialsError, fetch_auth_credentials
 
 from backends.base import registry
 from backends.uploads import UploadCache, file_sha256
-from harness.cache import cache_root
-from harness.recording import http_mode
+from harness.media.cache import cache_root
+from harness.media.video import VideoError, probe
+from harness.run.recording import http_mode
 from harness.types import Answer, BackendError, Query
-from harness.video import VideoError, probe
 
 DEFAULT_APP = "fal-ai/mini-cpm/video"
 # A replayed run needs no key, but fal-client will not build a client without one.

@@ -1,6 +1,6 @@
 """MiniCPM-V 2.6 in this process with Hugging Face transformers, by OpenBMB's video recipe.
 
-Per sample: frames from `harness.video` (1 fps, at most 64, mid-bin indices;
+Per sample: frames from `harness.media.video` (1 fps, at most 64, mid-bin indices;
 decoded once per video and shared by its questions), then
 `model.chat(image=None, msgs=[{"role": "user", "content": frames + [prompt]}],
 use_image_id=False, max_slice_nums=2, ...)`. Greedy decoding by default: in
@@ -31,11 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from backends.base import registry
-from harness.downloads import download_video
-from harness.frames import FrameCache
-from harness.manifest import options_of
+from harness.media.downloads import download_video
+from harness.media.frames import FrameCache
+from harness.media.video import VideoError
+from harness.run.environment import options_of
 from harness.types import Answer, BackendError, Query
-from harness.video import VideoError
 
 DEFAULT_MODEL = "openbmb/MiniCPM-V-2_6"
 _DTYPES = {"bfloat16", "float16", "float32"}

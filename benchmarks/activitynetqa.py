@@ -25,7 +25,7 @@ from benchmarks.base import registry, score_open_ended
 from benchmarks.hub import HubDataset
 from benchmarks.rows import BadField, invalid_sample, text_field
 from benchmarks.zipindex import ZipIndex
-from harness.text_metrics import normalize
+from harness.scoring.open_ended import normalize
 from harness.types import Sample, Score
 
 REPO_ID = "lmms-lab/ActivityNetQA"

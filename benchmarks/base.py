@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import ClassVar, Protocol, runtime_checkable
 
-from harness.judge import Judge
-from harness.metrics import explain_choice, option_letters
 from harness.registry import Registry
-from harness.text_metrics import open_ended_metrics
+from harness.scoring.choice import explain_choice, option_letters
+from harness.scoring.judge import Judge
+from harness.scoring.open_ended import open_ended_metrics
 from harness.types import Sample, Score
 
 

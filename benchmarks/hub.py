@@ -20,8 +20,8 @@ import fsspec
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 
-from harness.cache import cache_root
-from harness.store import write_bytes_atomic
+from harness.media.cache import cache_root
+from harness.run.store import write_bytes_atomic
 
 
 class HubError(Exception):

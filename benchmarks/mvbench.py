@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 from benchmarks.base import registry, score_multiple_choice
 from benchmarks.hub import HubDataset
 from benchmarks.rows import BadField, invalid_sample, text_field
-from harness.metrics import option_letters
+from harness.scoring.choice import option_letters
 from harness.types import Sample, Score
 
 REPO_ID = "OpenGVLab/MVBench"

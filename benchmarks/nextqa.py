@@ -30,7 +30,7 @@ from benchmarks.base import (
 )
 from benchmarks.hub import HubDataset
 from benchmarks.rows import BadField, invalid_sample, text_field
-from harness.metrics import option_letters
+from harness.scoring.choice import option_letters
 from harness.types import Sample, Score
 
 REPO_ID = "lmms-lab/NExTQA"

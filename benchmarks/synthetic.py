@@ -15,7 +15,7 @@ with multiple-choice questions about what happens over time:
 Everything is drawn from `random.Random(seed)`, so a seed names one suite.
 Every event (a colour, a blink or a pause, a shape, a leg of motion) starts on
 a whole second and lasts at least 2 s, and no video is longer than 64 s, so
-MiniCPM-V 2.6's 1-frame-per-second sampling (`harness.video.sample_indices`)
+MiniCPM-V 2.6's 1-frame-per-second sampling (`harness.media.video.sample_indices`)
 sees every event at least twice. The first frames alone never answer a
 question; a backend that only looks at the beginning scores near zero.
 
@@ -44,8 +44,8 @@ import av
 import numpy as np
 
 from benchmarks.base import multiple_choice_prompt, registry, score_multiple_choice
-from harness.cache import cache_root
-from harness.metrics import option_letters
+from harness.media.cache import cache_root
+from harness.scoring.choice import option_letters
 from harness.types import Sample, Score
 
 __all__ = [
@@ -183,7 +183,7 @@ def video_key(spec: Mapping[str, Any]) -> str:
 
 
 def default_cache_dir() -> Path:
-    """The `synthetic` folder of the harness's cache root (see `harness.cache`)."""
+    """The `synthetic` folder of the harness's cache root (see `harness.media.cache`)."""
     return cache_root() / "synthetic"
 
 

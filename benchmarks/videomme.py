@@ -25,7 +25,7 @@ from benchmarks.base import registry, score_multiple_choice
 from benchmarks.hub import HubDataset
 from benchmarks.rows import BadField, invalid_sample, text_field
 from benchmarks.zipindex import ZipIndex
-from harness.metrics import option_letters
+from harness.scoring.choice import option_letters
 from harness.types import Sample, Score
 
 REPO_ID = "lmms-lab/Video-MME"

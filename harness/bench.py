@@ -17,15 +17,15 @@ from pathlib import Path
 
 import backends
 import benchmarks
-from harness.compare import compare_runs
-from harness.compare_report import render_markdown
-from harness.html_report import default_html_path, write_html_report
-from harness.recording import Recording, cassette_source, http_recording
-from harness.report import percent, seconds, table, write_report
-from harness.runner import RunSettings
-from harness.runs import RunSpec, prepare_new, run_prepared
-from harness.store import RunStore
-from harness.summary import summarize
+from harness.analysis.compare import compare_runs
+from harness.analysis.summary import summarize
+from harness.report.compare_tables import render_markdown
+from harness.report.html import default_html_path, write_html_report
+from harness.report.markdown import percent, seconds, table, write_report
+from harness.run.recording import Recording, cassette_source, http_recording
+from harness.run.runner import RunSettings
+from harness.run.session import RunSpec, prepare_new, run_prepared
+from harness.run.store import RunStore
 
 # The backends a comparison is about: the hosted endpoint and the local model.
 DEFAULT_BACKENDS = ("fal", "local")

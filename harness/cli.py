@@ -16,20 +16,20 @@ from typing import NoReturn
 
 import backends
 import benchmarks
+from harness.analysis.compare import Prices, compare_runs
+from harness.analysis.gate import Bounds, gate_run, render_gate
 from harness.bench import DEFAULT_BACKENDS, run_bench
-from harness.compare import Prices, compare_runs
-from harness.compare_report import render_markdown
-from harness.gate import Bounds, gate_run, render_gate
-from harness.html_report import default_html_path, write_html_report
-from harness.judge import DEFAULT_JUDGE_URL
-from harness.merge import MergeError, merge_runs
-from harness.recording import Recording, RecordingError, http_recording
 from harness.registry import OptionSpec, Registry, RegistryError, parse_assignments
-from harness.report import percent, write_report
-from harness.runner import RunSettings
-from harness.runs import PreparedRun, RunSpec, prepare_new, prepare_resume, run_prepared
-from harness.shards import Shard, parse_shard
-from harness.store import RunDirError
+from harness.report.compare_tables import render_markdown
+from harness.report.html import default_html_path, write_html_report
+from harness.report.markdown import percent, write_report
+from harness.run.merge import MergeError, merge_runs
+from harness.run.recording import Recording, RecordingError, http_recording
+from harness.run.runner import RunSettings
+from harness.run.session import PreparedRun, RunSpec, prepare_new, prepare_resume, run_prepared
+from harness.run.shards import Shard, parse_shard
+from harness.run.store import RunDirError
+from harness.scoring.judge import DEFAULT_JUDGE_URL
 
 PROG = "vqa-harness"
 EXIT_USAGE = 2

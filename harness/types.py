@@ -141,7 +141,7 @@ class Record:
     """One line of `records.jsonl`: a sample's outcome, written once.
 
     `groups` holds the sample's keys for breakdowns (`category`, and `task` and
-    `duration` where known; see `harness.groups`).
+    `duration` where known; see `harness.scoring.groups`).
     """
 
     sample_id: str

@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from harness.cache import cache_root
+from harness.media.cache import cache_root
 
 WIDTH, HEIGHT, FPS = 1280, 720, 30
 VERSION = 1  # bump when the scene or the encoding changes: the cache is keyed on it

@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from videos import write_video
 
 from backends.fal import FalBackend
-from harness.recording import CASSETTE, http_recording
-from harness.runner import RunSettings
+from harness.run.recording import CASSETTE, http_recording
+from harness.run.runner import RunSettings
 
 SAMPLES = 100
 QUESTIONS_PER_VIDEO = 3

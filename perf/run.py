@@ -27,7 +27,7 @@ import replay
 import video_sampling
 from results import write
 
-from harness.manifest import environment
+from harness.run.environment import environment
 
 ROOT = Path(__file__).resolve().parents[1]
 

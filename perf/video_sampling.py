@@ -22,8 +22,8 @@ import numpy as np
 from clips import Clip, ensure
 from results import Column, Section
 
-from harness.frames import FrameCache
-from harness.video import SampledFrames, sample_frames
+from harness.media.frames import FrameCache
+from harness.media.video import SampledFrames, sample_frames
 
 MAX_NUM_FRAMES = 64
 QUESTIONS_PER_VIDEO = 3
@@ -182,7 +182,7 @@ def _sampling_section(rows: list[dict[str, Any]]) -> Section:
         note=(
             "Wall time of sampling one video (1 frame per second, at most 64): OpenBMB's"
             " decord recipe (`VideoReader`, `get_batch(...).asnumpy()`) against"
-            " `harness.video.sample_frames`, each the median of 3 runs in one process,"
+            " `harness.media.video.sample_frames`, each the median of 3 runs in one process,"
             " alternating, file in the page cache. CPU is process CPU time over all threads."
             " Frames: the recipe's indices against ours, and the largest per-channel"
             f" difference of the RGB frames (same frame: at most {PIXEL_TOLERANCE})."

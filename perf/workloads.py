@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from benchmarks.base import multiple_choice_prompt, score_multiple_choice
-from harness.frames import FrameCache
-from harness.runner import Progress, RunSettings, execute
-from harness.store import RunStore
+from harness.media.frames import FrameCache
+from harness.run.runner import Progress, RunSettings, execute
+from harness.run.store import RunStore
 from harness.types import Answer, Query, Sample, Score
 
 OPTIONS = ("dancing", "running", "sitting", "cooking")

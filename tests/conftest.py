@@ -17,7 +17,7 @@ from standin_model import build_standin
 from vcr.persisters.filesystem import FilesystemPersister
 from videos import write_video
 
-from harness.recording import recording_config, register_matchers
+from harness.run.recording import recording_config, register_matchers
 
 register_fakes()
 

@@ -12,7 +12,7 @@ network in front of it does: 429 with `retry-after`, 5xx, a non-JSON body, a bod
 without choices, a dropped connection.
 
 `installed()` makes every sync httpx client created inside the block use an
-`httpx.MockTransport` whose handler is this emulator, so `harness.judge` talks to
+`httpx.MockTransport` whose handler is this emulator, so `harness.scoring.judge` talks to
 it unmodified and vcrpy (which patches `MockTransport.handle_request`) records it.
 """
 

@@ -24,11 +24,11 @@ from unittest.mock import patch
 
 from fal_emulator import FalEmulator
 
-from harness.recording import http_recording
-from harness.runner import RunSettings
-from harness.runs import RunSpec, prepare_new, run_prepared
-from harness.store import write_json_atomic
-from harness.summary import summarize_run
+from harness.analysis.summary import summarize_run
+from harness.run.recording import http_recording
+from harness.run.runner import RunSettings
+from harness.run.session import RunSpec, prepare_new, run_prepared
+from harness.run.store import write_json_atomic
 
 TESTS = Path(__file__).resolve().parent
 REPLAY_SET = TESTS / "cassettes" / "runs" / "fal-synthetic"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.base import score_multiple_choice, score_open_ended
-from harness.answer_text import readable
-from harness.runner import _score
+from harness.run.runner import _score
+from harness.scoring.answer_text import readable
 from harness.types import Sample
 
 

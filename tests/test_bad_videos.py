@@ -21,7 +21,7 @@ from standin_model import build_standin
 from videos import write_audio, write_video
 
 from harness.cli import main
-from harness.store import read_records
+from harness.run.store import read_records
 
 SITE = "https://videos.example.com"
 # What each input must become: None for an answer, else (error kind, words of its message).

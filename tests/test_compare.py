@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from browser import chromium, visit
 
+from harness.analysis.compare import agreement, compare_runs, fal_cost, gpu_cost
+from harness.analysis.stats import paired_bootstrap_ci
 from harness.cli import main
-from harness.compare import agreement, compare_runs, fal_cost, gpu_cost
-from harness.compare_report import render_markdown
-from harness.html_report import render_html
-from harness.stats import paired_bootstrap_ci
-from harness.store import RunStore, read_records
+from harness.report.compare_tables import render_markdown
+from harness.report.html import render_html
+from harness.run.store import RunStore, read_records
 from harness.types import ErrorInfo, Record, Score
 
 HOSTILE = '<img src="https://example.invalid/x.png" onerror="alert(1)">'

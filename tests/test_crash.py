@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.store import RunStore, read_records
+from harness.run.store import RunStore, read_records
 
 TESTS = Path(__file__).parent
 SAMPLES = 40

@@ -24,7 +24,7 @@ from record_fal import guessing_reply
 import backends.fal
 import benchmarks
 from harness.cli import main
-from harness.store import read_records
+from harness.run.store import read_records
 from harness.types import Record, Sample
 
 SAMPLES = 12

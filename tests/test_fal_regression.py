@@ -16,7 +16,7 @@ from test_fal_runs import no_fal_credentials
 
 import benchmarks.base
 from harness.cli import main
-from harness.metrics import ChoiceExtraction
+from harness.scoring.choice import ChoiceExtraction
 
 
 def baseline_accuracy() -> str:

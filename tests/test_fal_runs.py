@@ -14,7 +14,7 @@ from record_fal import EMULATOR_SOURCE, REPLAY_SET, guessing_reply
 
 from harness.bench import run_bench
 from harness.cli import main
-from harness.store import read_records
+from harness.run.store import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 

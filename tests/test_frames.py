@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from videos import write_video
 
-import harness.frames
-from harness.frames import FrameCache
-from harness.video import VideoError, sample_frames
+import harness.media.frames
+from harness.media.frames import FrameCache
+from harness.media.video import VideoError, sample_frames
 
 
 @pytest.fixture(scope="module")
@@ -59,14 +59,14 @@ def test_a_failed_decode_is_not_kept(tmp_path):
 def test_warming_decodes_once_and_never_waits_on_a_decode_in_flight(clips, monkeypatch):
     cache = FrameCache(fps=1.0, max_frames=64, max_bytes=2**30)
     decoding, release = threading.Event(), threading.Event()
-    real_sample_frames = harness.frames.sample_frames
+    real_sample_frames = harness.media.frames.sample_frames
 
     def slow_sample_frames(*args, **kwargs):
         decoding.set()
         release.wait(5)
         return real_sample_frames(*args, **kwargs)
 
-    monkeypatch.setattr(harness.frames, "sample_frames", slow_sample_frames)
+    monkeypatch.setattr(harness.media.frames, "sample_frames", slow_sample_frames)
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(cache.warm, clips[0])
         assert decoding.wait(5)
@@ -75,7 +75,7 @@ def test_warming_decodes_once_and_never_waits_on_a_decode_in_flight(clips, monke
         assert time.monotonic() - started < 1 and not first.done()
         release.set()
         first.result(5)
-    monkeypatch.setattr(harness.frames, "sample_frames", real_sample_frames)
+    monkeypatch.setattr(harness.media.frames, "sample_frames", real_sample_frames)
     cache.warm(clips[0])  # cached: nothing to do
     assert cache.decodes == 1
     result = cache.get(clips[0])

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.analysis.gate import Bounds, GateError, gate, render_gate
 from harness.cli import main
-from harness.gate import Bounds, GateError, gate, render_gate
 
 
 def summary(value: float = 0.7, n: int = 100, **overrides) -> dict:

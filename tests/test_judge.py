@@ -20,7 +20,7 @@ import yaml
 from openai_emulator import OpenAIEmulator
 
 from benchmarks.base import score_open_ended
-from harness.judge import (
+from harness.scoring.judge import (
     PROMPT_VERSION,
     Judge,
     JudgeError,
@@ -69,7 +69,7 @@ def endpoint(vcr, monkeypatch) -> Iterator[OpenAIEmulator]:
 def delays(monkeypatch) -> list[float]:
     """The judge's waits between retries, recorded instead of slept."""
     waits: list[float] = []
-    monkeypatch.setattr("harness.judge.time.sleep", waits.append)
+    monkeypatch.setattr("harness.scoring.judge.time.sleep", waits.append)
     return waits
 
 

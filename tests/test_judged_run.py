@@ -7,7 +7,7 @@ import json
 from openai_emulator import OpenAIEmulator
 
 from harness.cli import main
-from harness.store import read_records
+from harness.run.store import read_records
 
 KEY = "sk-canary-0123456789abcdef0123456789abcdef"
 

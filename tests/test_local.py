@@ -21,11 +21,11 @@ import backends
 from backends.local import LocalBackend
 from harness.bench import run_bench
 from harness.cli import main
+from harness.media.video import sample_frames
 from harness.registry import RegistryError
-from harness.runner import RunSettings, execute
-from harness.store import RunStore, read_records
+from harness.run.runner import RunSettings, execute
+from harness.run.store import RunStore, read_records
 from harness.types import BackendError, Query
-from harness.video import sample_frames
 
 TIMINGS = ("frames", "preprocess", "prefill", "decode", "tpot", "total")
 

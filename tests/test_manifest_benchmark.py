@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 import benchmarks
-from benchmarks.manifest import OPEN_ENDED_INSTRUCTION, ManifestBenchmark
+from benchmarks.question_file import OPEN_ENDED_INSTRUCTION, ManifestBenchmark
 from harness.cli import main
 from harness.registry import RegistryError
-from harness.store import read_records
+from harness.run.store import read_records
 
 JSONL_ROWS = [
     {

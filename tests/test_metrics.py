@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.metrics import ChoiceExtraction, explain_choice, extract_choice, option_letters
+from harness.scoring.choice import ChoiceExtraction, explain_choice, extract_choice, option_letters
 
 COLOURS = ["red", "green", "blue", "yellow"]
 DIRECTIONS = ["left to right", "right to left", "top to bottom", "bottom to top"]

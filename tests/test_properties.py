@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.manifest import read_manifest
-from harness.metrics import explain_choice, option_letters
-from harness.store import RunStore, read_records
+from benchmarks.question_file import read_manifest
+from harness.run.store import RunStore, read_records
+from harness.scoring.choice import explain_choice, option_letters
 from harness.types import ErrorInfo, Record, Score
 
 FAST = settings(max_examples=150, deadline=None)

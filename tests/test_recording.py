@@ -14,7 +14,7 @@ import yaml
 from fal_emulator import FalEmulator
 from vcr.errors import CannotOverwriteExistingCassetteException
 
-from harness.recording import CASSETTE, RecordingError, cassette_source, http_recording
+from harness.run.recording import CASSETTE, RecordingError, cassette_source, http_recording
 
 KEY = "c0ffee00-1111-2222-3333-444455556666:0123456789abcdef0123456789abcdef"
 WEBHOOK = "https://hooks.example.com/vqa?signature=s3cr3t"

@@ -27,8 +27,8 @@ import backends.minicpmv
 from backends.local import LocalBackend
 from backends.remote_code import ModelLoadError
 from harness.cli import main
-from harness.runner import RunSettings, execute
-from harness.store import RunStore, read_records
+from harness.run.runner import RunSettings, execute
+from harness.run.store import RunStore, read_records
 from harness.types import Query
 
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from fakes import ScriptedBackend, TinyBenchmark
 
-from harness.runner import RunSettings, execute
-from harness.runs import PreparedRun, RunSpec, prepare_new, prepare_resume, run_prepared
-from harness.store import RunStore, read_records
+from harness.run.runner import RunSettings, execute
+from harness.run.session import PreparedRun, RunSpec, prepare_new, prepare_resume, run_prepared
+from harness.run.store import RunStore, read_records
 from harness.types import RECORD_SCHEMA, Record, Sample
 
 

@@ -16,8 +16,8 @@ import pytest
 from fakes import TinyBenchmark
 
 from harness.cli import main
-from harness.selection import SelectionError, allocate, by_category, select, stratified_sample
-from harness.store import read_records
+from harness.run.selection import SelectionError, allocate, by_category, select, stratified_sample
+from harness.run.store import read_records
 from harness.types import Sample
 
 

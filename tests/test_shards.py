@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from fakes import TinyBenchmark
 
+from harness.analysis.summary import summarize
 from harness.cli import main
-from harness.shards import Shard, parse_shard
-from harness.store import RecordLog, read_records, write_json_atomic
-from harness.summary import summarize
+from harness.run.shards import Shard, parse_shard
+from harness.run.store import RecordLog, read_records, write_json_atomic
 from harness.types import Sample
 
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")

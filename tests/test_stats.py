@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.stats import bootstrap_ci, mcnemar_p, paired_bootstrap_ci
+from harness.analysis.stats import bootstrap_ci, mcnemar_p, paired_bootstrap_ci
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from harness.analysis.summary import accuracy, summarize
 from harness.cli import main
-from harness.report import render_markdown
-from harness.store import RecordLog, read_records
-from harness.summary import accuracy, summarize
+from harness.report.markdown import render_markdown
+from harness.run.store import RecordLog, read_records
 from harness.types import ErrorInfo, Record, Score
 
 

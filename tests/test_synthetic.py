@@ -1,6 +1,6 @@
 """The synthetic probe suite: size, determinism, caching, and answers checked from pixels.
 
-The oracle below decodes every video with `harness.video.sample_frames` (the
+The oracle below decodes every video with `harness.media.video.sample_frames` (the
 MiniCPM-V 2.6 recipe a backend sees) and works out each answer from the
 pixels alone; it must agree with every sample. The same oracle given only the
 first two sampled frames must do badly, which is what makes the suite a probe
@@ -30,8 +30,8 @@ from benchmarks.synthetic import (
     ground_truth,
     video_key,
 )
+from harness.media.video import probe, sample_frames
 from harness.types import Sample
-from harness.video import probe, sample_frames
 
 LETTERS = "ABCD"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.base import score_open_ended
-from harness.text_metrics import normalize, open_ended_metrics
+from harness.scoring.open_ended import normalize, open_ended_metrics
 from harness.types import Sample
 
 

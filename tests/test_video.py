@@ -1,4 +1,4 @@
-"""harness.video: probing, MiniCPM-V 2.6's frame sampling recipe, and unreadable inputs."""
+"""harness.media.video: probing, MiniCPM-V 2.6's frame sampling recipe, and unreadable inputs."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from videos import hide_first_frames, index_pattern, read_index, write_audio, write_video
 
-import harness.video
-from harness.video import (
+import harness.media.video
+from harness.media.video import (
     SampledFrames,
     VideoError,
     VideoInfo,
@@ -280,14 +280,14 @@ def seeking_only(monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("fell back to a sequential decode")
 
-    monkeypatch.setattr(harness.video, "_decode_sequentially", fail)
+    monkeypatch.setattr(harness.media.video, "_decode_sequentially", fail)
 
 
 @pytest.fixture
 def decoded_frames(monkeypatch) -> list[int]:
     """The number of frames the decoder returns during the test, in its only element."""
     count = [0]
-    decode = harness.video._decode_packet
+    decode = harness.media.video._decode_packet
     lock = threading.Lock()  # sample_frames decodes on several threads
 
     def counting(codec, packet):
@@ -296,7 +296,7 @@ def decoded_frames(monkeypatch) -> list[int]:
             count[0] += len(frames)
         return frames
 
-    monkeypatch.setattr(harness.video, "_decode_packet", counting)
+    monkeypatch.setattr(harness.media.video, "_decode_packet", counting)
     return count
 
 
@@ -319,7 +319,7 @@ def test_any_number_of_decoders_gives_the_same_frames(
 ):
     path = identity_clips["100s-64-mid-bins"]
     expected = reference(path, 1.0)
-    monkeypatch.setattr(harness.video, "_cpus", lambda: cpus)
+    monkeypatch.setattr(harness.media.video, "_cpus", lambda: cpus)
     result = sample_frames(path)
     assert result.indices == expected.indices
     assert np.array_equal(result.frames, expected.frames)
@@ -343,9 +343,9 @@ def test_a_sampled_frame_past_the_real_end_is_an_error(identity_clips):
 
 def test_the_fallback_decodes_the_same_frames(identity_clips, monkeypatch):
     def inexact(*args, **kwargs):
-        raise harness.video._Inexact
+        raise harness.media.video._Inexact
 
-    monkeypatch.setattr(harness.video, "_decode_run", inexact)
+    monkeypatch.setattr(harness.media.video, "_decode_run", inexact)
     path = identity_clips["vfr-timestamps"]
     expected = reference(path, 1.0)
     result = sample_frames(path)

@@ -23,7 +23,7 @@ from benchmarks.base import registry
 from benchmarks.hub import HubError
 from benchmarks.videomme import NO_SUBTITLES, subtitle_text
 from harness.cli import main
-from harness.store import read_records
+from harness.run.store import read_records
 from harness.types import Sample
 
 REPO = "lmms-lab/Video-MME"

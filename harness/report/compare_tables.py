@@ -1,13 +1,13 @@
 """A comparison's tables, as rows of text, and its Markdown.
 
 Each table is a header and rows of cell texts, so the Markdown here and the
-HTML report (`harness.html_report`) show the same numbers.
+HTML report (`harness.report.html`) show the same numbers.
 """
 
 from __future__ import annotations
 
-from harness.compare import Comparison, Interval
-from harness.report import number, percent, seconds, table
+from harness.analysis.compare import Comparison, Interval
+from harness.report.markdown import number, percent, seconds, table
 
 Table = tuple[list[str], list[list[str]]]
 

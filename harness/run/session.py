@@ -22,14 +22,14 @@ import backends
 import benchmarks
 from backends.base import Backend
 from benchmarks.base import Benchmark
-from harness.judge import Judge, JudgeError
-from harness.manifest import environment, options_of
-from harness.recording import Recording
 from harness.registry import RegistryError
-from harness.runner import Progress, RunSettings, execute
-from harness.selection import select
-from harness.shards import Shard
-from harness.store import RunStore
+from harness.run.environment import environment, options_of
+from harness.run.recording import Recording
+from harness.run.runner import Progress, RunSettings, execute
+from harness.run.selection import select
+from harness.run.shards import Shard
+from harness.run.store import RunStore
+from harness.scoring.judge import Judge, JudgeError
 from harness.types import Sample
 
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.report import seconds, table
-from harness.summary import summarize_run
+from harness.analysis.summary import summarize_run
+from harness.report.markdown import seconds, table
 
 # Slack for float rounding when a value sits exactly on its bound.
 TOLERANCE = 1e-9

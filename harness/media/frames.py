@@ -18,7 +18,7 @@ from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from harness.video import SampledFrames, sample_frames
+from harness.media.video import SampledFrames, sample_frames
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.stats import bootstrap_ci, mcnemar_p, paired_bootstrap_ci
-from harness.store import RunStore
-from harness.summary import cold_starts, latency_stats
-from harness.text_metrics import word_error_rate
+from harness.analysis.stats import bootstrap_ci, mcnemar_p, paired_bootstrap_ci
+from harness.analysis.summary import cold_starts, latency_stats
+from harness.run.store import RunStore
+from harness.scoring.open_ended import word_error_rate
 from harness.types import Record
 
 Interval = tuple[float, float]

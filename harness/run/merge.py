@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.report import write_report
-from harness.runs import RunSpec, new_run_id
-from harness.shards import Shard
-from harness.store import RecordLog, RunStore
+from harness.report.markdown import write_report
+from harness.run.session import RunSpec, new_run_id
+from harness.run.shards import Shard
+from harness.run.store import RecordLog, RunStore
 from harness.types import Record
 
 # What each shard's manifest contributes to `merged_from`, besides its directory.

@@ -3,7 +3,7 @@
 Bounded concurrency: `concurrency` workers take samples in order, so no more
 than that many queries are in flight, while the next `decode_ahead` samples are
 prepared (video fetched, frames decoded) in a small thread pool behind them
-(`harness.preparation`). Each query has a deadline; a backend failure, a
+(`harness.run.prefetch`). Each query has a deadline; a backend failure, a
 missed deadline or a scoring bug becomes that sample's failed record and the
 run goes on; a sample the benchmark marked invalid is recorded as failed
 (`invalid_sample`) without asking the backend. Unreadable lines in
@@ -25,11 +25,11 @@ from tqdm import tqdm
 
 from backends.base import Backend
 from benchmarks.base import Benchmark, apply_judge
-from harness.answer_text import readable
-from harness.groups import sample_groups
-from harness.judge import Judge
-from harness.preparation import Preparation, Prepared, Turn
-from harness.store import RecordLog, RunStore
+from harness.run.prefetch import Preparation, Prepared, Turn
+from harness.run.store import RecordLog, RunStore
+from harness.scoring.answer_text import readable
+from harness.scoring.groups import sample_groups
+from harness.scoring.judge import Judge
 from harness.types import (
     INVALID_SAMPLE,
     Answer,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 
-from harness.cache import cache_root
-from harness.video import VideoError
+from harness.media.cache import cache_root
+from harness.media.video import VideoError
 
 TIMEOUT_S = 60.0
 _CHUNK = 1 << 20

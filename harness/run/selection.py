@@ -1,6 +1,6 @@
 """Which of a benchmark's samples a run asks: `--category`, `--sample N --seed S`, `--limit`.
 
-They apply in that order, and `--shard` (see `harness.shards`) after them all:
+They apply in that order, and `--shard` (see `harness.run.shards`) after them all:
 
 1. `--category`: keep the samples whose category is one of those named; a name
    that no sample has is an error listing the known ones.

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harness.stats import LEVEL
-from harness.store import write_json_atomic
-from harness.summary import summarize_run
+from harness.analysis.stats import LEVEL
+from harness.analysis.summary import summarize_run
+from harness.run.store import write_json_atomic
 
 
 def write_report(run_dir: Path) -> str:

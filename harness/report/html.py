@@ -1,6 +1,6 @@
 """A comparison as one self-contained HTML page: its tables and inline SVG plots.
 
-The plots are small SVGs written directly (`harness.svg_plots`), not drawn with
+The plots are small SVGs written directly (`harness.report.plots`), not drawn with
 matplotlib: three simple chart shapes do not justify a plotting library (and
 its font cache) in every install, direct markup is deterministic and small,
 text stays text, and each plot carries the `id` and `<title>` that tests and
@@ -20,8 +20,9 @@ import re
 from html import escape
 from pathlib import Path
 
-from harness.compare import CompareError, Comparison
-from harness.compare_report import (
+from harness.analysis.compare import CompareError, Comparison
+from harness.analysis.summary import TIMING_ORDER
+from harness.report.compare_tables import (
     ACCURACY_NOTE,
     LATENCY_NOTE,
     NO_JOINED,
@@ -34,8 +35,7 @@ from harness.compare_report import (
     latency_table,
     runs_table,
 )
-from harness.summary import TIMING_ORDER
-from harness.svg_plots import bar_plot, cdf_plot, share_plot
+from harness.report.plots import bar_plot, cdf_plot, share_plot
 
 REPORT = "report.html"
 STYLE = """

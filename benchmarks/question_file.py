@@ -16,7 +16,7 @@ columns:
   the reference text.
 - `category`, `task`, `duration` (a label such as short/medium/long) and
   `duration_s` (the video's length in seconds), all optional: the keys reports
-  break accuracy down by (see `harness.groups`). Other columns are ignored.
+  break accuracy down by (see `harness.scoring.groups`). Other columns are ignored.
 
 Multiple-choice questions are asked with the shared multiple-choice prompt and
 scored by the shared extractor; open-ended ones are asked to answer in a
@@ -52,7 +52,7 @@ from benchmarks.base import (
     score_multiple_choice,
     score_open_ended,
 )
-from harness.metrics import option_letters
+from harness.scoring.choice import option_letters
 from harness.types import Sample, Score
 
 FORMAT_VERSION = "1"

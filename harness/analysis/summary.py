@@ -3,12 +3,12 @@
 Accuracy is over every sample with an outcome: a failed sample counts in the
 denominator and never as an answer, and an answer that could not be read is
 wrong (its reason is counted). Each accuracy has a 95% interval from a seeded
-cluster bootstrap that resamples whole videos (`harness.stats`), since the
+cluster bootstrap that resamples whole videos (`harness.analysis.stats`), since the
 questions about one video are not independent; `ci_method` says how.
 
 Latency statistics are the steady state: they leave out warm-up samples and
 cold starts. A cold start is the first answer of each session (a start, a
-`--resume`, each shard's process), which `harness.runs` records in the
+`--resume`, each shard's process), which `harness.run.session` records in the
 manifest's session; cold starts are reported apart (`cold_start`).
 
 Accuracy is broken down by category, and by task and duration bucket when the
@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.groups import DURATION_ORDER
-from harness.stats import LEVEL, RESAMPLES, bootstrap_ci
-from harness.store import RecordLog, RunStore
+from harness.analysis.stats import LEVEL, RESAMPLES, bootstrap_ci
+from harness.run.store import RecordLog, RunStore
+from harness.scoring.groups import DURATION_ORDER
 from harness.types import INVALID_SAMPLE, Record
 
 # Summary keys left out when empty: breakdowns by keys no record has.

@@ -1,0 +1,1 @@
+"""Finished runs in numbers: summary, statistics, comparison, the CI gate."""

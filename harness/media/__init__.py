@@ -1,0 +1,1 @@
+"""Videos: probing and frame sampling (PyAV), frames shared per video, downloads, the cache."""

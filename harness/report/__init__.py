@@ -1,0 +1,1 @@
+"""Finished runs for people: Markdown, comparison tables, HTML and its plots."""
