@@ -2,7 +2,8 @@
 
 from backends import fal as _fal  # noqa: F401  (registers "fal")
 from backends import local as _local  # noqa: F401  (registers "local"; torch loads on use)
-from backends.base import Backend, registry
+from backends.base import registry
+from harness.protocols import Backend
 
 register = registry.register
 create = registry.create

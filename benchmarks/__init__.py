@@ -7,7 +7,8 @@ from benchmarks import question_file as _question_file  # noqa: F401  (registers
 from benchmarks import synthetic as _synthetic  # noqa: F401  (registers "synthetic")
 from benchmarks import tempcompass as _tempcompass  # noqa: F401  (registers "tempcompass")
 from benchmarks import videomme as _videomme  # noqa: F401  (registers "videomme*")
-from benchmarks.base import Benchmark, registry
+from benchmarks.base import registry
+from harness.protocols import Benchmark
 
 register = registry.register
 create = registry.create

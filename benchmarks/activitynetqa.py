@@ -21,11 +21,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from benchmarks.base import registry, score_open_ended
+from benchmarks.base import registry
 from benchmarks.hub import HubDataset
 from benchmarks.rows import BadField, invalid_sample, text_field
 from benchmarks.zipindex import ZipIndex
 from harness.scoring.open_ended import normalize
+from harness.scoring.rules import score_open_ended
 from harness.types import Sample, Score
 
 REPO_ID = "lmms-lab/ActivityNetQA"

@@ -31,10 +31,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from benchmarks.base import registry, score_multiple_choice
+from benchmarks.base import registry
 from benchmarks.hub import HubDataset
 from benchmarks.rows import BadField, invalid_sample, text_field
 from harness.scoring.choice import option_letters
+from harness.scoring.rules import score_multiple_choice
 from harness.types import Sample, Score
 
 REPO_ID = "OpenGVLab/MVBench"

@@ -22,15 +22,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from benchmarks.base import (
-    multiple_choice_prompt,
-    registry,
-    score_multiple_choice,
-    score_open_ended,
-)
+from benchmarks.base import registry
 from benchmarks.hub import HubDataset
 from benchmarks.rows import BadField, invalid_sample, text_field
 from harness.scoring.choice import option_letters
+from harness.scoring.prompts import multiple_choice_prompt
+from harness.scoring.rules import score_multiple_choice, score_open_ended
 from harness.types import Sample, Score
 
 REPO_ID = "lmms-lab/NExTQA"

@@ -46,13 +46,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from benchmarks.base import (
-    multiple_choice_prompt,
-    registry,
-    score_multiple_choice,
-    score_open_ended,
-)
+from benchmarks.base import registry
 from harness.scoring.choice import option_letters
+from harness.scoring.prompts import multiple_choice_prompt
+from harness.scoring.rules import score_multiple_choice, score_open_ended
 from harness.types import Sample, Score
 
 FORMAT_VERSION = "1"

@@ -43,9 +43,11 @@ from typing import Any, ClassVar
 import av
 import numpy as np
 
-from benchmarks.base import multiple_choice_prompt, registry, score_multiple_choice
+from benchmarks.base import registry
 from harness.media.cache import cache_root
 from harness.scoring.choice import option_letters
+from harness.scoring.prompts import multiple_choice_prompt
+from harness.scoring.rules import score_multiple_choice
 from harness.types import Sample, Score
 
 __all__ = [

@@ -24,7 +24,7 @@ from harness.report.html import default_html_path, write_html_report
 from harness.report.markdown import percent, seconds, table, write_report
 from harness.run.recording import Recording, cassette_source, http_recording
 from harness.run.runner import RunSettings
-from harness.run.session import RunSpec, prepare_new, run_prepared
+from harness.run.session import RunSpec, execute_run, start_run
 from harness.run.store import RunStore
 
 # The backends a comparison is about: the hosted endpoint and the local model.
@@ -112,12 +112,12 @@ def _bench_one(
 
 
 def _run(spec: RunSpec, out: Path, concurrency: int | None, recording: Recording) -> Path:
-    prepared = prepare_new(spec, out, recording=recording)
-    print(f"backend {spec.backend}: {recording.mode} run into {prepared.store.path}")
-    settings = RunSettings(concurrency=concurrency or prepared.backend.default_concurrency)
-    asyncio.run(run_prepared(prepared, settings))
-    write_report(prepared.store.path)
-    return prepared.store.path
+    ready = start_run(spec, out, recording=recording)
+    print(f"backend {spec.backend}: {recording.mode} run into {ready.store.path}")
+    settings = RunSettings(concurrency=concurrency or ready.backend.default_concurrency)
+    asyncio.run(execute_run(ready, settings))
+    write_report(ready.store.path)
+    return ready.store.path
 
 
 def side_by_side(entries: list[BenchEntry], benchmark: str) -> str:

@@ -26,7 +26,7 @@ from harness.report.markdown import percent, write_report
 from harness.run.merge import MergeError, merge_runs
 from harness.run.recording import Recording, RecordingError, http_recording
 from harness.run.runner import RunSettings
-from harness.run.session import PreparedRun, RunSpec, prepare_new, prepare_resume, run_prepared
+from harness.run.session import ReadyRun, RunSpec, execute_run, resume_run, start_run
 from harness.run.shards import Shard, parse_shard
 from harness.run.store import RunDirError
 from harness.scoring.judge import DEFAULT_JUDGE_URL
@@ -318,34 +318,34 @@ def shard_argument(text: str) -> Shard:
 def cmd_run(args: argparse.Namespace) -> int:
     mode = "record" if args.record else "replay" if args.replay else "live"
     with http_recording(mode, args.record or args.replay) as recording:
-        prepared = _prepare(args, recording)
+        ready = _start(args, recording)
         settings = RunSettings(
-            concurrency=args.concurrency or prepared.backend.default_concurrency,
+            concurrency=args.concurrency or ready.backend.default_concurrency,
             decode_ahead=args.decode_ahead,
             deadline=args.deadline,
             warmup=args.warmup,
             retry_failed=args.retry_failed,
         )
-        print(f"run directory: {prepared.store.path}", file=sys.stderr)
+        print(f"run directory: {ready.store.path}", file=sys.stderr)
         try:
-            progress = asyncio.run(_run_until_signal(prepared, settings, not args.no_progress))
+            progress = asyncio.run(_run_until_signal(ready, settings, not args.no_progress))
         except (KeyboardInterrupt, asyncio.CancelledError):
             print(
-                f"\ninterrupted: completed samples are kept in {prepared.store.path}\n"
-                f"resume with: {PROG} run --resume {prepared.store.path}",
+                f"\ninterrupted: completed samples are kept in {ready.store.path}\n"
+                f"resume with: {PROG} run --resume {ready.store.path}",
                 file=sys.stderr,
             )
             return EXIT_INTERRUPTED
-    write_report(prepared.store.path)
+    write_report(ready.store.path)
     print(
         f"accuracy {percent(progress.correct / progress.total if progress.total else None)} "
         f"({progress.correct}/{progress.total}), {progress.failed} failed; "
-        f"report: {prepared.store.path / 'report.md'}"
+        f"report: {ready.store.path / 'report.md'}"
     )
     return 0
 
 
-def _prepare(args: argparse.Namespace, recording: Recording) -> PreparedRun:
+def _start(args: argparse.Namespace, recording: Recording) -> ReadyRun:
     if args.resume is not None:
         if recording.mode != "live":
             raise UsageError("--resume continues a live run; --record and --replay start new ones")
@@ -367,7 +367,7 @@ def _prepare(args: argparse.Namespace, recording: Recording) -> PreparedRun:
         ]
         if given:
             raise UsageError(f"--resume takes the run's own settings; drop {', '.join(given)}")
-        return prepare_resume(args.resume)
+        return resume_run(args.resume)
     if args.retry_failed:
         raise UsageError("--retry-failed only makes sense with --resume RUN_DIR")
     if not args.backend:
@@ -391,7 +391,7 @@ def _prepare(args: argparse.Namespace, recording: Recording) -> PreparedRun:
         shard=args.shard,
         judge=_judge_spec(args),
     )
-    return prepare_new(spec, args.out, args.run_id, recording)
+    return start_run(spec, args.out, args.run_id, recording)
 
 
 def _judge_spec(args: argparse.Namespace) -> dict[str, str] | None:
@@ -404,13 +404,13 @@ def _judge_spec(args: argparse.Namespace) -> dict[str, str] | None:
     }
 
 
-async def _run_until_signal(prepared: PreparedRun, settings: RunSettings, show_progress: bool):
+async def _run_until_signal(ready: ReadyRun, settings: RunSettings, show_progress: bool):
     """Run, treating SIGTERM like Ctrl-C: in-flight work is cancelled through the backend."""
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
-        return await run_prepared(prepared, settings, show_progress=show_progress)
+        return await execute_run(ready, settings, show_progress=show_progress)
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
 

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from benchmarks.base import multiple_choice_prompt, score_multiple_choice
 from harness.media.frames import FrameCache
 from harness.run.runner import Progress, RunSettings, execute
 from harness.run.store import RunStore
+from harness.scoring.prompts import multiple_choice_prompt
+from harness.scoring.rules import score_multiple_choice
 from harness.types import Answer, Query, Sample, Score
 
 OPTIONS = ("dancing", "running", "sitting", "cooking")

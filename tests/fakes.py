@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 
 import backends
 import benchmarks
-from benchmarks.base import multiple_choice_prompt, score_multiple_choice
+from harness.scoring.prompts import multiple_choice_prompt
+from harness.scoring.rules import score_multiple_choice
 from harness.types import Answer, BackendError, Query, Sample, Score
 
 

@@ -27,7 +27,7 @@ from fal_emulator import FalEmulator
 from harness.analysis.summary import summarize_run
 from harness.run.recording import http_recording
 from harness.run.runner import RunSettings
-from harness.run.session import RunSpec, prepare_new, run_prepared
+from harness.run.session import RunSpec, execute_run, start_run
 from harness.run.store import write_json_atomic
 
 TESTS = Path(__file__).resolve().parent
@@ -58,9 +58,9 @@ def record_replay_set(directory: Path, runs: Path, *, limit: int | None = None) 
         nullcontext() if emulator is None else patch.dict(os.environ, FAL_KEY="emulator-key"),
         http_recording("record", directory, source=source) as recording,
     ):
-        prepared = prepare_new(RunSpec("fal", "synthetic", limit=limit), runs, recording=recording)
-        asyncio.run(run_prepared(prepared, RunSettings(concurrency=8)))
-    return prepared.store.path
+        ready = start_run(RunSpec("fal", "synthetic", limit=limit), runs, recording=recording)
+        asyncio.run(execute_run(ready, RunSettings(concurrency=8)))
+    return ready.store.path
 
 
 def write_baseline(run_dir: Path, path: Path = BASELINE) -> None:

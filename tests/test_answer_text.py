@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.base import score_multiple_choice, score_open_ended
 from harness.run.runner import _score
 from harness.scoring.answer_text import readable
+from harness.scoring.rules import score_multiple_choice, score_open_ended
 from harness.types import Sample
 
 

@@ -14,7 +14,7 @@ import pytest
 from record_fal import BASELINE, REPLAY_SET
 from test_fal_runs import no_fal_credentials
 
-import benchmarks.base
+import harness.scoring.rules
 from harness.cli import main
 from harness.scoring.choice import ChoiceExtraction
 
@@ -56,7 +56,7 @@ def test_a_scoring_change_fails_the_gate_on_accuracy(
     assert json.loads(BASELINE.read_text())["accuracy"]["correct"] > 0
     no_fal_credentials(monkeypatch)
     monkeypatch.setattr(
-        benchmarks.base,
+        harness.scoring.rules,
         "explain_choice",
         lambda text, options: ChoiceExtraction(None, reason="no option letter found"),
     )

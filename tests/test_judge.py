@@ -19,7 +19,6 @@ import pytest
 import yaml
 from openai_emulator import OpenAIEmulator
 
-from benchmarks.base import score_open_ended
 from harness.scoring.judge import (
     PROMPT_VERSION,
     Judge,
@@ -28,6 +27,7 @@ from harness.scoring.judge import (
     parse_verdict,
     retry_delay,
 )
+from harness.scoring.rules import score_open_ended
 from harness.types import Sample
 
 CASSETTES = Path(__file__).resolve().parent / "cassettes" / "test_judge"

@@ -15,28 +15,28 @@ import pytest
 from fakes import ScriptedBackend, TinyBenchmark
 
 from harness.run.runner import RunSettings, execute
-from harness.run.session import PreparedRun, RunSpec, prepare_new, prepare_resume, run_prepared
+from harness.run.session import ReadyRun, RunSpec, execute_run, resume_run, start_run
 from harness.run.store import RunStore, read_records
 from harness.types import RECORD_SCHEMA, Record, Sample
 
 
-def new_run(tmp_path: Path, count: int = 8, **backend_options: str) -> PreparedRun:
+def new_run(tmp_path: Path, count: int = 8, **backend_options: str) -> ReadyRun:
     spec = RunSpec("scripted", "tiny", backend_options, {"count": count})
-    return prepare_new(spec, tmp_path, run_id="run")
+    return start_run(spec, tmp_path, run_id="run")
 
 
-def run(prepared: PreparedRun, **settings) -> None:
-    asyncio.run(run_prepared(prepared, RunSettings(**settings), show_progress=False))
+def run(ready: ReadyRun, **settings) -> None:
+    asyncio.run(execute_run(ready, RunSettings(**settings), show_progress=False))
 
 
-def records(prepared: PreparedRun) -> list[Record]:
-    return read_records(prepared.store.records_path).records
+def records(ready: ReadyRun) -> list[Record]:
+    return read_records(ready.store.records_path).records
 
 
 def test_every_sample_gets_one_scored_record(tmp_path):
-    prepared = new_run(tmp_path)
-    run(prepared)
-    written = records(prepared)
+    ready = new_run(tmp_path)
+    run(ready)
+    written = records(ready)
     assert sorted(r.sample_id for r in written) == [f"tiny/{i:03d}" for i in range(8)]
     assert all(r.ok for r in written)
     # "The answer is A." is right exactly where the answer letter is A (samples 0 and 4).
@@ -49,9 +49,9 @@ def test_every_sample_gets_one_scored_record(tmp_path):
 
 
 def test_records_are_json_lines_with_schema(tmp_path):
-    prepared = new_run(tmp_path, count=3)
-    run(prepared)
-    lines = prepared.store.records_path.read_text().splitlines()
+    ready = new_run(tmp_path, count=3)
+    run(ready)
+    lines = ready.store.records_path.read_text().splitlines()
     assert len(lines) == 3
     assert all(json.loads(line)["schema"] == 2 == RECORD_SCHEMA for line in lines)
     assert Record.from_dict(json.loads(lines[0])).to_dict() == json.loads(lines[0])
@@ -73,9 +73,9 @@ def test_schema_1_records_are_still_read(tmp_path):
 
 
 def test_manifest_describes_the_run(tmp_path):
-    prepared = new_run(tmp_path, count=2, reply="B")
-    run(prepared, concurrency=2)
-    manifest = prepared.store.read_manifest()
+    ready = new_run(tmp_path, count=2, reply="B")
+    run(ready, concurrency=2)
+    manifest = ready.store.read_manifest()
     assert manifest["status"] == "completed"
     assert manifest["backend"] == {"name": "scripted", "describe": {"reply": "B", "delay": 0.0}}
     assert manifest["benchmark"] == {"name": "tiny", "version": "1"}
@@ -83,22 +83,22 @@ def test_manifest_describes_the_run(tmp_path):
     assert manifest["samples_planned"] == 2
     assert "av" in manifest["environment"]["packages"]
     assert manifest["environment"]["host"]["cpus"] >= 1
-    (session,) = manifest["sessions"]
-    assert session["settings"]["concurrency"] == 2
-    assert session["written"] == 2 and session["finished_at"] >= session["started_at"]
+    (ready,) = manifest["sessions"]
+    assert ready["settings"]["concurrency"] == 2
+    assert ready["written"] == 2 and ready["finished_at"] >= ready["started_at"]
 
 
 def test_concurrency_is_bounded(tmp_path):
-    prepared = new_run(tmp_path, count=20, delay="0.01")
-    run(prepared, concurrency=3)
-    assert prepared.backend.max_in_flight == 3
-    assert len(records(prepared)) == 20
+    ready = new_run(tmp_path, count=20, delay="0.01")
+    run(ready, concurrency=3)
+    assert ready.backend.max_in_flight == 3
+    assert len(records(ready)) == 20
 
 
 def test_a_failing_sample_is_recorded_and_the_run_goes_on(tmp_path):
-    prepared = new_run(tmp_path, fail="tiny/001")
-    run(prepared)
-    by_id = {r.sample_id: r for r in records(prepared)}
+    ready = new_run(tmp_path, fail="tiny/001")
+    run(ready)
+    by_id = {r.sample_id: r for r in records(ready)}
     failed = by_id["tiny/001"]
     assert failed.status == "failed" and failed.score is None and failed.response is None
     assert failed.error.kind == "validation_error"
@@ -107,58 +107,58 @@ def test_a_failing_sample_is_recorded_and_the_run_goes_on(tmp_path):
 
 
 def test_deadline_fails_the_sample_and_cancels_it_in_the_backend(tmp_path):
-    prepared = new_run(tmp_path, count=4, hang="tiny/002")
-    run(prepared, deadline=0.05)
-    by_id = {r.sample_id: r for r in records(prepared)}
+    ready = new_run(tmp_path, count=4, hang="tiny/002")
+    run(ready, deadline=0.05)
+    by_id = {r.sample_id: r for r in records(ready)}
     assert by_id["tiny/002"].error.kind == "deadline"
     assert "0.05 s deadline" in by_id["tiny/002"].error.message
-    assert prepared.backend.cancelled == ["tiny/002"]
+    assert ready.backend.cancelled == ["tiny/002"]
     assert sum(r.ok for r in by_id.values()) == 3
 
 
 def test_resume_skips_ok_and_failed_unless_retrying(tmp_path):
-    prepared = new_run(tmp_path, fail="tiny/003")
-    run(prepared)
-    resumed = prepare_resume(prepared.store.path)
+    ready = new_run(tmp_path, fail="tiny/003")
+    run(ready)
+    resumed = resume_run(ready.store.path)
     run(resumed)
-    assert len(records(prepared)) == 8  # nothing was run again
+    assert len(records(ready)) == 8  # nothing was run again
 
-    resumed = prepare_resume(prepared.store.path)
+    resumed = resume_run(ready.store.path)
     resumed.backend.fail = ""  # the service recovered
     run(resumed, retry_failed=True)
-    written = records(prepared)
+    written = records(ready)
     assert len(written) == 9
     assert [r.status for r in written if r.sample_id == "tiny/003"] == ["failed", "ok"]
     assert Counter(r.sample_id for r in written if r.ok) == {f"tiny/{i:03d}": 1 for i in range(8)}
-    assert len(prepared.store.read_manifest()["sessions"]) == 3
+    assert len(ready.store.read_manifest()["sessions"]) == 3
 
 
 def test_resume_rebuilds_the_runs_own_settings(tmp_path):
-    prepared = new_run(tmp_path, count=3, reply="C", delay="0.001")
-    resumed = prepare_resume(prepared.store.path)
+    ready = new_run(tmp_path, count=3, reply="C", delay="0.001")
+    resumed = resume_run(ready.store.path)
     assert isinstance(resumed.backend, ScriptedBackend)
     assert (resumed.backend.reply, resumed.backend.delay) == ("C", 0.001)
     assert [s.id for s in resumed.samples] == ["tiny/000", "tiny/001", "tiny/002"]
 
 
 def test_cancelling_a_run_cancels_in_flight_work_and_keeps_finished_records(tmp_path):
-    prepared = new_run(tmp_path, count=6, hang="tiny/004,tiny/005")
+    ready = new_run(tmp_path, count=6, hang="tiny/004,tiny/005")
 
     async def scenario() -> None:
         task = asyncio.create_task(
-            run_prepared(prepared, RunSettings(concurrency=6), show_progress=False)
+            execute_run(ready, RunSettings(concurrency=6), show_progress=False)
         )
-        while len(records(prepared)) < 4:
+        while len(records(ready)) < 4:
             await asyncio.sleep(0.001)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
 
     asyncio.run(scenario())
-    assert sorted(prepared.backend.cancelled) == ["tiny/004", "tiny/005"]
-    assert sorted(r.sample_id for r in records(prepared)) == [f"tiny/{i:03d}" for i in range(4)]
-    assert prepared.store.read_manifest()["status"] == "interrupted"
-    assert prepared.backend.closed
+    assert sorted(ready.backend.cancelled) == ["tiny/004", "tiny/005"]
+    assert sorted(r.sample_id for r in records(ready)) == [f"tiny/{i:03d}" for i in range(4)]
+    assert ready.store.read_manifest()["status"] == "interrupted"
+    assert ready.backend.closed
 
 
 def test_prompt_and_scoring_bugs_fail_only_their_sample(tmp_path):
@@ -173,12 +173,12 @@ def test_prompt_and_scoring_bugs_fail_only_their_sample(tmp_path):
                 raise ZeroDivisionError("division by zero")
             return super().score(sample, text)
 
-    prepared = new_run(tmp_path, count=3)
+    ready = new_run(tmp_path, count=3)
     store = RunStore(tmp_path / "fragile")
     store.path.mkdir()
     asyncio.run(
         execute(
-            prepared.backend,
+            ready.backend,
             Fragile(count=3),
             list(Fragile(count=3).samples()),
             store,
@@ -272,17 +272,17 @@ def test_duplicate_sample_ids_are_refused(tmp_path):
 
 
 def test_torn_last_line_is_skipped_and_never_merged(tmp_path):
-    prepared = new_run(tmp_path, count=2)
-    run(prepared)
-    path = prepared.store.records_path
+    ready = new_run(tmp_path, count=2)
+    run(ready)
+    path = ready.store.records_path
     with path.open("ab") as handle:
         handle.write(b'{"sample_id": "tiny/009", "sta')  # a writer killed mid-line
     log = read_records(path)
     assert len(log.records) == 2
     assert len(log.skipped) == 1 and "torn last line" in log.skipped[0]
 
-    store = RunStore.open(prepared.store.path)
-    store.append(records(prepared)[0])
+    store = RunStore.open(ready.store.path)
+    store.append(records(ready)[0])
     store.close()
     log = read_records(path)
     assert len(log.records) == 3 and len(log.skipped) == 1
@@ -341,20 +341,20 @@ class Preparing(ScriptedBackend):
 
     wanted: Callable[[int], int] = lambda answered: 0
     prepare_fails: str = ""
-    prepared: list[str] = field(default_factory=list, init=False)
+    ready: list[str] = field(default_factory=list, init=False)
     seen: list[int] = field(default_factory=list, init=False)
 
     def prepare(self, video: str) -> None:
-        self.prepared.append(video)
+        self.ready.append(video)
         if video == self.prepare_fails:
             raise ValueError(f"{video}: cannot decode")
 
     async def answer(self, query):
         wanted = self.wanted(len(self.seen))
         deadline = time.monotonic() + 5
-        while len(self.prepared) < wanted and time.monotonic() < deadline:
+        while len(self.ready) < wanted and time.monotonic() < deadline:
             await asyncio.sleep(0.001)
-        self.seen.append(len(self.prepared))
+        self.seen.append(len(self.ready))
         return await super().answer(query)
 
 
@@ -373,10 +373,10 @@ def test_samples_are_prepared_ahead_of_the_backend_and_no_further(tmp_path, ahea
     backend = Preparing(wanted=lambda answered: min(answered + 1 + ahead, count))
     written = run_tiny(backend, tmp_path, count, concurrency=1, decode_ahead=ahead)
     assert all(r.ok for r in written.values())
-    # Answering the i-th sample, the i-th and the `ahead` after it have been prepared,
-    # and not one more: with `ahead` 0, each sample is prepared when its turn comes.
+    # Answering the i-th sample, the i-th and the `ahead` after it have been ready,
+    # and not one more: with `ahead` 0, each sample is ready when its turn comes.
     assert backend.seen == [min(i + 1 + ahead, count) for i in range(count)]
-    assert backend.prepared == [f"/videos/{i // 2}.mp4" for i in range(count)]
+    assert backend.ready == [f"/videos/{i // 2}.mp4" for i in range(count)]
     for record in written.values():
         assert record.timings["prepare_wait"] >= 0 and record.timings["prepare"] >= 0
 
@@ -385,7 +385,7 @@ def test_a_failed_preparation_leaves_the_sample_to_the_backend(tmp_path):
     """The backend's `prepare` is a head start: its answer decides the sample."""
     backend = Preparing(prepare_fails="/videos/1.mp4", fail="tiny/003")
     written = run_tiny(backend, tmp_path, 6, decode_ahead=2)
-    assert sorted(backend.prepared) == sorted(f"/videos/{i // 2}.mp4" for i in range(6))
+    assert sorted(backend.ready) == sorted(f"/videos/{i // 2}.mp4" for i in range(6))
     assert written["tiny/002"].ok
     assert written["tiny/003"].error.kind == "validation_error"  # what answer() said
     assert sum(r.ok for r in written.values()) == 5
@@ -422,5 +422,5 @@ def test_a_cancelled_run_drops_the_preparations_it_started(tmp_path):
     asyncio.run(cancel_while_preparing())
     release.set()
     time.sleep(0.1)
-    assert backend.prepared == ["/videos/0.mp4"]  # the queued ones were dropped
+    assert backend.ready == ["/videos/0.mp4"]  # the queued ones were dropped
     assert read_records(store.records_path).records == []

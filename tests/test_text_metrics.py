@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.base import score_open_ended
 from harness.scoring.open_ended import normalize, open_ended_metrics
+from harness.scoring.rules import score_open_ended
 from harness.types import Sample
 
 

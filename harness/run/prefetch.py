@@ -21,8 +21,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from backends.base import Backend, PreparesVideos
-from benchmarks.base import Benchmark, local_video
+from harness.protocols import Backend, Benchmark, FetchesVideos, PreparesVideos
 from harness.types import BackendError, Sample
 
 
@@ -99,7 +98,8 @@ class Preparation:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         try:
-            video = local_video(self._benchmark, sample)
+            fetching = isinstance(self._benchmark, FetchesVideos)
+            video = self._benchmark.fetch_video(sample) if fetching else sample.video
         except Exception as exc:
             raise BackendError("video_unavailable", f"{type(exc).__name__}: {exc}") from exc
         if video != sample.video:

@@ -23,13 +23,13 @@ from dataclasses import dataclass, replace
 
 from tqdm import tqdm
 
-from backends.base import Backend
-from benchmarks.base import Benchmark, apply_judge
+from harness.protocols import Backend, Benchmark
 from harness.run.prefetch import Preparation, Prepared, Turn
 from harness.run.store import RecordLog, RunStore
 from harness.scoring.answer_text import readable
 from harness.scoring.groups import sample_groups
 from harness.scoring.judge import Judge
+from harness.scoring.rules import apply_judge
 from harness.types import (
     INVALID_SAMPLE,
     Answer,

@@ -20,8 +20,7 @@ from typing import Any
 
 import backends
 import benchmarks
-from backends.base import Backend
-from benchmarks.base import Benchmark
+from harness.protocols import Backend, Benchmark
 from harness.registry import RegistryError
 from harness.run.environment import environment, options_of
 from harness.run.recording import Recording
@@ -63,7 +62,7 @@ class RunSpec:
 
 
 @dataclass
-class PreparedRun:
+class ReadyRun:
     store: RunStore
     backend: Backend
     benchmark: Benchmark
@@ -79,9 +78,9 @@ def new_run_id(spec: RunSpec, name: str | None = None) -> str:
     return f"{name}-{spec.shard.label}" if spec.shard else name
 
 
-def prepare_new(
+def start_run(
     spec: RunSpec, out: Path, run_id: str | None = None, recording: Recording | None = None
-) -> PreparedRun:
+) -> ReadyRun:
     """Build backend and benchmark, select samples, and create the run directory."""
     recording = recording or Recording("live")
     benchmark, backend = _build(spec)
@@ -107,10 +106,10 @@ def prepare_new(
         "sessions": [],
     }
     store = RunStore.create(out / manifest["run_id"], manifest)
-    return PreparedRun(store, backend, benchmark, samples, judge)
+    return ReadyRun(store, backend, benchmark, samples, judge)
 
 
-def prepare_resume(run_dir: Path) -> PreparedRun:
+def resume_run(run_dir: Path) -> ReadyRun:
     """Reopen a run directory and rebuild exactly what it was run with."""
     store = RunStore.open(run_dir)
     manifest = store.read_manifest()
@@ -126,14 +125,14 @@ def prepare_resume(run_dir: Path) -> PreparedRun:
             "start a new run"
         )
     judge = _judge(spec, Recording("live"))
-    return PreparedRun(store, backend, benchmark, _select(benchmark, spec), judge)
+    return ReadyRun(store, backend, benchmark, _select(benchmark, spec), judge)
 
 
-async def run_prepared(
-    prepared: PreparedRun, settings: RunSettings, *, show_progress: bool = True
+async def execute_run(
+    ready: ReadyRun, settings: RunSettings, *, show_progress: bool = True
 ) -> Progress:
     """Execute one session of the run, recording it in the manifest however it ends."""
-    store = prepared.store
+    store = ready.store
     session: dict[str, Any] = {
         "started_at": time.time(),
         "settings": asdict(settings),
@@ -143,13 +142,13 @@ async def run_prepared(
     status = "failed"
     try:
         progress = await execute(
-            prepared.backend,
-            prepared.benchmark,
-            prepared.samples,
+            ready.backend,
+            ready.benchmark,
+            ready.samples,
             store,
             settings,
             show_progress=show_progress,
-            judge=prepared.judge,
+            judge=ready.judge,
         )
         status = "completed" if progress.ok + progress.failed == progress.total else "partial"
         return progress
@@ -161,7 +160,7 @@ async def run_prepared(
         session["finished_at"] = time.time()
         session["status"] = status
         _update_manifest(store, session, status=status)
-        await prepared.backend.aclose()
+        await ready.backend.aclose()
 
 
 def _judge(spec: RunSpec, recording: Recording) -> Judge | None:

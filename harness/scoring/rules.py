@@ -1,0 +1,54 @@
+"""How benchmarks score answers: multiple choice by the shared extractor, open-ended by
+metrics, and an LLM judge's verdict applied in one place."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from harness.scoring.choice import explain_choice
+from harness.scoring.judge import Judge
+from harness.scoring.open_ended import open_ended_metrics
+from harness.types import Sample, Score
+
+
+def score_multiple_choice(sample: Sample, text: str) -> Score:
+    """Score with the shared ranked extractor; an unreadable answer is wrong, with a reason."""
+    extraction = explain_choice(text, sample.options)
+    if extraction.letter is None:
+        return Score(correct=False, prediction=None, reason=extraction.reason)
+    return Score(
+        correct=extraction.letter == sample.answer,
+        prediction=extraction.letter,
+        rule=extraction.rule,
+    )
+
+
+def score_open_ended(sample: Sample, text: str, judge: Judge | None = None) -> Score:
+    """Exact match, token F1, WER and CER against `sample.answer` and any other
+    accepted answers in `sample.meta["references"]`; correct means exact match.
+
+    With a `judge`, its verdict goes into `Score.judge` and decides `correct`; when
+    the judge fails, `correct` stays exact match and `reason` says `judge_failed: ...`.
+    """
+    metrics = open_ended_metrics(text, references(sample))
+    score = Score(
+        correct=metrics["exact_match"] == 1.0,
+        prediction=text.strip(),
+        rule="exact_match",
+        metrics=metrics,
+    )
+    return score if judge is None else apply_judge(score, sample, text, judge)
+
+
+def references(sample: Sample) -> list[str]:
+    """An open-ended sample's accepted answers: `answer`, then `meta["references"]`."""
+    return [sample.answer, *sample.meta.get("references", ())]
+
+
+def apply_judge(score: Score, sample: Sample, text: str, judge: Judge) -> Score:
+    """`score` with the judge's verdict: it decides `correct`; a judge failure is kept
+    in `Score.judge` and `reason`, and `correct` stays what the metrics said."""
+    verdict = judge.grade(sample.question, references(sample), text)
+    if "error" in verdict:
+        return replace(score, judge=verdict, reason=f"judge_failed: {verdict['error']}")
+    return replace(score, correct=verdict["correct"], rule="judge", judge=verdict)
