@@ -36,6 +36,8 @@ from typing import TypeVar
 import torch
 import transformers
 
+from harness.errors import HarnessError
+
 T = TypeVar("T")
 
 UNUSED_IMPORTS = ("torchvision",)
@@ -50,7 +52,7 @@ already (transformers keeps it in `sys.modules`) and needs them no more, but its
 model still runs code that was fixed."""
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(HarnessError):
     """The model cannot be loaded: bad path, missing weights, wrong code, no memory."""
 
 

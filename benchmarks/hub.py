@@ -20,11 +20,12 @@ import fsspec
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError
 
+from harness.errors import HarnessError
 from harness.media.cache import cache_root
 from harness.run.store import write_bytes_atomic
 
 
-class HubError(Exception):
+class HubError(HarnessError):
     """A repo, file or zip member that cannot be fetched, named with why."""
 
 

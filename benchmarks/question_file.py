@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from benchmarks.base import registry
+from harness.errors import UsageError
 from harness.scoring.choice import option_letters
 from harness.scoring.prompts import multiple_choice_prompt
 from harness.scoring.rules import score_multiple_choice, score_open_ended
@@ -128,7 +129,7 @@ def read_manifest(content: bytes, path: Path) -> Iterator[Sample]:
     try:
         text = content.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"manifest {path} is not UTF-8 text ({exc.reason})") from None
+        raise UsageError(f"manifest {path} is not UTF-8 text ({exc.reason})") from None
     if path.suffix.lower() == ".jsonl":
         return _samples(jsonl_rows(text), path.parent, _list_options)
     return _samples(csv_rows(text, path), path.parent, _cell_options)
@@ -158,7 +159,7 @@ def csv_rows(text: str, path: Path) -> list[Row]:
         header = [name.strip() for name in next(reader, [])]
         missing = [name for name in REQUIRED if name not in header]
         if missing:
-            raise ValueError(
+            raise UsageError(
                 f"manifest {path} has no column {', '.join(map(repr, missing))} in its header "
                 f"(needs {', '.join(REQUIRED)}; has {', '.join(header) or 'no header'})"
             )
@@ -173,7 +174,7 @@ def csv_rows(text: str, path: Path) -> list[Row]:
             rows.append(Row(f"row {number}", fields, problem))
         return rows
     except csv.Error as exc:
-        raise ValueError(
+        raise UsageError(
             f"manifest {path} is not valid CSV (line {reader.line_num}: {exc})"
         ) from None
 
@@ -317,11 +318,11 @@ def _seconds(value: Any) -> float | None:
 
 def _read(path: Path) -> bytes:
     if path.suffix.lower() not in (".jsonl", ".csv"):
-        raise ValueError(f"manifest {path} must be a .jsonl or .csv file")
+        raise UsageError(f"manifest {path} must be a .jsonl or .csv file")
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise ValueError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
 
 
 def _json_type(value: Any) -> str:

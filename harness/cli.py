@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -19,26 +20,23 @@ import benchmarks
 from harness.analysis.compare import Prices, compare_runs
 from harness.analysis.gate import Bounds, gate_run, render_gate
 from harness.bench import DEFAULT_BACKENDS, run_bench
-from harness.registry import OptionSpec, Registry, RegistryError, parse_assignments
+from harness.errors import HarnessError, UsageError
+from harness.registry import OptionSpec, Registry, parse_assignments
 from harness.report.compare_tables import render_markdown
 from harness.report.html import default_html_path, write_html_report
 from harness.report.markdown import percent, write_report
-from harness.run.merge import MergeError, merge_runs
-from harness.run.recording import Recording, RecordingError, http_recording
+from harness.run.merge import merge_runs
+from harness.run.recording import Recording, http_recording
 from harness.run.runner import RunSettings
 from harness.run.session import ReadyRun, RunSpec, execute_run, resume_run, start_run
 from harness.run.shards import Shard, parse_shard
-from harness.run.store import RunDirError
 from harness.scoring.judge import DEFAULT_JUDGE_URL
 
 PROG = "vqa-harness"
 EXIT_USAGE = 2
 EXIT_GATE_FAILED = 1
+EXIT_BUG = 1
 EXIT_INTERRUPTED = 130
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,13 +47,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; an error the user can fix is one line and exit status 2, and anything
+    else is a bug: its traceback, then one line saying so, and exit status 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
-    except (UsageError, RegistryError, RunDirError, RecordingError, MergeError, ValueError) as exc:
+    except HarnessError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:
+        traceback.print_exc()
+        print(f"{PROG}: internal error, a bug: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_BUG
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -311,7 +315,7 @@ def fraction(text: str) -> float:
 def shard_argument(text: str) -> Shard:
     try:
         return parse_shard(text, os.environ)
-    except ValueError as exc:
+    except UsageError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 

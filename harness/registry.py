@@ -21,13 +21,15 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
+from harness.errors import HarnessError
+
 T = TypeVar("T")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-class RegistryError(ValueError):
+class RegistryError(HarnessError):
     """An unknown name, an unknown option or a value of the wrong type."""
 
 
@@ -125,7 +127,7 @@ class Registry(Generic[T]):
             raise RegistryError(f"{self.kind} {name!r} needs option(s): {', '.join(missing)}")
         try:
             return cls(**kwargs)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, HarnessError) as exc:  # its options' own checks
             raise RegistryError(f"{self.kind} {name!r}: {exc}") from exc
 
     def _load_entry_points(self) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from harness.errors import HarnessError
+
 RECORD_SCHEMA = 2
 """Version of the `records.jsonl` line format written by this package.
 
@@ -86,7 +88,7 @@ class Answer:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-class BackendError(Exception):
+class BackendError(HarnessError):
     """A backend's failure on one sample; the run records it and goes on.
 
     `kind` is a short, stable class of failure (`rate_limited`,

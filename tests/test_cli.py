@@ -195,3 +195,36 @@ def test_python_dash_m_harness_runs(tmp_path):
     )
     assert result.returncode == 0
     assert "synthetic v1" in result.stdout
+
+
+def test_every_error_a_user_can_meet_derives_from_one_root():
+    from backends.remote_code import ModelLoadError
+    from benchmarks.hub import HubError
+    from harness.analysis.compare import CompareError
+    from harness.analysis.gate import GateError
+    from harness.errors import HarnessError, UsageError
+    from harness.media.video import VideoError
+    from harness.registry import RegistryError
+    from harness.run.merge import MergeError
+    from harness.run.recording import RecordingError
+    from harness.run.selection import SelectionError
+    from harness.run.store import RunDirError
+    from harness.scoring.judge import JudgeError
+    from harness.types import BackendError
+
+    errors = [ModelLoadError, HubError, CompareError, GateError, UsageError, VideoError]
+    errors += [RegistryError, MergeError, RecordingError, SelectionError, RunDirError]
+    errors += [JudgeError, BackendError]
+    assert all(issubclass(error, HarnessError) for error in errors)
+    assert not any(issubclass(error, ValueError) for error in errors)
+
+
+def test_a_bug_prints_its_traceback_and_says_so(monkeypatch, capsys):
+    def broken(args):
+        raise KeyError("oops")
+
+    monkeypatch.setattr("harness.cli.cmd_list", broken)
+    assert main(["list"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert err.strip().splitlines()[-1] == "vqa-harness: internal error, a bug: KeyError: 'oops'"

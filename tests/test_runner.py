@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from fakes import ScriptedBackend, TinyBenchmark
 
+from harness.errors import UsageError
 from harness.run.runner import RunSettings, execute
 from harness.run.session import ReadyRun, RunSpec, execute_run, resume_run, start_run
 from harness.run.store import RunStore, read_records
@@ -289,13 +290,13 @@ def test_torn_last_line_is_skipped_and_never_merged(tmp_path):
 
 
 def test_settings_are_validated():
-    with pytest.raises(ValueError, match="concurrency"):
+    with pytest.raises(UsageError, match="concurrency"):
         RunSettings(concurrency=0)
-    with pytest.raises(ValueError, match="deadline"):
+    with pytest.raises(UsageError, match="deadline"):
         RunSettings(deadline=0)
-    with pytest.raises(ValueError, match="decode_ahead must be 0 or more, got -1"):
+    with pytest.raises(UsageError, match="decode_ahead must be 0 or more, got -1"):
         RunSettings(decode_ahead=-1)
-    with pytest.raises(ValueError, match="decode_workers must be at least 1, got 0"):
+    with pytest.raises(UsageError, match="decode_workers must be at least 1, got 0"):
         RunSettings(decode_workers=0)
 
 

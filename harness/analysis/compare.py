@@ -37,6 +37,7 @@ from typing import Any
 
 from harness.analysis.stats import bootstrap_ci, mcnemar_p, paired_bootstrap_ci
 from harness.analysis.summary import cold_starts, latency_stats
+from harness.errors import HarnessError
 from harness.run.store import RunStore
 from harness.scoring.open_ended import word_error_rate
 from harness.types import Record
@@ -44,7 +45,7 @@ from harness.types import Record
 Interval = tuple[float, float]
 
 
-class CompareError(ValueError):
+class CompareError(HarnessError):
     """Runs that cannot be compared, or a report that cannot be written."""
 
 

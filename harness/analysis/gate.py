@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis.summary import summarize_run
+from harness.errors import HarnessError
 from harness.report.markdown import seconds, table
 
 # Slack for float rounding when a value sits exactly on its bound.
@@ -45,7 +46,7 @@ _REQUIRED = (
 )
 
 
-class GateError(ValueError):
+class GateError(HarnessError):
     """Input the gate cannot judge: an unreadable or foreign baseline, another benchmark."""
 
 
@@ -58,9 +59,9 @@ class Bounds:
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_accuracy_drop <= 1:
-            raise ValueError(f"max accuracy drop must be 0 to 1, got {self.max_accuracy_drop}")
+            raise GateError(f"max accuracy drop must be 0 to 1, got {self.max_accuracy_drop}")
         if self.max_latency_ratio is not None and not self.max_latency_ratio > 0:
-            raise ValueError(f"max latency ratio must be positive, got {self.max_latency_ratio}")
+            raise GateError(f"max latency ratio must be positive, got {self.max_latency_ratio}")
 
 
 @dataclass(frozen=True)

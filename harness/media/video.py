@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 import av
 import numpy as np
 
+from harness.errors import HarnessError
+
 __all__ = [
     "SampledFrames",
     "VideoError",
@@ -32,7 +34,7 @@ __all__ = [
 ]
 
 
-class VideoError(Exception):
+class VideoError(HarnessError):
     """A video that cannot be read; `str()` is ``"{path}: {problem}"``."""
 
     def __init__(self, path: str | os.PathLike[str], problem: str) -> None:

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
 from harness.report.markdown import write_report
 from harness.run.session import RunSpec, new_run_id
 from harness.run.shards import Shard
@@ -30,7 +31,7 @@ from harness.types import Record
 _SOURCE_KEYS = ("run_id", "status", "backend", "http", "environment", "command")
 
 
-class MergeError(Exception):
+class MergeError(HarnessError):
     """Run directories that are not the shards of one run."""
 
 

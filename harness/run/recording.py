@@ -38,6 +38,8 @@ from vcr.errors import MissingMetadataError
 from vcr.matchers import requests_match
 from vcr.request import Request
 
+from harness.errors import HarnessError
+
 Mode = Literal["live", "record", "replay"]
 CASSETTE = "http.yaml"
 REDACTED = "REDACTED"
@@ -49,7 +51,7 @@ _mode: contextvars.ContextVar[Mode] = contextvars.ContextVar(
 )
 
 
-class RecordingError(Exception):
+class RecordingError(HarnessError):
     """A cassette directory that cannot be recorded into or replayed from."""
 
 

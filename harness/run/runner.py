@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 
 from tqdm import tqdm
 
+from harness.errors import UsageError
 from harness.protocols import Backend, Benchmark
 from harness.run.prefetch import Preparation, Prepared, Turn
 from harness.run.store import RecordLog, RunStore
@@ -57,15 +58,15 @@ class RunSettings:
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {self.concurrency}")
+            raise UsageError(f"concurrency must be at least 1, got {self.concurrency}")
         if self.decode_ahead < 0:
-            raise ValueError(f"decode_ahead must be 0 or more, got {self.decode_ahead}")
+            raise UsageError(f"decode_ahead must be 0 or more, got {self.decode_ahead}")
         if self.decode_workers < 1:
-            raise ValueError(f"decode_workers must be at least 1, got {self.decode_workers}")
+            raise UsageError(f"decode_workers must be at least 1, got {self.decode_workers}")
         if self.deadline is not None and self.deadline <= 0:
-            raise ValueError(f"deadline must be positive, got {self.deadline}")
+            raise UsageError(f"deadline must be positive, got {self.deadline}")
         if self.warmup < 0:
-            raise ValueError(f"warmup must be 0 or more, got {self.warmup}")
+            raise UsageError(f"warmup must be 0 or more, got {self.warmup}")
 
 
 @dataclass

@@ -27,10 +27,11 @@ import hashlib
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 
+from harness.errors import HarnessError
 from harness.types import Sample
 
 
-class SelectionError(ValueError):
+class SelectionError(HarnessError):
     """A selection that names what the benchmark does not have."""
 
 

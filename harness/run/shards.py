@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from harness.errors import UsageError
 from harness.types import Sample
 
 _FRACTION = re.compile(r"(\d+)/(\d+)", re.ASCII)
@@ -35,9 +36,9 @@ class Shard:
 
     def __post_init__(self) -> None:
         if self.count < 1:
-            raise ValueError(f"shard count must be at least 1, got {self.count}")
+            raise UsageError(f"shard count must be at least 1, got {self.count}")
         if not 0 <= self.index < self.count:
-            raise ValueError(
+            raise UsageError(
                 f"shard index must be from 0 to {self.count - 1} for {self.count} shards, "
                 f"got {self.index}"
             )
@@ -69,7 +70,7 @@ def parse_shard(text: str, environ: Mapping[str, str]) -> Shard:
         return shard_from_environment(environ)
     match = _FRACTION.fullmatch(text)
     if match is None:
-        raise ValueError(f"expected i/N (shard i of N, 0-based) or auto, got {text!r}")
+        raise UsageError(f"expected i/N (shard i of N, 0-based) or auto, got {text!r}")
     return Shard(int(match[1]), int(match[2]))
 
 
@@ -79,12 +80,12 @@ def shard_from_environment(environ: Mapping[str, str]) -> Shard:
         if rank in environ and size in environ:
             given = f"{rank}={environ[rank]!r}, {size}={environ[size]!r}"
             if not (_WHOLE.fullmatch(environ[rank]) and _WHOLE.fullmatch(environ[size])):
-                raise ValueError(f"--shard auto: {given} are not whole numbers")
+                raise UsageError(f"--shard auto: {given} are not whole numbers")
             try:
                 return Shard(int(environ[rank]), int(environ[size]))
-            except ValueError as exc:
-                raise ValueError(f"--shard auto: {given}: {exc}") from None
-    raise ValueError(
+            except UsageError as exc:
+                raise UsageError(f"--shard auto: {given}: {exc}") from None
+    raise UsageError(
         "--shard auto needs RANK and WORLD_SIZE (or LOCAL_RANK and LOCAL_WORLD_SIZE) in the "
         "environment, as torchrun and accelerate launch set them; give --shard i/N instead"
     )

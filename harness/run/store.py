@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from harness.errors import HarnessError
 from harness.types import Record
 
 MANIFEST = "manifest.json"
 RECORDS = "records.jsonl"
 
 
-class RunDirError(Exception):
+class RunDirError(HarnessError):
     """A run directory that is missing, not a run, or cannot be written."""
 
 

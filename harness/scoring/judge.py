@@ -28,6 +28,8 @@ from typing import Any
 
 import httpx
 
+from harness.errors import HarnessError
+
 PROMPTS: dict[str, dict[str, str]] = {
     "video-chatgpt-v1": {
         "system": (
@@ -72,7 +74,7 @@ _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": 
 DEFAULT_JUDGE_URL = "https://api.openai.com/v1"
 
 
-class JudgeError(Exception):
+class JudgeError(HarnessError):
     """A judge that cannot run here: a bad setting or no API key."""
 
 
