@@ -252,7 +252,7 @@ def _load_processor(model: str, revision: str | None) -> Any:
             f"{model} has no MiniCPM-V processor: no preprocessor_config.json naming an "
             "AutoProcessor in its auto_map"
         )
-    processor_class = get_class_from_dynamic_module(
+    processor_class: Any = get_class_from_dynamic_module(
         auto_map["AutoProcessor"], model, revision=revision
     )
     return processor_class.from_pretrained(model, revision=revision, trust_remote_code=True)
@@ -309,8 +309,10 @@ def _has_weights(directory: Path) -> bool:
 
 def _slice_resolution(config: PretrainedConfig) -> int:
     slice_config = getattr(config, "slice_config", None)
-    resolution = getattr(slice_config, "scale_resolution", None)
-    return int(resolution or getattr(config, "image_size", 448))
+    resolution = getattr(slice_config, "scale_resolution", None) or getattr(
+        config, "image_size", 448
+    )
+    return int(resolution)
 
 
 def library_versions() -> dict[str, str]:

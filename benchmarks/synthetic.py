@@ -563,6 +563,8 @@ def _motion_renderer(spec: Mapping[str, Any], size: int):
     background = np.full((size, size, 3), _MOTION_BACKGROUND, np.uint8)
 
     def draw(t: Fraction) -> np.ndarray:
+        x: float
+        y: float
         x, y = keyframes[-1][1]
         for (t0, p0), (t1, p1) in itertools.pairwise(keyframes):
             if t0 <= t < t1:
