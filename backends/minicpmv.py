@@ -309,10 +309,8 @@ def _has_weights(directory: Path) -> bool:
 
 def _slice_resolution(config: PretrainedConfig) -> int:
     slice_config = getattr(config, "slice_config", None)
-    resolution = getattr(slice_config, "scale_resolution", None) or getattr(
-        config, "image_size", 448
-    )
-    return int(resolution)
+    resolution = getattr(slice_config, "scale_resolution", None)
+    return int(resolution if resolution is not None else getattr(config, "image_size", 448))
 
 
 def library_versions() -> dict[str, str]:
