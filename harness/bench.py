@@ -18,14 +18,14 @@ from pathlib import Path
 import backends
 import benchmarks
 from harness.analysis.compare import compare_runs
-from harness.analysis.summary import summarize
+from harness.analysis.summary import summarize_run
 from harness.report.compare_tables import render_markdown
 from harness.report.html import default_html_path, write_html_report
 from harness.report.markdown import percent, seconds, table, write_report
 from harness.run.recording import Recording, cassette_source, http_recording
 from harness.run.runner import RunSettings
-from harness.run.session import RunSpec, execute_run, start_run
-from harness.run.store import RunStore
+from harness.run.session import execute_run, start_run
+from harness.run.spec import RunSpec
 
 # The backends a comparison is about: the hosted endpoint and the local model.
 DEFAULT_BACKENDS = ("fal", "local")
@@ -134,15 +134,14 @@ def side_by_side(entries: list[BenchEntry], benchmark: str) -> str:
         return "\n".join(lines) + "\n"
     rows = []
     for entry in ran:
-        store = RunStore.open(entry.run_dir)
-        summary = summarize(store.read_records(), store.read_manifest())
-        total = summary["latency"].get("total")
+        summary = summarize_run(entry.run_dir)
+        total = summary.latency.get("total")
         rows.append(
             [
                 entry.backend,
-                summary["mode"],
-                percent(summary["accuracy"]["value"]),
-                summary["samples"]["failed"],
+                summary.mode,
+                percent(summary.accuracy["value"]),
+                summary.samples["failed"],
                 seconds(total["p50"]) if total else "n/a",
                 seconds(total["p90"]) if total else "n/a",
                 str(entry.run_dir),

@@ -18,18 +18,20 @@ from typing import NoReturn
 import backends
 import benchmarks
 from harness.analysis.compare import Prices, compare_runs
-from harness.analysis.gate import Bounds, gate_run, render_gate
+from harness.analysis.gate import Bounds, gate_run
 from harness.bench import DEFAULT_BACKENDS, run_bench
 from harness.errors import HarnessError, UsageError
 from harness.registry import OptionSpec, Registry, parse_assignments
 from harness.report.compare_tables import render_markdown
+from harness.report.gate_table import render_gate
 from harness.report.html import default_html_path, write_html_report
 from harness.report.markdown import percent, write_report
 from harness.run.merge import merge_runs
 from harness.run.recording import Recording, http_recording
 from harness.run.runner import RunSettings
-from harness.run.session import ReadyRun, RunSpec, execute_run, resume_run, start_run
+from harness.run.session import ReadyRun, execute_run, resume_run, start_run
 from harness.run.shards import Shard, parse_shard
+from harness.run.spec import RunSpec
 from harness.scoring.judge import DEFAULT_JUDGE_URL
 
 PROG = "vqa-harness"
@@ -471,7 +473,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_merge(args: argparse.Namespace) -> int:
     run_dir = merge_runs(args.run_dirs, args.out, args.run_id)
-    print((run_dir / "report.md").read_text(), end="")
+    print(write_report(run_dir), end="")
     print(f"merged {len(args.run_dirs)} shards into {run_dir}", file=sys.stderr)
     return 0
 

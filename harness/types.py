@@ -17,6 +17,8 @@ RECORD_SCHEMA = 2
 
 2 added `groups`; schema-1 records are still read, with no groups."""
 READABLE_SCHEMAS = (1, 2)
+UNVERSIONED = 0
+"""The `schema` of a run-directory document written before it had one (`schema_of`)."""
 
 Status = Literal["ok", "failed"]
 
@@ -177,10 +179,7 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
-        schema = data.get("schema")
-        if schema not in READABLE_SCHEMAS:
-            expected = " or ".join(map(str, READABLE_SCHEMAS))
-            raise ValueError(f"record schema {schema!r} is not supported (expected {expected})")
+        schema_of(data, "record", READABLE_SCHEMAS)
         score = data.get("score")
         error = data.get("error")
         return cls(
@@ -190,3 +189,14 @@ class Record:
                 "error": ErrorInfo(**error) if error is not None else None,
             }
         )
+
+
+def schema_of(
+    data: dict[str, Any], what: str, readable: tuple[int, ...], missing: int | None = None
+) -> int:
+    """The `schema` of the document `data` (`missing` when it has none); refuse unreadable ones."""
+    schema = data.get("schema", missing)
+    if schema not in readable:
+        expected = " or ".join(map(str, readable))
+        raise ValueError(f"{what} schema {schema!r} is not supported (expected {expected})")
+    return schema

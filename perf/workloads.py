@@ -100,7 +100,8 @@ def timed_run(
     backend: Any, benchmark: Questions, scratch: Path, settings: RunSettings
 ) -> tuple[Progress, float, float]:
     """Run `benchmark` into a new run directory under `scratch`: (progress, wall s, CPU s)."""
-    store = RunStore.create(scratch / f"run-{time.monotonic_ns()}", {})
+    store = RunStore(scratch / f"run-{time.monotonic_ns()}")
+    store.path.mkdir(parents=True)
     samples = list(benchmark.samples())
     wall, cpu = time.perf_counter(), time.process_time()
     progress = asyncio.run(

@@ -13,6 +13,7 @@ from harness.analysis.stats import paired_bootstrap_ci
 from harness.cli import main
 from harness.report.compare_tables import render_markdown
 from harness.report.html import render_html
+from harness.run.manifest import Manifest, Session
 from harness.run.store import RunStore, read_records
 from harness.types import ErrorInfo, Record, Score
 
@@ -50,14 +51,17 @@ def write_run(path, records, *, backend="scripted", benchmark=("synthetic", "1")
     name, version = benchmark
     store = RunStore.create(
         path,
-        {
-            "run_id": path.name,
-            "mode": "live",
-            "backend": {"name": backend},
-            "benchmark": {"name": name, "version": version},
-            "sessions": [],
-            **manifest,
-        },
+        Manifest.from_dict(
+            {
+                "run_id": path.name,
+                "mode": "live",
+                "spec": {"backend": backend, "benchmark": name},
+                "backend": {"name": backend},
+                "benchmark": {"name": name, "version": version},
+                "sessions": [],
+                **manifest,
+            }
+        ),
     )
     for record in records:
         store.append(record)
@@ -138,7 +142,7 @@ def test_paired_statistics_match_hand_computed_values(pair):
 def test_latency_leaves_out_each_sessions_cold_start(tmp_path):
     records = [answered(f"s{i}", "v1", "c1", True, "A", total=float(i)) for i in range(1, 6)]
     a = write_run(tmp_path / "a", records)
-    cold = {"cold_start": {"sample_id": "s5", "started_at": 0.0}}
+    cold = {"started_at": 0.0, "cold_start": {"sample_id": "s5", "started_at": 0.0}}
     b = write_run(tmp_path / "b", records, sessions=[cold])
     comparison = compare_runs([a, b])
     assert [r.sample_id for r in comparison.timed(1)] == ["s1", "s2", "s3", "s4"]
@@ -192,13 +196,13 @@ def test_fal_cost_bills_inference_seconds_and_falls_back_to_total():
 
 def test_gpu_cost_is_the_sessions_gpu_time_per_sample_written():
     sessions = [
-        {"started_at": 0.0, "finished_at": 1800.0, "written": 100},
-        {"started_at": 5000.0, "finished_at": 6800.0, "written": 50},
-        {"started_at": 7000.0, "written": 0},  # still running: not counted
+        Session(started_at=0.0, finished_at=1800.0, written=100),
+        Session(started_at=5000.0, finished_at=6800.0, written=50),
+        Session(started_at=7000.0, written=0),  # still running: not counted
     ]
     assert gpu_cost(sessions, 2.5).usd_per_1000 == pytest.approx(1000 * 2.5 / 150)
     # A merged run's shards ran at once, each on its own GPU: their times add up.
-    shards = [{"started_at": 0.0, "finished_at": 3600.0, "written": 100}] * 2
+    shards = [Session(started_at=0.0, finished_at=3600.0, written=100)] * 2
     assert gpu_cost(shards, 2.0).usd_per_1000 == pytest.approx(1000 * 2 * 2.0 / 200)
     assert gpu_cost([], 2.0).usd_per_1000 is None
 

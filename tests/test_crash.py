@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.run.store import RunStore, read_records
+from harness.run.directory import Run
+from harness.run.store import read_records
 
 TESTS = Path(__file__).parent
 SAMPLES = 40
@@ -87,13 +88,13 @@ def test_sigint_stops_cleanly_and_says_how_to_resume(tmp_path):
     assert "Traceback" not in stderr.decode()
     log = read_records(run_dir / "records.jsonl")
     assert log.skipped == [] and 3 <= len(log.records) < SAMPLES
-    assert RunStore.open(run_dir).read_manifest()["status"] == "interrupted"
+    assert Run.open(run_dir).manifest.status == "interrupted"
 
 
 def sessions_in(run_dir: Path) -> int:
     """Sessions the manifest holds (0 before it exists); it is replaced atomically."""
     path = run_dir / "manifest.json"
-    return len(RunStore.open(run_dir).read_manifest()["sessions"]) if path.exists() else 0
+    return len(Run.open(run_dir).manifest.sessions) if path.exists() else 0
 
 
 def ok_records(records: Path) -> int:
@@ -133,7 +134,7 @@ def test_sigkill_at_twenty_random_points_then_resume_gives_one_ok_record_per_sam
     log = read_records(records)
     assert Counter(r.sample_id for r in log.records) == {f"tiny/{i:03d}": 1 for i in range(samples)}
     assert all(r.ok for r in log.records)
-    assert RunStore.open(run_dir).read_manifest()["status"] == "completed"
+    assert Run.open(run_dir).manifest.status == "completed"
 
 
 def test_a_torn_last_line_is_reported_ignored_and_never_glued_to_the_next(tmp_path, capsys):

@@ -7,23 +7,27 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis.gate import Bounds, GateError, gate, render_gate
+from harness.analysis.gate import Bounds, GateError, gate
+from harness.analysis.summary_file import Summary
 from harness.cli import main
+from harness.report.gate_table import render_gate
 
 
-def summary(value: float = 0.7, n: int = 100, **overrides) -> dict:
-    """The parts of a summary.json the gate reads."""
-    return {
-        "run_id": "r",
-        "backend": "fal",
-        "mode": "live",
-        "benchmark": "tiny",
-        "benchmark_version": "1",
-        "samples": {"planned": n, "recorded": n, "missing": 0},
-        "accuracy": {"value": value},
-        "latency": {"total": {"p50": 2.0}, "queue": {"p50": 0.5}},
-        **overrides,
-    }
+def summary(value: float = 0.7, n: int = 100, **overrides) -> Summary:
+    """A summary with only the parts the gate reads."""
+    return Summary(
+        **{
+            "run_id": "r",
+            "backend": "fal",
+            "mode": "live",
+            "benchmark": "tiny",
+            "benchmark_version": "1",
+            "samples": {"planned": n, "recorded": n, "missing": 0},
+            "accuracy": {"value": value},
+            "latency": {"total": {"p50": 2.0}, "queue": {"p50": 0.5}},
+            **overrides,
+        }
+    )
 
 
 def test_accuracy_may_drop_by_the_bound_and_no_more():

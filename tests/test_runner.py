@@ -15,6 +15,7 @@ import pytest
 from fakes import ScriptedBackend, TinyBenchmark
 
 from harness.errors import UsageError
+from harness.run.directory import Run
 from harness.run.runner import RunSettings, execute
 from harness.run.session import ReadyRun, RunSpec, execute_run, resume_run, start_run
 from harness.run.store import RunStore, read_records
@@ -76,7 +77,7 @@ def test_schema_1_records_are_still_read(tmp_path):
 def test_manifest_describes_the_run(tmp_path):
     ready = new_run(tmp_path, count=2, reply="B")
     run(ready, concurrency=2)
-    manifest = ready.store.read_manifest()
+    manifest = Run.open(ready.store.path).manifest.to_dict()
     assert manifest["status"] == "completed"
     assert manifest["backend"] == {"name": "scripted", "describe": {"reply": "B", "delay": 0.0}}
     assert manifest["benchmark"] == {"name": "tiny", "version": "1"}
@@ -131,7 +132,7 @@ def test_resume_skips_ok_and_failed_unless_retrying(tmp_path):
     assert len(written) == 9
     assert [r.status for r in written if r.sample_id == "tiny/003"] == ["failed", "ok"]
     assert Counter(r.sample_id for r in written if r.ok) == {f"tiny/{i:03d}": 1 for i in range(8)}
-    assert len(ready.store.read_manifest()["sessions"]) == 3
+    assert len(Run.open(ready.store.path).manifest.sessions) == 3
 
 
 def test_resume_rebuilds_the_runs_own_settings(tmp_path):
@@ -158,7 +159,7 @@ def test_cancelling_a_run_cancels_in_flight_work_and_keeps_finished_records(tmp_
     asyncio.run(scenario())
     assert sorted(ready.backend.cancelled) == ["tiny/004", "tiny/005"]
     assert sorted(r.sample_id for r in records(ready)) == [f"tiny/{i:03d}" for i in range(4)]
-    assert ready.store.read_manifest()["status"] == "interrupted"
+    assert Run.open(ready.store.path).manifest.status == "interrupted"
     assert ready.backend.closed
 
 
@@ -282,7 +283,7 @@ def test_torn_last_line_is_skipped_and_never_merged(tmp_path):
     assert len(log.records) == 2
     assert len(log.skipped) == 1 and "torn last line" in log.skipped[0]
 
-    store = RunStore.open(ready.store.path)
+    store = RunStore(ready.store.path)
     store.append(records(ready)[0])
     store.close()
     log = read_records(path)

@@ -13,7 +13,9 @@ from fakes import TinyBenchmark
 
 from harness.analysis.summary import summarize
 from harness.cli import main
+from harness.run.manifest import BackendInfo, BenchmarkInfo, Manifest, Session
 from harness.run.shards import Shard, parse_shard
+from harness.run.spec import RunSpec
 from harness.run.store import RecordLog, read_records, write_json_atomic
 from harness.types import Sample
 
@@ -302,7 +304,15 @@ def test_throughput_of_parallel_shards_counts_their_wall_time_once():
         {"started_at": 109.0, "finished_at": 120.0, "written": 4},  # shard 2, overlapping
         {"started_at": 200.0, "finished_at": 205.0, "written": 3},  # a later resume
     ]
-    throughput = summarize(RecordLog(), {"sessions": sessions})["throughput"]
+    manifest = Manifest(
+        run_id="r",
+        mode="live",
+        spec=RunSpec("scripted", "tiny"),
+        backend=BackendInfo("scripted"),
+        benchmark=BenchmarkInfo("tiny", "1"),
+        sessions=tuple(Session(**session) for session in sessions),
+    )
+    throughput = summarize(RecordLog(), manifest).throughput
     assert throughput == {"wall_s": 25.0, "samples_per_s": 15 / 25.0}
 
 

@@ -12,6 +12,7 @@ import pytest
 from harness.analysis.summary import accuracy, summarize
 from harness.cli import main
 from harness.report.markdown import render_markdown
+from harness.run.manifest import Manifest
 from harness.run.store import RecordLog, read_records
 from harness.types import ErrorInfo, Record, Score
 
@@ -50,6 +51,7 @@ def failed(sample_id, category, kind, message):
 
 MANIFEST = {
     "run_id": "r",
+    "spec": {"backend": "scripted", "benchmark": "tiny"},
     "status": "completed",
     "mode": "live",
     "samples_planned": 7,
@@ -60,6 +62,12 @@ MANIFEST = {
         {"started_at": 200.0, "finished_at": 210.0, "written": 2},
     ],
 }
+
+
+def manifest(**fields) -> Manifest:
+    """`MANIFEST` with `fields` changed, typed."""
+    return Manifest.from_dict({**MANIFEST, **fields})
+
 
 LOG = RecordLog(
     records=[
@@ -76,8 +84,8 @@ LOG = RecordLog(
 
 
 def test_accuracy_counts_every_sample_and_failures_apart():
-    summary = summarize(LOG, MANIFEST)
-    assert summary["samples"] == {
+    summary = summarize(LOG, manifest())
+    assert summary.samples == {
         "planned": 7,
         "recorded": 7,
         "missing": 0,
@@ -86,42 +94,42 @@ def test_accuracy_counts_every_sample_and_failures_apart():
         "unparsed": 1,
     }
     # Every fixture record is of one video: one cluster, so every interval is a point.
-    assert summary["accuracy"] == {"value": 3 / 7, "correct": 3, "n": 7, "ci": [3 / 7, 3 / 7]}
-    assert summary["categories"] == {
+    assert summary.accuracy == {"value": 3 / 7, "correct": 3, "n": 7, "ci": [3 / 7, 3 / 7]}
+    assert summary.categories == {
         "color": {"value": 2 / 3, "correct": 2, "n": 3, "failed": 0, "ci": [2 / 3, 2 / 3]},
         "motion": {"value": 1 / 4, "correct": 1, "n": 4, "failed": 2, "ci": [1 / 4, 1 / 4]},
     }
-    assert summary["failure_rate"] == 2 / 7
-    assert summary["failures"] == {"rate_limited": {"count": 2, "example": "429 Too Many Requests"}}
-    assert summary["unparsed_reasons"] == {"no option letter or option text found": 1}
-    assert summary["usage"] == {"output_tokens": 10}
+    assert summary.failure_rate == 2 / 7
+    assert summary.failures == {"rate_limited": {"count": 2, "example": "429 Too Many Requests"}}
+    assert summary.unparsed_reasons == {"no option letter or option text found": 1}
+    assert summary.usage == {"output_tokens": 10}
 
 
 def test_latency_leaves_out_warmup_and_uses_linear_percentiles():
-    summary = summarize(LOG, MANIFEST)
-    assert summary["warmup_excluded"] == 1
-    total = summary["latency"]["total"]  # s2..s4, s7: 2, 3, 4, 5 seconds
+    summary = summarize(LOG, manifest())
+    assert summary.warmup_excluded == 1
+    total = summary.latency["total"]  # s2..s4, s7: 2, 3, 4, 5 seconds
     assert total["n"] == 4
     assert total["mean"] == pytest.approx(3.5)
     assert total["p50"] == pytest.approx(3.5)
     assert total["p90"] == pytest.approx(4.7)  # 2 + 0.9 * 3 positions -> 4 + 0.7
     assert total["p99"] == pytest.approx(4.97)
     assert total["max"] == 5.0
-    assert summary["latency"]["queue"] == pytest.approx(
+    assert summary.latency["queue"] == pytest.approx(
         {"n": 1, "mean": 0.5, "p50": 0.5, "p90": 0.5, "p99": 0.5, "max": 0.5}
     )
-    assert list(summary["latency"]) == ["total", "queue"]
-    assert summary["throughput"] == {"wall_s": 20.0, "samples_per_s": 0.4}
+    assert list(summary.latency) == ["total", "queue"]
+    assert summary.throughput == {"wall_s": 20.0, "samples_per_s": 0.4}
 
 
 def test_incomplete_run_says_so():
-    summary = summarize(RecordLog(records=LOG.records[:2]), MANIFEST)
-    assert summary["samples"]["missing"] == 5
+    summary = summarize(RecordLog(records=LOG.records[:2]), manifest())
+    assert summary.samples["missing"] == 5
     assert "Incomplete: 5 of 7 samples have no record yet." in render_markdown(summary)
 
 
 def test_markdown_has_accuracy_failures_and_latency_tables():
-    markdown = render_markdown(summarize(LOG, MANIFEST))
+    markdown = render_markdown(summarize(LOG, manifest()))
     assert "**42.9%** (3 correct of 7 samples" in markdown
     assert (
         "95% CI [42.9%, 42.9%]: percentile cluster bootstrap over 1 videos, 2000 resamples, seed 0"
@@ -198,17 +206,17 @@ GROUPED = RecordLog(
 
 
 def test_breakdowns_by_task_and_duration_with_metric_means_and_judge_stats():
-    summary = summarize(GROUPED, {**MANIFEST, "samples_planned": 5})
-    assert summary["accuracy"] == {"value": 2 / 5, "correct": 2, "n": 5, "ci": [2 / 5, 2 / 5]}
+    summary = summarize(GROUPED, manifest(samples_planned=5))
+    assert summary.accuracy == {"value": 2 / 5, "correct": 2, "n": 5, "ci": [2 / 5, 2 / 5]}
     # Open-ended o1..o3: means of (1, 0, 0), (1, .5, 0), (0, 1, 2), (0, .5, 1).
-    assert summary["metrics"] == {
+    assert summary.metrics == {
         "n": 3,
         "mean": pytest.approx({"exact_match": 1 / 3, "token_f1": 0.5, "wer": 1.0, "cer": 0.5}),
     }
     # The judge failed on o3: not judged, not wrong; o1 right (1.0), o2 wrong (0.4).
     judge = {"judged": 2, "correct": 1, "accuracy": 0.5, "mean_score": 0.7, "judge_failed": 1}
-    assert summary["judge"] == pytest.approx(judge)
-    assert summary["tasks"] == {
+    assert summary.judge == pytest.approx(judge)
+    assert summary.tasks == {
         "action": {  # o3 (open-ended, wrong), m1 (right), f1 (failed)
             "value": 1 / 3,
             "correct": 1,
@@ -234,7 +242,7 @@ def test_breakdowns_by_task_and_duration_with_metric_means_and_judge_stats():
             "judge": pytest.approx(judge | {"judge_failed": 0}),
         },
     }
-    durations = summary["durations"]  # f1 has no duration: left out
+    durations = summary.durations  # f1 has no duration: left out
     assert list(durations) == ["short", "medium", "long"]
     assert durations["medium"] == {"value": 1.0, "correct": 1, "n": 1, "failed": 0, "ci": [1, 1]}
     assert durations["long"]["metrics"] == {"n": 2, "mean": metrics(0.0, 0.25, 1.5, 0.75)}
@@ -245,27 +253,27 @@ def test_breakdowns_by_task_and_duration_with_metric_means_and_judge_stats():
         "mean_score": 0.4,
         "judge_failed": 1,
     }
-    assert summary["categories"]["color"] == {
+    assert summary.categories["color"] == {
         "value": 0.5,
         "correct": 1,
         "n": 2,
         "failed": 1,
         "ci": [0.5, 0.5],
     }
-    assert summary["invalid_samples"] == [
+    assert summary.invalid_samples == [
         {"sample_id": "f1", "message": "row 3, column 'answer': missing"}
     ]
 
 
 def test_breakdowns_appear_only_for_keys_present():
-    summary = summarize(LOG, MANIFEST)
-    assert not {"tasks", "durations", "metrics", "judge"} & summary.keys()
-    assert summary["invalid_samples"] == []
+    summary = summarize(LOG, manifest())
+    assert not {"tasks", "durations", "metrics", "judge"} & summary.to_dict().keys()
+    assert summary.invalid_samples == []
     assert "## Invalid samples" not in render_markdown(summary)
 
 
 def test_markdown_has_breakdown_tables_and_invalid_samples():
-    markdown = render_markdown(summarize(GROUPED, {**MANIFEST, "samples_planned": 5}))
+    markdown = render_markdown(summarize(GROUPED, manifest(samples_planned=5)))
     assert (
         "Open-ended answers (3), means: exact_match 0.333 · token_f1 0.500 · wer 1.000 · cer 0.500"
         in markdown
@@ -335,8 +343,8 @@ def test_the_interval_is_seeded_and_independent_of_record_order():
 
 
 def test_the_summary_states_how_its_intervals_were_computed():
-    summary = summarize(RecordLog(records=grid([3, 3, 2, 0])), {"samples_planned": 12})
-    assert summary["ci_method"] == {
+    summary = summarize(RecordLog(records=grid([3, 3, 2, 0])), manifest(samples_planned=12))
+    assert summary.ci_method == {
         "method": "percentile cluster bootstrap",
         "cluster": "video",
         "clusters": 4,
@@ -344,7 +352,7 @@ def test_the_summary_states_how_its_intervals_were_computed():
         "level": 0.95,
         "seed": 0,
     }
-    assert summary["categories"]["c"]["ci"] == summary["accuracy"]["ci"]
+    assert summary.categories["c"]["ci"] == summary.accuracy["ci"]
 
 
 def test_cold_starts_are_reported_apart_and_left_out_of_latency():
@@ -363,12 +371,12 @@ def test_cold_starts_are_reported_apart_and_left_out_of_latency():
         {"started_at": 199.0, "cold_start": {"sample_id": "s4", "started_at": 200}},
         {"started_at": 299.0, "cold_start": None},  # answered nothing
     ]
-    summary = summarize(RecordLog(records=records), {"sessions": sessions})
-    assert summary["cold_start"] == {"count": 2, "total": [9.0, 7.0], "warmup": 1}
-    assert summary["warmup_excluded"] == 1
-    assert summary["latency"]["total"]["n"] == 3  # s2, s3, s5
-    assert summary["latency"]["total"]["mean"] == pytest.approx(3.0)
-    assert summary["latency"]["total"]["max"] == 4.0
+    summary = summarize(RecordLog(records=records), manifest(sessions=sessions))
+    assert summary.cold_start == {"count": 2, "total": [9.0, 7.0], "warmup": 1}
+    assert summary.warmup_excluded == 1
+    assert summary.latency["total"]["n"] == 3  # s2, s3, s5
+    assert summary.latency["total"]["mean"] == pytest.approx(3.0)
+    assert summary.latency["total"]["max"] == 4.0
     markdown = render_markdown(summary)
     assert (
         "2 cold start(s) (each session's first answer, 1 of them warm-up samples too) left out, "
@@ -377,8 +385,8 @@ def test_cold_starts_are_reported_apart_and_left_out_of_latency():
 
 
 def test_a_run_without_recorded_cold_starts_keeps_every_steady_sample():
-    summary = summarize(LOG, MANIFEST)  # sessions from before cold starts were recorded
-    assert summary["cold_start"] == {"count": 0, "total": [], "warmup": 0}
+    summary = summarize(LOG, manifest())  # sessions from before cold starts were recorded
+    assert summary.cold_start == {"count": 0, "total": [], "warmup": 0}
     assert "cold start" not in render_markdown(summary)
 
 

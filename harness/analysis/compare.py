@@ -33,12 +33,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from harness.analysis.stats import bootstrap_ci, mcnemar_p, paired_bootstrap_ci
 from harness.analysis.summary import cold_starts, latency_stats
 from harness.errors import HarnessError
-from harness.run.store import RunStore
+from harness.run.directory import Run
+from harness.run.manifest import Session
 from harness.scoring.open_ended import word_error_rate
 from harness.types import Record
 
@@ -47,33 +47,6 @@ Interval = tuple[float, float]
 
 class CompareError(HarnessError):
     """Runs that cannot be compared, or a report that cannot be written."""
-
-
-@dataclass(frozen=True)
-class Run:
-    """A run directory as read: its manifest and each sample's outcome."""
-
-    path: Path
-    manifest: dict[str, Any]
-    outcomes: dict[str, Record]
-
-    @property
-    def name(self) -> str:
-        return self.manifest.get("run_id") or self.path.name
-
-    @property
-    def backend(self) -> str:
-        return self.manifest.get("backend", {}).get("name") or "?"
-
-    @property
-    def mode(self) -> str:
-        return self.manifest.get("mode") or "?"
-
-    @property
-    def benchmark(self) -> tuple[str, str]:
-        """The benchmark's name and version."""
-        benchmark = self.manifest.get("benchmark", {})
-        return str(benchmark.get("name")), str(benchmark.get("version"))
 
 
 @dataclass(frozen=True)
@@ -197,23 +170,18 @@ class Comparison:
         return steady_state(self.runs[index], self.records(index))
 
 
-def load_run(path: Path) -> Run:
-    """Read a run directory's manifest and each sample's outcome."""
-    store = RunStore.open(path)
-    return Run(path, store.read_manifest(), store.read_records().latest_by_sample())
-
-
 def check_comparable(runs: Sequence[Run]) -> None:
     """Refuse fewer than two runs, or runs of different benchmarks or benchmark versions."""
     if len(runs) < 2:
         raise CompareError("compare needs at least two runs")
-    name, version = runs[0].benchmark
+    first = runs[0].manifest.benchmark
     for run in runs[1:]:
-        other_name, other_version = run.benchmark
-        if (other_name, other_version) != (name, version):
+        other = run.manifest.benchmark
+        if other != first:
             raise CompareError(
-                f"{run.path} is benchmark {other_name} v{other_version} but {runs[0].path} "
-                f"is {name} v{version}: only runs of one benchmark version can be compared"
+                f"{run.path} is benchmark {other.name} v{other.version} but {runs[0].path} "
+                f"is {first.name} v{first.version}: only runs of one benchmark version can be "
+                "compared"
             )
 
 
@@ -279,7 +247,7 @@ def agreement(baseline: Sequence[Record], other: Sequence[Record]) -> Agreement:
 
 def steady_state(run: Run, records: Sequence[Record]) -> list[Record]:
     """`records` less warm-up samples and the run's cold starts, as its summary leaves them out."""
-    cold = cold_starts(records, run.manifest.get("sessions", []))
+    cold = cold_starts(records, run.manifest.sessions)
     return [r for r in records if not r.warmup and r not in cold]
 
 
@@ -322,15 +290,16 @@ def category_rows(runs_records: Sequence[Sequence[Record]]) -> list[CategoryRow]
 
 def run_cost(run: Run, prices: Prices) -> Cost:
     """The run's estimated cost per 1,000 samples, by its backend's price, if given."""
-    if run.backend == "fal":
+    backend = run.manifest.backend.name
+    if backend == "fal":
         if prices.fal_per_second is None:
             return Cost(None, "no fal price given")
         return fal_cost(list(run.outcomes.values()), prices.fal_per_second)
-    if run.backend == "local":
+    if backend == "local":
         if prices.gpu_per_hour is None:
             return Cost(None, "no GPU price given")
-        return gpu_cost(run.manifest.get("sessions", []), prices.gpu_per_hour)
-    return Cost(None, f"no price applies to backend {run.backend}: only fal and local are priced")
+        return gpu_cost(run.manifest.sessions, prices.gpu_per_hour)
+    return Cost(None, f"no price applies to backend {backend}: only fal and local are priced")
 
 
 def fal_cost(records: Sequence[Record], usd_per_second: float) -> Cost:
@@ -347,11 +316,11 @@ def fal_cost(records: Sequence[Record], usd_per_second: float) -> Cost:
     return Cost(1000 * mean * usd_per_second, basis)
 
 
-def gpu_cost(sessions: Sequence[dict[str, Any]], usd_per_hour: float) -> Cost:
+def gpu_cost(sessions: Sequence[Session], usd_per_hour: float) -> Cost:
     """Price per GPU-hour times the sessions' summed wall time, per sample written."""
-    finished = [s for s in sessions if s.get("finished_at")]
-    gpu_seconds = sum(s["finished_at"] - s["started_at"] for s in finished)
-    written = sum(s.get("written", 0) for s in finished)
+    finished = [(s.finished_at - s.started_at, s.written or 0) for s in sessions if s.finished_at]
+    gpu_seconds = sum(seconds for seconds, _ in finished)
+    written = sum(count for _, count in finished)
     if not written:
         return Cost(None, "no finished session wrote a sample")
     basis = f"{gpu_seconds:.1f} GPU-seconds for {written} samples at ${usd_per_hour:g}/GPU-hour"
@@ -361,7 +330,7 @@ def gpu_cost(sessions: Sequence[dict[str, Any]], usd_per_hour: float) -> Cost:
 def compare_runs(paths: Sequence[Path], prices: Prices | None = None) -> Comparison:
     """Read the runs at `paths` and compare each with the first."""
     prices = prices or Prices()
-    runs = [load_run(path) for path in paths]
+    runs = [Run.open(path) for path in paths]
     check_comparable(runs)
     joined, coverage = join(runs)
     records = [[run.outcomes[sample] for sample in joined] for run in runs]

@@ -25,25 +25,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from harness.analysis.summary import summarize_run
+from harness.analysis.summary_file import Summary
 from harness.errors import HarnessError
-from harness.report.markdown import seconds, table
 
 # Slack for float rounding when a value sits exactly on its bound.
 TOLERANCE = 1e-9
-# What a summary must have for the gate to read it.
-_REQUIRED = (
-    "run_id",
-    "backend",
-    "mode",
-    "benchmark",
-    "benchmark_version",
-    "samples",
-    "accuracy",
-    "latency",
-)
 
 
 class GateError(HarnessError):
@@ -108,7 +96,7 @@ def gate_run(run_dir: Path, baseline_path: Path, bounds: Bounds) -> GateResult:
     return gate(summarize_run(run_dir), baseline, bounds, baseline_name=str(baseline_path))
 
 
-def load_summary(path: Path) -> dict[str, Any]:
+def load_summary(path: Path) -> Summary:
     """Read a `summary.json`; a missing file, bad JSON or another document is a `GateError`."""
     try:
         data = json.loads(path.read_text())
@@ -116,28 +104,31 @@ def load_summary(path: Path) -> dict[str, Any]:
         raise GateError(f"cannot read baseline {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise GateError(f"baseline {path} is not JSON: {exc}") from None
-    missing = [key for key in _REQUIRED if not isinstance(data, dict) or key not in data]
-    if missing:
-        raise GateError(f"{path} is not a run's summary.json (no {', '.join(missing)})")
-    return data
+    try:
+        if not isinstance(data, dict):
+            raise ValueError(f"a JSON {type(data).__name__}, not an object")
+        return Summary.from_dict(data)
+    except ValueError as exc:
+        raise GateError(f"{path} is not a run's summary.json ({exc})") from None
 
 
 def gate(
-    run: dict[str, Any],
-    baseline: dict[str, Any],
+    run: Summary,
+    baseline: Summary,
     bounds: Bounds,
     *,
     baseline_name: str = "baseline",
 ) -> GateResult:
     """Check the `run` summary against the `baseline` summary within `bounds`."""
     for what, key in (("benchmark", "benchmark"), ("benchmark version", "benchmark_version")):
-        if run[key] != baseline[key]:
+        mine, theirs = getattr(run, key), getattr(baseline, key)
+        if mine != theirs:
             raise GateError(
-                f"run {run['run_id']} has {what} {run[key]!r} but {baseline_name} has "
-                f"{baseline[key]!r}: regenerate the baseline"
+                f"run {run.run_id} has {what} {mine!r} but {baseline_name} has "
+                f"{theirs!r}: regenerate the baseline"
             )
-    if run["accuracy"]["value"] is None or baseline["accuracy"]["value"] is None:
-        raise GateError(f"no accuracy to compare: run {run['run_id']} or {baseline_name} is empty")
+    if run.accuracy["value"] is None or baseline.accuracy["value"] is None:
+        raise GateError(f"no accuracy to compare: run {run.run_id} or {baseline_name} is empty")
     checks = [_accuracy_check(run, baseline, bounds.max_accuracy_drop)]
     notes = _notes(run, baseline)
     if bounds.max_latency_ratio is not None:
@@ -146,42 +137,19 @@ def gate(
         if not latency:
             notes.append("latency not checked: the run and the baseline share no timed component")
     subject = (
-        f"run `{run['run_id']}` ({run['backend']}, {run['mode']}) against {baseline_name} "
-        f"(`{baseline['run_id']}`, {baseline['backend']}, {baseline['mode']}) · "
-        f"benchmark `{run['benchmark']}` v{run['benchmark_version']}"
+        f"run `{run.run_id}` ({run.backend}, {run.mode}) against {baseline_name} "
+        f"(`{baseline.run_id}`, {baseline.backend}, {baseline.mode}) · "
+        f"benchmark `{run.benchmark}` v{run.benchmark_version}"
     )
     return GateResult(subject, checks, notes)
 
 
-def render_gate(result: GateResult) -> str:
-    """The checks as a Markdown table, the notes, and the verdict."""
-    rows = [
-        [
-            check.metric,
-            _show(check.baseline, check.unit),
-            _show(check.run, check.unit),
-            f"{'≥' if check.at_least else '≤'} {_show(check.limit, check.unit)} ({check.rule})",
-            "pass" if check.passed else "FAIL",
-        ]
-        for check in result.checks
-    ]
-    lines = [f"# Gate: {result.subject}", ""]
-    lines += table(["metric", "baseline", "run", "bound", "result"], rows)
-    if result.notes:
-        lines += ["", "Notes:", *(f"- {note}" for note in result.notes)]
-    verdict = "**PASS**: every bound holds."
-    if not result.passed:
-        verdict = f"**FAIL**: {', '.join(result.breached)} out of bounds."
-    lines += ["", verdict]
-    return "\n".join(lines) + "\n"
-
-
-def _accuracy_check(run: dict[str, Any], baseline: dict[str, Any], drop: float) -> Check:
-    base = baseline["accuracy"]["value"]
+def _accuracy_check(run: Summary, baseline: Summary, drop: float) -> Check:
+    base = baseline.accuracy["value"]
     return Check(
         metric="accuracy",
         baseline=base,
-        run=run["accuracy"]["value"],
+        run=run.accuracy["value"],
         limit=base - drop,
         rule=f"baseline - {drop * 100:.2f} pts",
         at_least=True,
@@ -189,15 +157,15 @@ def _accuracy_check(run: dict[str, Any], baseline: dict[str, Any], drop: float) 
     )
 
 
-def _latency_checks(run: dict[str, Any], baseline: dict[str, Any], ratio: float) -> list[Check]:
+def _latency_checks(run: Summary, baseline: Summary, ratio: float) -> list[Check]:
     """p50 of each timing component in both summaries, in the run's order (`total` first)."""
-    common = [key for key in run["latency"] if key in baseline["latency"]]
+    common = [key for key in run.latency if key in baseline.latency]
     return [
         Check(
             metric=f"{key} p50",
-            baseline=baseline["latency"][key]["p50"],
-            run=run["latency"][key]["p50"],
-            limit=baseline["latency"][key]["p50"] * ratio,
+            baseline=baseline.latency[key]["p50"],
+            run=run.latency[key]["p50"],
+            limit=baseline.latency[key]["p50"] * ratio,
             rule=f"{ratio:g} x baseline",
             at_least=False,
         )
@@ -205,21 +173,17 @@ def _latency_checks(run: dict[str, Any], baseline: dict[str, Any], ratio: float)
     ]
 
 
-def _notes(run: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
+def _notes(run: Summary, baseline: Summary) -> list[str]:
     """Differences worth knowing that do not fail the gate."""
     notes = []
-    if run["backend"] != baseline["backend"]:
-        notes.append(f"backends differ: run {run['backend']}, baseline {baseline['backend']}")
-    ran, base = run["samples"]["recorded"], baseline["samples"]["recorded"]
+    if run.backend != baseline.backend:
+        notes.append(f"backends differ: run {run.backend}, baseline {baseline.backend}")
+    ran, base = run.samples["recorded"], baseline.samples["recorded"]
     if ran != base:
         notes.append(f"accuracy is over {ran} samples in the run but {base} in the baseline")
-    if run["samples"]["missing"]:
+    if run.samples["missing"]:
         notes.append(
-            f"the run is incomplete: {run['samples']['missing']} of "
-            f"{run['samples']['planned']} planned samples have no record"
+            f"the run is incomplete: {run.samples['missing']} of "
+            f"{run.samples['planned']} planned samples have no record"
         )
     return notes
-
-
-def _show(value: float, unit: str) -> str:
-    return f"{value:.2%}" if unit == "%" else f"{seconds(value)} s"

@@ -28,12 +28,13 @@ from typing import Any
 import numpy as np
 
 from harness.analysis.stats import LEVEL, RESAMPLES, bootstrap_ci
-from harness.run.store import RecordLog, RunStore
+from harness.analysis.summary_file import Summary
+from harness.run.directory import Run
+from harness.run.manifest import Manifest, Session
+from harness.run.store import RecordLog
 from harness.scoring.groups import DURATION_ORDER
 from harness.types import INVALID_SAMPLE, Record
 
-# Summary keys left out when empty: breakdowns by keys no record has.
-_OPTIONAL = ("tasks", "durations")
 # The latency vocabulary of DESIGN.md, in report order; other keys follow sorted.
 TIMING_ORDER = (
     "total",
@@ -50,28 +51,28 @@ TIMING_ORDER = (
 CI_SEED = 0
 
 
-def summarize_run(run_dir: Path) -> dict[str, Any]:
+def summarize_run(run_dir: Path) -> Summary:
     """The summary of the run in `run_dir`, computed afresh from its records."""
-    store = RunStore.open(run_dir)
-    return summarize(store.read_records(), store.read_manifest())
+    run = Run.open(run_dir)
+    return summarize(run.log, run.manifest)
 
 
-def summarize(log: RecordLog, manifest: dict[str, Any]) -> dict[str, Any]:
+def summarize(log: RecordLog, manifest: Manifest) -> Summary:
     """The summary of a run's records (`log`) under its `manifest`."""
     outcomes = list(log.latest_by_sample().values())
-    planned = manifest.get("samples_planned", len(outcomes))
+    planned = len(outcomes) if manifest.samples_planned is None else manifest.samples_planned
     ok = [r for r in outcomes if r.ok]
     failed = [r for r in outcomes if not r.ok]
-    cold = cold_starts(ok, manifest.get("sessions", []))
+    cold = cold_starts(ok, manifest.sessions)
     timed = [r for r in ok if not r.warmup and r not in cold]
-    summary = {
-        "run_id": manifest.get("run_id"),
-        "status": manifest.get("status"),
-        "mode": manifest.get("mode"),
-        "backend": manifest.get("backend", {}).get("name"),
-        "benchmark": manifest.get("benchmark", {}).get("name"),
-        "benchmark_version": manifest.get("benchmark", {}).get("version"),
-        "samples": {
+    return Summary(
+        run_id=manifest.run_id,
+        status=manifest.status,
+        mode=manifest.mode,
+        backend=manifest.backend.name,
+        benchmark=manifest.benchmark.name,
+        benchmark_version=manifest.benchmark.version,
+        samples={
             "planned": planned,
             "recorded": len(outcomes),
             "missing": max(planned - len(outcomes), 0),
@@ -79,34 +80,34 @@ def summarize(log: RecordLog, manifest: dict[str, Any]) -> dict[str, Any]:
             "failed": len(failed),
             "unparsed": sum(1 for r in ok if r.score is not None and r.score.prediction is None),
         },
-        "accuracy": accuracy(outcomes),
-        "ci_method": ci_method(outcomes),
-        **_extras(outcomes),
-        "categories": breakdown(outcomes, lambda r: r.category or "(none)"),
-        "tasks": breakdown(outcomes, lambda r: r.groups.get("task")),
-        "durations": breakdown(outcomes, lambda r: r.groups.get("duration"), DURATION_ORDER),
-        "failure_rate": len(failed) / len(outcomes) if outcomes else None,
-        "failures": _failures(failed),
-        "invalid_samples": [
+        accuracy=accuracy(outcomes),
+        ci_method=ci_method(outcomes),
+        metrics=metric_means(outcomes),
+        judge=judge_stats(outcomes),
+        categories=breakdown(outcomes, lambda r: r.category or "(none)"),
+        tasks=breakdown(outcomes, lambda r: r.groups.get("task")),
+        durations=breakdown(outcomes, lambda r: r.groups.get("duration"), DURATION_ORDER),
+        failure_rate=len(failed) / len(outcomes) if outcomes else None,
+        failures=_failures(failed),
+        invalid_samples=[
             {"sample_id": r.sample_id, "message": r.error.message}
             for r in failed
             if r.error and r.error.kind == INVALID_SAMPLE
         ],
-        "unparsed_reasons": dict(
+        unparsed_reasons=dict(
             Counter(r.score.reason for r in ok if r.score and r.score.prediction is None)
         ),
-        "latency": latency_stats(timed),
-        "warmup_excluded": sum(1 for r in ok if r.warmup),
-        "cold_start": {
+        latency=latency_stats(timed),
+        warmup_excluded=sum(1 for r in ok if r.warmup),
+        cold_start={
             "count": len(cold),
             "total": [r.timings["total"] for r in cold],
             "warmup": sum(r.warmup for r in cold),
         },
-        "usage": _usage(ok),
-        "throughput": _throughput(manifest.get("sessions", [])),
-        "skipped_lines": log.skipped,
-    }
-    return {key: value for key, value in summary.items() if key not in _OPTIONAL or value}
+        usage=_usage(ok),
+        throughput=_throughput(manifest.sessions),
+        skipped_lines=log.skipped,
+    )
 
 
 def latency_stats(records: Sequence[Record]) -> dict[str, dict[str, float]]:
@@ -166,15 +167,13 @@ def ci_method(records: Iterable[Record]) -> dict[str, Any]:
     }
 
 
-def cold_starts(records: Iterable[Record], sessions: Iterable[dict[str, Any]]) -> list[Record]:
+def cold_starts(records: Iterable[Record], sessions: Iterable[Session]) -> list[Record]:
     """The records that were a session's first answer, as sessions record it (`cold_start`).
 
     Sessions from before cold starts were recorded, and sessions killed before
     they ended, have none. In session order.
     """
-    marks = [
-        (mark["sample_id"], mark["started_at"]) for s in sessions if (mark := s.get("cold_start"))
-    ]
+    marks = [(s.cold_start.sample_id, s.cold_start.started_at) for s in sessions if s.cold_start]
     by_mark = {(r.sample_id, r.started_at): r for r in records}
     return [by_mark[mark] for mark in marks if mark in by_mark]
 
@@ -258,16 +257,14 @@ def _usage(ok: Iterable[Record]) -> dict[str, int]:
     return dict(totals)
 
 
-def _throughput(sessions: Iterable[dict[str, Any]]) -> dict[str, float | None]:
+def _throughput(sessions: Iterable[Session]) -> dict[str, float | None]:
     """Samples written per second of wall time in which any session ran.
 
     Sessions of one run follow each other; those of a merged run (its shards)
     overlap, and then the rate is that of all the shards' processes together.
     """
     finished = sorted(
-        (s["started_at"], s["finished_at"], s.get("written", 0))
-        for s in sessions
-        if s.get("finished_at")
+        (s.started_at, s.finished_at, s.written or 0) for s in sessions if s.finished_at
     )
     wall, covered_until = 0.0, float("-inf")
     for started, ended, _ in finished:

@@ -52,8 +52,8 @@ def runs_table(comparison: Comparison) -> Table:
     rows = [
         [
             run_label(comparison, i),
-            run.backend,
-            run.mode,
+            run.manifest.backend.name,
+            run.manifest.mode,
             str(cover.recorded),
             str(cover.missing),
             str(cover.failed),
@@ -73,11 +73,15 @@ def accuracy_table(comparison: Comparison) -> Table:
     header += ["same choice"] if choice else []
     header += ["same open answer", "mean WER vs baseline"] if open_ended else []
     baseline = percent(comparison.pairs[0].accuracy.baseline)
-    rows = [[run_label(comparison, 0), comparison.runs[0].backend, baseline]]
+    rows = [[run_label(comparison, 0), comparison.runs[0].manifest.backend.name, baseline]]
     rows[0] += ["-"] * (len(header) - 3)
     for index, pair in enumerate(comparison.pairs, start=1):
         acc, agree = pair.accuracy, pair.agreement
-        row = [run_label(comparison, index), comparison.runs[index].backend, percent(acc.other)]
+        row = [
+            run_label(comparison, index),
+            comparison.runs[index].manifest.backend.name,
+            percent(acc.other),
+        ]
         delta = "n/a" if acc.delta is None else f"{points(acc.delta)} {interval(acc.interval)}"
         row += [delta, str(acc.only_baseline)]
         row += [str(acc.only_other), f"{acc.p_value:.3g}"]
@@ -127,7 +131,7 @@ def cost_table(comparison: Comparison) -> Table:
     rows = [
         [
             run_label(comparison, index),
-            run.backend,
+            run.manifest.backend.name,
             "n/a" if cost.usd_per_1000 is None else f"{cost.usd_per_1000:.2f}",
             cost.basis,
         ]
@@ -139,9 +143,9 @@ def cost_table(comparison: Comparison) -> Table:
 def render_markdown(comparison: Comparison, depth: int = 1) -> str:
     """The comparison for people; `depth` is the level of its top heading."""
     top, section = "#" * depth, "#" * (depth + 1)
-    name, version = comparison.runs[0].benchmark
+    benchmark = comparison.runs[0].manifest.benchmark
     lines = [
-        f"{top} Side by side: `{name}` v{version}",
+        f"{top} Side by side: `{benchmark.name}` v{benchmark.version}",
         "",
         f"Baseline: `{comparison.runs[0].name}`. Every statistic is over the "
         f"**{len(comparison.joined)}** samples answered in every run, of {comparison.seen} "

@@ -68,8 +68,8 @@ def write_html_report(comparison: Comparison, path: Path) -> Path:
 
 def render_html(comparison: Comparison) -> str:
     """The whole page: the comparison's tables and plots, nothing fetched."""
-    name, version = comparison.runs[0].benchmark
-    title = f"Side by side: {name} v{version}"
+    benchmark = comparison.runs[0].manifest.benchmark
+    title = f"Side by side: {benchmark.name} v{benchmark.version}"
     latency = latency_table(comparison)
     categories = category_table(comparison)
     body = [

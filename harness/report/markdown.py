@@ -7,6 +7,7 @@ from typing import Any
 
 from harness.analysis.stats import LEVEL
 from harness.analysis.summary import summarize_run
+from harness.analysis.summary_file import Summary
 from harness.run.store import write_json_atomic
 
 
@@ -14,7 +15,7 @@ def write_report(run_dir: Path) -> str:
     """Summarise the run in `run_dir`, write `summary.json` and `report.md`, return the Markdown."""
     summary = summarize_run(run_dir)
     markdown = render_markdown(summary)
-    write_json_atomic(run_dir / "summary.json", summary)
+    write_json_atomic(run_dir / "summary.json", summary.to_dict())
     (run_dir / "report.md").write_text(markdown)
     return markdown
 
@@ -73,15 +74,15 @@ def _judge_cells(judge: dict[str, Any] | None) -> list[Any]:
     ]
 
 
-def _overall_lines(summary: dict[str, Any]) -> list[str]:
+def _overall_lines(summary: Summary) -> list[str]:
     """Open-ended metric means and the judge's accuracy over the whole run, where present."""
     lines = []
-    if "metrics" in summary:
-        metrics = summary["metrics"]
+    if summary.metrics:
+        metrics = summary.metrics
         means = " · ".join(f"{name} {number(v)}" for name, v in metrics["mean"].items())
         lines += ["", f"Open-ended answers ({metrics['n']}), means: {means}"]
-    if "judge" in summary:
-        judge = summary["judge"]
+    if summary.judge:
+        judge = summary.judge
         lines += [
             "",
             f"LLM judge: {percent(judge['accuracy'])} ({judge['correct']} correct of "
@@ -111,14 +112,14 @@ def _cold_start_line(cold: dict[str, Any]) -> list[str]:
     ]
 
 
-def render_markdown(summary: dict[str, Any]) -> str:
-    samples = summary["samples"]
-    accuracy = summary["accuracy"]
+def render_markdown(summary: Summary) -> str:
+    samples = summary.samples
+    accuracy = summary.accuracy
     lines = [
-        f"# Run {summary['run_id']}",
+        f"# Run {summary.run_id}",
         "",
-        f"backend `{summary['backend']}` · benchmark `{summary['benchmark']}` "
-        f"v{summary['benchmark_version']} · status {summary['status']} · mode {summary['mode']}",
+        f"backend `{summary.backend}` · benchmark `{summary.benchmark}` "
+        f"v{summary.benchmark_version} · status {summary.status} · mode {summary.mode}",
         "",
         "## Accuracy",
         "",
@@ -126,7 +127,7 @@ def render_markdown(summary: dict[str, Any]) -> str:
         f"({accuracy['correct']} correct of {accuracy['n']} samples;"
         " failed samples count as not correct, unreadable answers as wrong)",
         "",
-        _ci_line(accuracy["ci"], summary["ci_method"]),
+        _ci_line(accuracy["ci"], summary.ci_method),
     ]
     if samples["missing"]:
         lines += [
@@ -134,51 +135,53 @@ def render_markdown(summary: dict[str, Any]) -> str:
             f"Incomplete: {samples['missing']} of {samples['planned']} samples have no record yet.",
         ]
     lines += _overall_lines(summary)
-    for label, key in (("category", "categories"), ("task", "tasks"), ("duration", "durations")):
-        if key in summary:
-            lines += ["", *group_table(label, summary[key])]
-    lines += ["", f"## Failures ({samples['failed']}, {percent(summary['failure_rate'])})", ""]
-    if summary["failures"]:
+    for label, groups in (
+        ("category", summary.categories),
+        ("task", summary.tasks),
+        ("duration", summary.durations),
+    ):
+        if groups:
+            lines += ["", *group_table(label, groups)]
+    lines += ["", f"## Failures ({samples['failed']}, {percent(summary.failure_rate)})", ""]
+    if summary.failures:
         lines += table(
             ["kind", "count", "example"],
-            [[kind, f["count"], f["example"]] for kind, f in summary["failures"].items()],
+            [[kind, f["count"], f["example"]] for kind, f in summary.failures.items()],
         )
     else:
         lines.append("None.")
-    invalid = summary["invalid_samples"]
+    invalid = summary.invalid_samples
     if invalid:
         lines += ["", f"## Invalid samples ({len(invalid)})", ""]
         lines += table(["sample", "reason"], [[i["sample_id"], i["message"]] for i in invalid])
-    if summary["unparsed_reasons"]:
+    if summary.unparsed_reasons:
         lines += ["", f"## Unreadable answers ({samples['unparsed']})", ""]
-        lines += table(
-            ["reason", "count"], [[r, n] for r, n in summary["unparsed_reasons"].items()]
-        )
+        lines += table(["reason", "count"], [[r, n] for r, n in summary.unparsed_reasons.items()])
     lines += ["", "## Latency (seconds)", ""]
-    if summary["warmup_excluded"]:
-        lines += [f"{summary['warmup_excluded']} warm-up sample(s) excluded.", ""]
-    lines += _cold_start_line(summary["cold_start"])
-    if summary["latency"]:
+    if summary.warmup_excluded:
+        lines += [f"{summary.warmup_excluded} warm-up sample(s) excluded.", ""]
+    lines += _cold_start_line(summary.cold_start)
+    if summary.latency:
         lines += table(
             ["component", "n", "mean", "p50", "p90", "p99", "max"],
             [
                 [key, s["n"], *(seconds(s[k]) for k in ("mean", "p50", "p90", "p99", "max"))]
-                for key, s in summary["latency"].items()
+                for key, s in summary.latency.items()
             ],
         )
     else:
         lines.append("No answered samples.")
-    throughput = summary["throughput"]
+    throughput = summary.throughput
     if throughput["samples_per_s"]:
         lines += [
             "",
             f"Throughput: {throughput['samples_per_s']:.2f} samples/s "
             f"over {throughput['wall_s']:.1f} s.",
         ]
-    if summary["skipped_lines"]:
+    if summary.skipped_lines:
         lines += [
             "",
             "Skipped unreadable record lines:",
-            *(f"- {s}" for s in summary["skipped_lines"]),
+            *(f"- {s}" for s in summary.skipped_lines),
         ]
     return "\n".join(lines) + "\n"

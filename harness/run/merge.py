@@ -7,7 +7,8 @@ copied line for line, never rewritten: each sample keeps its best record (an
 OK one, else its latest failure), and a sample with an OK record in two shards
 is refused, since the shards should be disjoint. The merged manifest says where
 everything came from (`merged_from`) and holds every shard's sessions; it is
-otherwise an ordinary run, so `report` and `--resume` work on it.
+otherwise an ordinary run, so `report` and `--resume` work on it. Merging writes
+no report: the `merge` command reports the merged run as `report` does.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.report.markdown import write_report
-from harness.run.session import RunSpec, new_run_id
+from harness.run.directory import Run
+from harness.run.manifest import Manifest
 from harness.run.shards import Shard
-from harness.run.store import RecordLog, RunStore
+from harness.run.spec import RunSpec, new_run_id
+from harness.run.store import RunStore
 from harness.types import Record
 
 # What each shard's manifest contributes to `merged_from`, besides its directory.
@@ -37,31 +39,31 @@ class MergeError(HarnessError):
 
 @dataclass(frozen=True)
 class ShardRun:
-    """One shard's run directory, read."""
+    """One shard's run directory, read, and which shard it is."""
 
-    path: Path
-    manifest: dict[str, Any]
-    spec: RunSpec
+    run: Run
     shard: Shard
-    log: RecordLog
+
+    @property
+    def path(self) -> Path:
+        return self.run.path
+
+    @property
+    def manifest(self) -> Manifest:
+        return self.run.manifest
 
     @property
     def whole(self) -> RunSpec:
         """The spec of the run this is a shard of."""
-        return replace(self.spec, shard=None)
+        return replace(self.manifest.spec, shard=None)
 
 
 def read_shard(path: Path) -> ShardRun:
-    """Read a shard's manifest and records; refuse a run that is not a shard."""
-    store = RunStore.open(path)
-    manifest = store.read_manifest()
-    try:
-        spec = RunSpec.from_dict(manifest["spec"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MergeError(f"{store.manifest_path} has no usable run spec ({exc})") from None
-    if spec.shard is None:
+    """Read a shard's run directory; refuse a run that is not a shard."""
+    run = Run.open(path)
+    if run.manifest.spec.shard is None:
         raise MergeError(f"{path} is not a shard: it was run without --shard")
-    return ShardRun(path, manifest, spec, spec.shard, store.read_records())
+    return ShardRun(run, run.manifest.spec.shard)
 
 
 def check_shards(runs: Sequence[ShardRun]) -> None:
@@ -91,11 +93,11 @@ def best_lines(runs: Sequence[ShardRun]) -> list[bytes]:
     """Each sample's best record line over all shards; refuse a sample OK in two shards."""
     chosen: dict[str, tuple[ShardRun, int]] = {}
     for run in runs:
-        for sample_id, position in run.log.outcome_positions().items():
-            record = run.log.records[position]
+        for sample_id, position in run.run.log.outcome_positions().items():
+            record = run.run.log.records[position]
             if sample_id in chosen:
                 other, at = chosen[sample_id]
-                best = other.log.records[at]
+                best = other.run.log.records[at]
                 if best.ok and record.ok:
                     raise MergeError(
                         f"sample {sample_id!r} has an OK record in both {other.path} and {run.path}"
@@ -103,43 +105,38 @@ def best_lines(runs: Sequence[ShardRun]) -> list[bytes]:
                 if _rank(record) <= _rank(best):
                     continue
             chosen[sample_id] = (run, position)
-    return [run.log.lines[position] for run, position in chosen.values()]
+    return [run.run.log.lines[position] for run, position in chosen.values()]
 
 
-def merged_manifest(runs: Sequence[ShardRun], run_id: str) -> dict[str, Any]:
+def merged_manifest(runs: Sequence[ShardRun], run_id: str) -> Manifest:
     """The manifest of the joined run: the shards' common spec, sessions and sources."""
     first = runs[0].manifest
-    finished = [run.manifest["finished_at"] for run in runs if run.manifest.get("finished_at")]
-    completed = all(run.manifest.get("status") == "completed" for run in runs)
-    return {
-        "run_id": run_id,
-        "created_at": time.time(),
-        "status": "completed" if completed else "partial",
-        "finished_at": max(finished, default=None),
-        "mode": first.get("mode"),
-        "spec": asdict(runs[0].whole),
-        "backend": first.get("backend"),
-        "benchmark": first.get("benchmark"),
-        "samples_planned": sum(run.manifest.get("samples_planned", 0) for run in runs),
-        "command": sys.argv,
-        "merged_from": [
-            {"run_dir": str(run.path), "shard": run.shard.index}
-            | {key: run.manifest.get(key) for key in _SOURCE_KEYS}
+    finished = [run.manifest.finished_at for run in runs if run.manifest.finished_at]
+    completed = all(run.manifest.status == "completed" for run in runs)
+    return Manifest(
+        run_id=run_id,
+        created_at=time.time(),
+        status="completed" if completed else "partial",
+        finished_at=max(finished, default=None),
+        mode=first.mode,
+        spec=runs[0].whole,
+        backend=first.backend,
+        benchmark=first.benchmark,
+        samples_planned=sum(run.manifest.samples_planned or 0 for run in runs),
+        command=sys.argv,
+        merged_from=[_source(run) for run in runs],
+        sessions=tuple(
+            replace(session, run_dir=str(run.path))
             for run in runs
-        ],
-        "sessions": [
-            {**session, "run_dir": str(run.path)}
-            for run in runs
-            for session in run.manifest.get("sessions", [])
-        ],
-    }
+            for session in run.manifest.sessions
+        ),
+    )
 
 
 def merge_runs(run_dirs: Sequence[Path], out: Path, run_id: str | None = None) -> Path:
     """Join the shards in `run_dirs` into a new run directory under `out`; return its path.
 
-    Writes the merged `manifest.json` and `records.jsonl`, then `summary.json`
-    and `report.md` as `vqa-harness report` does.
+    Writes the merged `manifest.json` and `records.jsonl`.
     """
     runs = sorted((read_shard(path) for path in run_dirs), key=lambda run: run.shard.index)
     check_shards(runs)
@@ -149,23 +146,30 @@ def merge_runs(run_dirs: Sequence[Path], out: Path, run_id: str | None = None) -
     for line in lines:
         store.append_line(line)
     store.close()
-    write_report(store.path)
     return store.path
+
+
+def _source(run: ShardRun) -> dict[str, Any]:
+    """A shard's entry in `merged_from`: its directory, index, and what its manifest says."""
+    manifest = run.manifest.to_dict()
+    return {"run_dir": str(run.path), "shard": run.shard.index} | {
+        key: manifest.get(key) for key in _SOURCE_KEYS
+    }
 
 
 def _identity(run: ShardRun) -> dict[str, Any]:
     """What every shard of one run has in common."""
-    benchmark = run.manifest.get("benchmark", {})
+    benchmark, spec = run.manifest.benchmark, run.manifest.spec
     return {
-        "benchmark": f"{benchmark.get('name')} v{benchmark.get('version')}",
-        "benchmark options": run.spec.benchmark_options,
-        "backend": run.spec.backend,
-        "backend options": run.spec.backend_options,
-        "categories": list(run.spec.categories),
-        "sample": run.spec.sample,
-        "seed": run.spec.seed,
-        "limit": run.spec.limit,
-        "HTTP mode": run.manifest.get("mode"),
+        "benchmark": f"{benchmark.name} v{benchmark.version}",
+        "benchmark options": spec.benchmark_options,
+        "backend": spec.backend,
+        "backend options": spec.backend_options,
+        "categories": list(spec.categories),
+        "sample": spec.sample,
+        "seed": spec.seed,
+        "limit": spec.limit,
+        "HTTP mode": run.manifest.mode,
         "shard count": run.shard.count,
     }
 

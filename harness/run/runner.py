@@ -26,7 +26,7 @@ from tqdm import tqdm
 from harness.errors import UsageError
 from harness.protocols import Backend, Benchmark
 from harness.run.prefetch import Preparation, Prepared, Turn
-from harness.run.store import RecordLog, RunStore
+from harness.run.store import RecordLog, RunStore, read_records
 from harness.scoring.answer_text import readable
 from harness.scoring.groups import sample_groups
 from harness.scoring.judge import Judge
@@ -125,7 +125,7 @@ async def execute(
 ) -> Progress:
     """Run every pending sample; return the run's counts. Re-raises cancellation."""
     check_unique_ids(samples)
-    log = store.read_records()
+    log = read_records(store.records_path)
     if log.skipped:  # a torn last line from a killed run, or foreign lines: never fatal
         more = f" (and {len(log.skipped) - 1} more)" if len(log.skipped) > 1 else ""
         print(f"{store.path}: ignoring {log.skipped[0]}{more}", file=sys.stderr)

@@ -13,52 +13,30 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import backends
 import benchmarks
 from harness.protocols import Backend, Benchmark
 from harness.registry import RegistryError
+from harness.run.directory import Run
 from harness.run.environment import environment, options_of
+from harness.run.manifest import (
+    MANIFEST_SCHEMA,
+    BackendInfo,
+    BenchmarkInfo,
+    ColdStart,
+    Manifest,
+    Session,
+)
 from harness.run.recording import Recording
 from harness.run.runner import Progress, RunSettings, execute
 from harness.run.selection import select
-from harness.run.shards import Shard
-from harness.run.store import RunStore
+from harness.run.spec import RunSpec, new_run_id
+from harness.run.store import RecordLog, RunStore
 from harness.scoring.judge import Judge, JudgeError
 from harness.types import Sample
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """What is evaluated: everything here can change the results."""
-
-    backend: str
-    benchmark: str
-    backend_options: dict[str, Any] = field(default_factory=dict)
-    benchmark_options: dict[str, Any] = field(default_factory=dict)
-    categories: tuple[str, ...] = ()
-    sample: int | None = None
-    seed: int = 0
-    limit: int | None = None
-    shard: Shard | None = None
-    judge: dict[str, Any] | None = None
-    """An LLM judge for open-ended answers: `Judge` fields (`base_url`, `model`, ...)."""
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
-        """The spec as a manifest stores it (`asdict`); older manifests lack later fields."""
-        shard = data.get("shard")
-        return cls(
-            **{
-                **data,
-                "categories": tuple(data.get("categories", ())),
-                "shard": Shard(**shard) if shard else None,
-            }
-        )
 
 
 @dataclass
@@ -70,14 +48,6 @@ class ReadyRun:
     judge: Judge | None = None
 
 
-def new_run_id(spec: RunSpec, name: str | None = None) -> str:
-    """`name` (default: time, benchmark, backend, random suffix), ending in the shard if any."""
-    if not name:
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-        name = f"{stamp}-{spec.benchmark}-{spec.backend}-{uuid.uuid4().hex[:6]}"
-    return f"{name}-{spec.shard.label}" if spec.shard else name
-
-
 def start_run(
     spec: RunSpec, out: Path, run_id: str | None = None, recording: Recording | None = None
 ) -> ReadyRun:
@@ -86,46 +56,40 @@ def start_run(
     benchmark, backend = _build(spec)
     judge = _judge(spec, recording)
     samples = _select(benchmark, spec)
-    manifest = {
-        "run_id": new_run_id(spec, run_id),
-        "created_at": time.time(),
-        "status": "created",
-        "mode": recording.mode,
-        "http": recording.to_dict(),
-        "spec": asdict(spec)
-        | {
-            "backend_options": options_of(backend),
-            "benchmark_options": options_of(benchmark),
-        },
-        "backend": {"name": spec.backend, "describe": backend.describe()},
-        "benchmark": {"name": benchmark.name, "version": benchmark.version},
-        "judge": judge.describe() if judge else None,
-        "samples_planned": len(samples),
-        "environment": environment(),
-        "command": sys.argv,
-        "sessions": [],
-    }
-    store = RunStore.create(out / manifest["run_id"], manifest)
+    manifest = Manifest(
+        run_id=new_run_id(spec, run_id),
+        created_at=time.time(),
+        mode=recording.mode,
+        http=recording.to_dict(),
+        spec=replace(
+            spec,
+            backend_options=options_of(backend),
+            benchmark_options=options_of(benchmark),
+        ),
+        backend=BackendInfo(spec.backend, backend.describe()),
+        benchmark=BenchmarkInfo(benchmark.name, benchmark.version),
+        judge=judge.describe() if judge else None,
+        samples_planned=len(samples),
+        environment=environment(),
+        command=sys.argv,
+    )
+    store = RunStore.create(out / manifest.run_id, manifest)
     return ReadyRun(store, backend, benchmark, samples, judge)
 
 
 def resume_run(run_dir: Path) -> ReadyRun:
     """Reopen a run directory and rebuild exactly what it was run with."""
-    store = RunStore.open(run_dir)
-    manifest = store.read_manifest()
-    try:
-        spec = RunSpec.from_dict(manifest["spec"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise RegistryError(f"{store.manifest_path} has no usable run spec ({exc})") from None
+    manifest = Run.open(run_dir).manifest
+    spec = manifest.spec
     benchmark, backend = _build(spec)
-    if benchmark.version != manifest["benchmark"]["version"]:
+    if benchmark.version != manifest.benchmark.version:
         raise RegistryError(
             f"benchmark {spec.benchmark!r} is now version {benchmark.version}, "
-            f"but {run_dir} was run with version {manifest['benchmark']['version']}; "
+            f"but {run_dir} was run with version {manifest.benchmark.version}; "
             "start a new run"
         )
     judge = _judge(spec, Recording("live"))
-    return ReadyRun(store, backend, benchmark, _select(benchmark, spec), judge)
+    return ReadyRun(RunStore(run_dir), backend, benchmark, _select(benchmark, spec), judge)
 
 
 async def execute_run(
@@ -133,12 +97,8 @@ async def execute_run(
 ) -> Progress:
     """Execute one session of the run, recording it in the manifest however it ends."""
     store = ready.store
-    session: dict[str, Any] = {
-        "started_at": time.time(),
-        "settings": asdict(settings),
-        "status": "running",
-    }
-    _update_manifest(store, session, status="running")
+    session = Session(started_at=time.time(), settings=asdict(settings))
+    _update_manifest(store, session)
     status = "failed"
     try:
         progress = await execute(
@@ -156,10 +116,9 @@ async def execute_run(
         status = "interrupted"
         raise
     finally:
-        session.update(_session_outcome(store, session["started_at"]))
-        session["finished_at"] = time.time()
-        session["status"] = status
-        _update_manifest(store, session, status=status)
+        run = Run.open(store.path)
+        ended = _session_outcome(run.log, session, status)
+        _update_manifest(store, ended, run.manifest)
         await ready.backend.aclose()
 
 
@@ -195,26 +154,36 @@ def _select(benchmark: Benchmark, spec: RunSpec) -> list[Sample]:
     return spec.shard.select(samples) if spec.shard else samples
 
 
-def _session_outcome(store: RunStore, since: float) -> dict[str, Any]:
-    """How many records the session wrote, and its cold start: the first it answered.
+def _session_outcome(log: RecordLog, session: Session, status: str) -> Session:
+    """The session ended: how many records it wrote, and its cold start, the first it answered.
 
     Records are appended as they complete, so the first OK one in the log is the
     first answer; it is named by sample id and start time (`summary.cold_starts`).
     """
-    written = [r for r in store.read_records().records if r.started_at >= since]
+    written = [r for r in log.records if r.started_at >= session.started_at]
     first = next((r for r in written if r.ok), None)
-    cold = {"sample_id": first.sample_id, "started_at": first.started_at} if first else None
-    return {"written": len(written), "cold_start": cold}
+    return replace(
+        session,
+        status=status,
+        finished_at=time.time(),
+        written=len(written),
+        cold_start=ColdStart(first.sample_id, first.started_at) if first else None,
+    )
 
 
-def _update_manifest(store: RunStore, session: dict[str, Any], *, status: str) -> None:
-    manifest = store.read_manifest()
-    sessions = manifest.setdefault("sessions", [])
-    if sessions and sessions[-1]["started_at"] == session["started_at"]:
-        sessions[-1] = session
-    else:
-        sessions.append(session)
-    manifest["status"] = status
-    if status != "running":
-        manifest["finished_at"] = session.get("finished_at")
-    store.write_manifest(manifest)
+def _update_manifest(store: RunStore, session: Session, manifest: Manifest | None = None) -> None:
+    """Put `session` in the manifest, in place of its earlier state; the run takes its status."""
+    manifest = manifest or Run.open(store.path).manifest
+    sessions = manifest.sessions
+    if sessions and sessions[-1].started_at == session.started_at:
+        sessions = sessions[:-1]
+    finished = manifest.finished_at if session.status == "running" else session.finished_at
+    store.write_manifest(
+        replace(
+            manifest,
+            schema=MANIFEST_SCHEMA,  # rewritten in this version's format
+            sessions=(*sessions, session),
+            status=session.status,
+            finished_at=finished,
+        )
+    )

@@ -1,9 +1,10 @@
-"""The run directory: `manifest.json` plus an append-only `records.jsonl`.
+"""Writing the run directory: `manifest.json` plus an append-only `records.jsonl`.
 
 Records are appended one line at a time and flushed as each sample completes;
 existing lines are never rewritten. A process killed mid-write can leave a torn
 last line: readers skip it with a note, and the next writer starts on a fresh
-line, so the torn bytes never merge with a new record.
+line, so the torn bytes never merge with a new record. `harness.run.directory.Run`
+reads a run directory.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from harness.errors import HarnessError
+from harness.run.manifest import Manifest
 from harness.types import Record
 
 MANIFEST = "manifest.json"
@@ -78,7 +80,7 @@ class RunStore:
         self._records: IO[bytes] | None = None
 
     @classmethod
-    def create(cls, path: Path, manifest: dict[str, Any]) -> RunStore:
+    def create(cls, path: Path, manifest: Manifest) -> RunStore:
         """A new run directory; one whose creation was killed before its manifest is reused."""
         try:
             path.mkdir(parents=True, exist_ok=False)
@@ -95,32 +97,13 @@ class RunStore:
         store.write_manifest(manifest)
         return store
 
-    @classmethod
-    def open(cls, path: Path) -> RunStore:
-        if not (path / MANIFEST).is_file():
-            raise RunDirError(f"{path} is not a run directory (no {MANIFEST})")
-        return cls(path)
-
-    @property
-    def manifest_path(self) -> Path:
-        return self.path / MANIFEST
-
     @property
     def records_path(self) -> Path:
         return self.path / RECORDS
 
-    def read_manifest(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.manifest_path.read_text())
-        except (OSError, ValueError) as exc:
-            raise RunDirError(f"cannot read {self.manifest_path}: {exc}") from None
-
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
+    def write_manifest(self, manifest: Manifest) -> None:
         """Replace the manifest atomically, so a crash leaves the old or the new one."""
-        write_json_atomic(self.manifest_path, manifest)
-
-    def read_records(self) -> RecordLog:
-        return read_records(self.records_path)
+        write_json_atomic(self.path / MANIFEST, manifest.to_dict())
 
     def append(self, record: Record) -> None:
         """Append one record as one line and flush it to the OS."""

@@ -1,0 +1,73 @@
+"""`summary.json` as a typed record, written by `report` and read back by `gate`.
+
+Like `Record`, `Summary` turns into plain JSON with `to_dict()` and back with
+`from_dict()`. Its parts (accuracy with its interval, the breakdowns, latency
+statistics...) stay plain JSON, as `harness.analysis.summary` documents them.
+`schema` versions the format: 1 is the first to carry it; a summary without one
+(written before) reads as schema 0, which has the same fields or fewer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+from harness.types import UNVERSIONED, schema_of
+
+SUMMARY_SCHEMA = 1
+"""Version of the `summary.json` format written by this package."""
+READABLE_SUMMARY_SCHEMAS = (UNVERSIONED, 1)
+# Parts left out of the JSON when empty: breakdowns and metrics no record has.
+_OPTIONAL = ("metrics", "judge", "tasks", "durations")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Summary:
+    """A run in numbers: see `harness.analysis.summary.summarize` for each part."""
+
+    run_id: str
+    status: str | None = None
+    mode: str
+    backend: str
+    benchmark: str
+    benchmark_version: str
+    samples: dict[str, int]
+    accuracy: dict[str, Any]
+    ci_method: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] | None = None
+    judge: dict[str, Any] | None = None
+    categories: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    durations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failure_rate: float | None = None
+    failures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    invalid_samples: list[dict[str, str]] = field(default_factory=list)
+    unparsed_reasons: dict[str, int] = field(default_factory=dict)
+    latency: dict[str, dict[str, float]]
+    warmup_excluded: int = 0
+    cold_start: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=dict)
+    throughput: dict[str, float | None] = field(default_factory=dict)
+    skipped_lines: list[str] = field(default_factory=list)
+    schema: int = SUMMARY_SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {key: value for key, value in data.items() if key not in _OPTIONAL or value}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Summary:
+        """Read a summary; a missing part or one it does not know is a `ValueError`."""
+        schema = schema_of(data, "summary", READABLE_SUMMARY_SCHEMAS, missing=UNVERSIONED)
+        known = fields(cls)
+        missing = [
+            f.name
+            for f in known
+            if f.default is MISSING and f.default_factory is MISSING and f.name not in data
+        ]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)}")
+        unknown = sorted(data.keys() - {f.name for f in known})
+        if unknown:
+            raise ValueError(f"unknown {', '.join(unknown)}")
+        return cls(**{**data, "schema": schema})
