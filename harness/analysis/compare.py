@@ -19,24 +19,21 @@ benchmarks, or of different versions of one, are refused.
 - Latency: per timing component both runs have, other over baseline of the
   median and of the p90, in the steady state: warm-up samples and cold starts
   (each session's first answer) left out, as in a run's summary.
-- Cost per 1,000 samples, estimated from the prices given. fal bills the GPU
-  seconds of a request: its price per second times the mean `timings.inference`
-  (fal's own `metrics.inference_time`, which leaves out queueing and upload),
-  or `total` for an answer without it (an overestimate), over every answered
-  sample of the run. `local`: the price of a GPU-hour times the run's GPU time,
-  the sum of its sessions' wall times (one GPU per process, so a merged run's
-  shards add up; model loading included), over the samples those sessions wrote.
+- Cost per 1,000 samples, estimated from the prices given, by the manifest's
+  backend name: each backend estimates its own (`harness.protocols.EstimatesCost`)
+  from its records and sessions and one price in a unit it names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.analysis.stats import bootstrap_ci, mcnemar_p, paired_bootstrap_ci
 from harness.analysis.summary import cold_starts, latency_stats
+from harness.protocols import Cost, EstimatesCost
 from harness.run.store import RunStore
 from harness.scoring.open_ended import word_error_rate
 from harness.types import Record
@@ -152,21 +149,14 @@ class CategoryRow:
 
 @dataclass(frozen=True)
 class Prices:
-    """What compute costs: fal in USD per second, a local GPU in USD per hour."""
+    """USD per each backend's own unit, by backend name, and the backends that apply them."""
 
-    fal_per_second: float | None = None
-    gpu_per_hour: float | None = None
+    usd: Mapping[str, float] = field(default_factory=dict)
+    estimator: Callable[[str], type[EstimatesCost] | None] = lambda name: None
+    """The backend registered as a name, where it estimates its cost."""
 
     def __bool__(self) -> bool:
-        return self.fal_per_second is not None or self.gpu_per_hour is not None
-
-
-@dataclass(frozen=True)
-class Cost:
-    """Estimated USD per 1,000 samples, and what the estimate rests on."""
-
-    usd_per_1000: float | None
-    basis: str
+        return bool(self.usd)
 
 
 @dataclass(frozen=True)
@@ -320,41 +310,14 @@ def category_rows(runs_records: Sequence[Sequence[Record]]) -> list[CategoryRow]
 
 
 def run_cost(run: Run, prices: Prices) -> Cost:
-    """The run's estimated cost per 1,000 samples, by its backend's price, if given."""
-    if run.backend == "fal":
-        if prices.fal_per_second is None:
-            return Cost(None, "no fal price given")
-        return fal_cost(list(run.outcomes.values()), prices.fal_per_second)
-    if run.backend == "local":
-        if prices.gpu_per_hour is None:
-            return Cost(None, "no GPU price given")
-        return gpu_cost(run.manifest.get("sessions", []), prices.gpu_per_hour)
-    return Cost(None, f"no price applies to backend {run.backend}: only fal and local are priced")
-
-
-def fal_cost(records: Sequence[Record], usd_per_second: float) -> Cost:
-    """Price per second times the mean billed seconds: `inference`, else `total`."""
-    answered = [r for r in records if r.ok]
-    if not answered:
-        return Cost(None, "no answered samples")
-    billed = [r.timings.get("inference", r.timings.get("total", 0.0)) for r in answered]
-    mean = sum(billed) / len(billed)
-    basis = f"mean {mean:.3f} s of fal inference per answer at ${usd_per_second:g}/s"
-    fallback = sum("inference" not in r.timings for r in answered)
-    if fallback:
-        basis += f" ({fallback} of {len(answered)} without `inference`: `total` used)"
-    return Cost(1000 * mean * usd_per_second, basis)
-
-
-def gpu_cost(sessions: Sequence[dict[str, Any]], usd_per_hour: float) -> Cost:
-    """Price per GPU-hour times the sessions' summed wall time, per sample written."""
-    finished = [s for s in sessions if s.get("finished_at")]
-    gpu_seconds = sum(s["finished_at"] - s["started_at"] for s in finished)
-    written = sum(s.get("written", 0) for s in finished)
-    if not written:
-        return Cost(None, "no finished session wrote a sample")
-    basis = f"{gpu_seconds:.1f} GPU-seconds for {written} samples at ${usd_per_hour:g}/GPU-hour"
-    return Cost(1000 * usd_per_hour * gpu_seconds / 3600 / written, basis)
+    """The run's estimated cost per 1,000 samples, by its backend's own estimate."""
+    estimator = prices.estimator(run.backend)
+    if estimator is None:
+        return Cost(None, f"no price applies to backend {run.backend}: it estimates no cost")
+    sessions = run.manifest.get("sessions", [])
+    return estimator.estimate_cost(
+        list(run.outcomes.values()), sessions, prices.usd.get(run.backend)
+    )
 
 
 def compare_runs(paths: Sequence[Path], prices: Prices | None = None) -> Comparison:
