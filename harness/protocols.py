@@ -89,7 +89,7 @@ class EstimatesCost(Protocol):
     """A backend that prices its finished runs from one price (`compare --price NAME=USD`)."""
 
     price_unit: ClassVar[str]
-    """What the price is per, e.g. "second of fal inference"."""
+    """What the price is per, e.g. "GPU-hour"."""
 
     @classmethod
     def estimate_cost(
