@@ -36,13 +36,11 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Every available backend over the synthetic probe suite, then a side-by-side report.
 
-    `local` runs MiniCPM-V 2.6 when CUDA and its weights are here; otherwise the
-    tiny random-weight stand-in from tests/ on the CPU, and the report says so.
+    `local` runs MiniCPM-V 2.6 when CUDA and its weights are here; otherwise (`--demo`) a
+    tiny random-weight stand-in of it on the CPU, and the report says so.
     """
     install(session, "local")
-    demo = "runs/bench/demo-model"
-    session.run("python", "tests/standin_model.py", demo, silent=True)
-    session.run("vqa-harness", "bench", "--local-demo-model", demo, *session.posargs)
+    session.run("vqa-harness", "bench", "--demo", *session.posargs)
 
 
 @nox.session

@@ -1,7 +1,5 @@
-"""Backends: the `Backend` protocol, its registry, and the built-in backends."""
+"""Backends: the `Backend` protocol and its registry; each backend is imported when first used."""
 
-from backends import fal as _fal  # noqa: F401  (registers "fal")
-from backends import local as _local  # noqa: F401  (registers "local"; torch loads on use)
 from backends.base import registry
 from harness.protocols import Backend
 

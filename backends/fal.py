@@ -11,6 +11,11 @@ failed) is cancelled at fal.
 
 The endpoint exposes no frame count, temperature or token limit and returns no
 token counts: only `upload`, `queue`, `inference` and `total` are observable.
+
+Whether a run is live, recorded or replayed comes from the runner
+(`use_http_mode`). fal-client and PyAV are imported on first use, so pricing a
+finished run or listing the backend does not load them; `bench` replays the
+committed recording of the synthetic suite (`recordings/`) when there is no key.
 """
 
 from __future__ import annotations
@@ -22,20 +27,22 @@ import logging
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import fal_client
 import httpx
-from fal_client.auth import MissingCredentialsError, fetch_auth_credentials
 
-from backends.base import registry
 from backends.uploads import UploadCache, file_sha256
 from harness.media.cache import cache_root
-from harness.media.video import VideoError, probe
-from harness.run.recording import http_mode
-from harness.types import Answer, BackendError, Query
+from harness.protocols import Cost, HttpMode, StandIn
+from harness.run.manifest import Session
+from harness.run.recording import cassette_source
+from harness.types import Answer, BackendError, Query, Record
+
+if TYPE_CHECKING:
+    import fal_client
 
 DEFAULT_APP = "fal-ai/mini-cpm/video"
 # A replayed run needs no key, but fal-client will not build a client without one.
@@ -51,6 +58,10 @@ _KIND_BY_STATUS = {
     429: "rate_limited",
 }
 
+# Committed recordings `bench` replays without a key, by benchmark (package data).
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+REPLAY_SETS = {"synthetic": PACKAGE_ROOT / "backends" / "recordings" / "fal-synthetic"}
+
 # How long giving up a request waits for fal to accept its cancel: a sample past its
 # deadline ends at most this much later.
 CANCEL_TIMEOUT_S = 10.0
@@ -62,13 +73,13 @@ _retries: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
 )
 
 
-@registry.register
 @dataclass
 class FalBackend:
     """MiniCPM-V 2.6 hosted on fal (fal-ai/mini-cpm/video) over fal's queue API."""
 
     name: ClassVar[str] = "fal"
     default_concurrency: ClassVar[int] = 8
+    price_unit: ClassVar[str] = "second of fal inference (fal bills a request's GPU seconds)"
 
     app: str = field(default=DEFAULT_APP, metadata={"help": "fal app id"})
     upload: Literal["storage", "data-uri"] = field(
@@ -87,8 +98,9 @@ class FalBackend:
         metadata={"help": "sha256 -> URL cache file (default: in the vqa-harness cache dir)"},
     )
     upload_ttl_hours: float = field(default=24.0, metadata={"help": "reuse an upload this long"})
-    _client: fal_client.AsyncClient | None = field(default=None, init=False, repr=False)
+    _client: Any = field(default=None, init=False, repr=False)  # fal_client.AsyncClient
     _uploads: UploadCache | None = field(default=None, init=False, repr=False)
+    _mode: HttpMode = field(default="live", init=False, repr=False)
 
     def __post_init__(self) -> None:
         for option in ("poll_interval", "poll_max_interval", "data_uri_max_mb", "upload_ttl_hours"):
@@ -99,16 +111,57 @@ class FalBackend:
         _count_fal_retries()
 
     @classmethod
-    def unavailable_reason(cls) -> str | None:
-        if http_mode() == "replay":
+    def unavailable_reason(cls, mode: HttpMode = "live") -> str | None:
+        """A replay needs no key; anything else needs fal credentials."""
+        if mode == "replay":
             return None
+        from fal_client.auth import MissingCredentialsError, fetch_auth_credentials
+
         try:
             fetch_auth_credentials()
         except MissingCredentialsError:
             return "no fal credentials: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET)"
         return None
 
+    def use_http_mode(self, mode: HttpMode) -> None:
+        """Live: uploads cached on disk. Record, replay: in memory, so the cassette has them;
+        a replay needs no key and does not wait between polls."""
+        self._mode = mode
+
+    @classmethod
+    def estimate_cost(
+        cls, records: Sequence[Record], sessions: Sequence[Session], price: float | None
+    ) -> Cost:
+        """Price per second times the mean billed seconds: `inference`, else `total`."""
+        if price is None:
+            return Cost(None, "no fal price given")
+        answered = [r for r in records if r.ok]
+        if not answered:
+            return Cost(None, "no answered samples")
+        billed = [r.timings.get("inference", r.timings.get("total", 0.0)) for r in answered]
+        mean = sum(billed) / len(billed)
+        basis = f"mean {mean:.3f} s of fal inference per answer at ${price:g}/s"
+        fallback = sum("inference" not in r.timings for r in answered)
+        if fallback:
+            basis += f" ({fallback} of {len(answered)} without `inference`: `total` used)"
+        return Cost(1000 * mean * price, basis)
+
+    @classmethod
+    def bench_standin(cls, benchmark: str, demo_dir: Path | None) -> StandIn | str | None:
+        """Without a key: the committed recording of `benchmark`, replayed, if there is one."""
+        reason = cls.unavailable_reason()
+        replay = REPLAY_SETS.get(benchmark)
+        if reason is None or replay is None:
+            return reason
+        note = (
+            f"replayed from the committed recording {replay.relative_to(PACKAGE_ROOT)} "
+            f"(recorded against: {cassette_source(replay)}), because {reason}"
+        )
+        return StandIn(note, replay=replay)
+
     def describe(self) -> dict[str, Any]:
+        import fal_client
+
         return {
             "app": self.app,
             "endpoint": f"queue: {self.app}",
@@ -173,7 +226,9 @@ class FalBackend:
 
     def _fal(self) -> fal_client.AsyncClient:
         if self._client is None:
-            key = REPLAY_KEY if http_mode() == "replay" else None
+            import fal_client
+
+            key = REPLAY_KEY if self._mode == "replay" else None
             self._client = fal_client.AsyncClient(key=key)
         return self._client
 
@@ -183,6 +238,10 @@ class FalBackend:
             return video, 0.0, "url"
         if not os.path.isfile(video):
             raise BackendError("video_not_found", f"{video}: no such file")
+        import fal_client
+
+        from harness.media.video import VideoError, probe
+
         try:  # a file that is not a readable video is refused here, not uploaded
             await asyncio.to_thread(probe, video)
         except VideoError as exc:
@@ -212,7 +271,7 @@ class FalBackend:
     def _upload_cache(self) -> UploadCache:
         if self._uploads is None:
             # Recorded and replayed runs keep uploads in memory, so the cassette holds them all.
-            on_disk = http_mode() == "live"
+            on_disk = self._mode == "live"
             path = (self.upload_cache or cache_root() / "fal-uploads.json") if on_disk else None
             self._uploads = UploadCache(path, ttl_s=self.upload_ttl_hours * 3600)
         return self._uploads
@@ -226,9 +285,11 @@ class FalBackend:
         within [poll_interval, poll_max_interval]: long requests are polled rarely,
         yet a measured latency is late by at most that fraction (or the longest wait).
         """
+        import fal_client
+
         polls = 0
         queue_s: float | None = None
-        replaying = http_mode() == "replay"
+        replaying = self._mode == "replay"
         while True:
             status = await handle.status(with_logs=True)
             polls += 1
@@ -256,6 +317,9 @@ async def _cancel_quietly(handle: fal_client.AsyncRequestHandle) -> None:
 def _as_backend_error(
     exc: BaseException, request_id: str | None = None, *, kind_prefix: str = ""
 ) -> BackendError:
+    import fal_client
+    from fal_client.auth import MissingCredentialsError
+
     details: dict[str, Any] = {"request_id": request_id} if request_id else {}
     prefix = f"{kind_prefix}_" if kind_prefix else ""
     if isinstance(exc, fal_client.FalClientHTTPError):

@@ -17,6 +17,11 @@ One generation runs at a time (concurrency 1 by default), while the runner
 has the next samples' frames decoded ahead (`prepare`, the `decode_ahead` run
 setting): `frames` is then the time a sample waited for its frames (about 0),
 and the run's `prepare` timing the time its decode took off the critical path.
+
+torch, transformers and PyAV are imported on first use: pricing a finished run
+(`estimate_cost`) or listing the backend loads none of them. Where CUDA or the
+weights are missing, `bench --demo` runs a tiny random-weight stand-in of the model
+on the CPU instead (`bench_standin`, built by `backends.standin_model`).
 """
 
 from __future__ import annotations
@@ -27,34 +32,38 @@ import importlib.util
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from backends.base import registry
-from harness.media.downloads import download_video
-from harness.media.frames import FrameCache
-from harness.media.video import VideoError
+from harness.protocols import Cost, HttpMode, StandIn
 from harness.run.environment import options_of
-from harness.types import Answer, BackendError, Query
+from harness.run.manifest import Session
+from harness.types import Answer, BackendError, Query, Record
 
 DEFAULT_MODEL = "openbmb/MiniCPM-V-2_6"
 _DTYPES = {"bfloat16", "float16", "float32"}
+# How `bench --demo` runs the demo model: on the CPU, with short answers.
+DEMO_OPTIONS = {"device": "cpu", "max_new_tokens": 8}
 
 
 def _local_file(video: str) -> str:
     """A local file as it is; an http(s) URL's file, downloaded once."""
     if video.startswith(("http://", "https://")):
+        from harness.media.downloads import download_video
+
         return str(download_video(video))
     return video
 
 
-@registry.register
 @dataclass
 class LocalBackend:
     """MiniCPM-V 2.6 run locally with transformers (trust_remote_code), on CUDA when present."""
 
     name: ClassVar[str] = "local"
     default_concurrency: ClassVar[int] = 1
+    price_unit: ClassVar[str] = "GPU-hour (of the run's sessions, model loading included)"
 
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "Hub id or local directory"})
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch or sha)"})
@@ -83,7 +92,7 @@ class LocalBackend:
     frame_cache_mb: int = field(default=4096, metadata={"help": "memory for shared frames"})
     _model: Any = field(default=None, init=False, repr=False)
     _timer: Any = field(default=None, init=False, repr=False)
-    _frames: FrameCache | None = field(default=None, init=False, repr=False)
+    _frames: Any = field(default=None, init=False, repr=False)  # FrameCache, made on load
     _gpu: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -93,6 +102,7 @@ class LocalBackend:
         if self.fps <= 0:
             raise ValueError(f"fps must be positive, got {self.fps}")
         from backends import minicpmv
+        from harness.media.frames import FrameCache
 
         try:
             device = minicpmv.choose_device(self.device)
@@ -113,7 +123,8 @@ class LocalBackend:
         )
 
     @classmethod
-    def unavailable_reason(cls) -> str | None:
+    def unavailable_reason(cls, mode: HttpMode = "live") -> str | None:
+        """Its libraries missing; it makes no HTTP request to record or replay."""
         missing = [
             m for m in ("torch", "transformers", "PIL") if importlib.util.find_spec(m) is None
         ]
@@ -132,6 +143,41 @@ class LocalBackend:
         if not isinstance(try_to_load_from_cache(model, "model.safetensors.index.json"), str):
             return f"the weights of {model} are not in the Hugging Face cache"
         return None
+
+    @classmethod
+    def estimate_cost(
+        cls, records: Sequence[Record], sessions: Sequence[Session], price: float | None
+    ) -> Cost:
+        """Price per GPU-hour times the sessions' summed wall time, per sample written."""
+        if price is None:
+            return Cost(None, "no GPU price given")
+        finished = [
+            (s.finished_at - s.started_at, s.written or 0) for s in sessions if s.finished_at
+        ]
+        gpu_seconds = sum(seconds for seconds, _ in finished)
+        written = sum(count for _, count in finished)
+        if not written:
+            return Cost(None, "no finished session wrote a sample")
+        basis = f"{gpu_seconds:.1f} GPU-seconds for {written} samples at ${price:g}/GPU-hour"
+        return Cost(1000 * price * gpu_seconds / 3600 / written, basis)
+
+    @classmethod
+    def bench_standin(cls, benchmark: str, demo_dir: Path | None) -> StandIn | str | None:
+        """Without CUDA or the weights: the demo model, built into `demo_dir`, on the CPU."""
+        reason = cls.unavailable_reason()
+        if reason is not None:
+            return reason
+        reason = cls.real_model_reason()
+        if reason is None or demo_dir is None:
+            return reason
+        from backends.standin_model import build_standin
+
+        model = build_standin(demo_dir)
+        note = (
+            f"ran the tiny demo model {model} (random weights) on the CPU, because "
+            f"{reason}: its answers and timings say nothing about MiniCPM-V 2.6"
+        )
+        return StandIn(note, options={"model": str(model), **DEMO_OPTIONS})
 
     def describe(self) -> dict[str, Any]:
         """Every option, with `auto` resolved, plus what the recipe fixes and the versions."""
@@ -167,6 +213,8 @@ class LocalBackend:
         return {"num_beams": self.num_beams, "repetition_penalty": penalty}
 
     async def answer(self, query: Query) -> Answer:
+        from harness.media.video import VideoError
+
         assert self._frames is not None
         try:
             frames = await asyncio.to_thread(self._frames_of, query.video)

@@ -21,7 +21,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from benchmarks.base import registry
 from benchmarks.hub import HubDataset
 from benchmarks.rows import BadField, invalid_sample, text_field
 from benchmarks.zipindex import ZipIndex
@@ -52,7 +51,6 @@ QUESTION_TYPES = ("0", "1", "2")
 """Codes that are question types; the other questions are "free", typed by their answer."""
 
 
-@registry.register
 @dataclass
 class ActivityNetQA:
     """ActivityNet-QA test split: open-ended answers, by question/answer type."""

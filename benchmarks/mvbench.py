@@ -31,7 +31,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from benchmarks.base import registry
 from benchmarks.hub import HubDataset
 from benchmarks.rows import BadField, invalid_sample, text_field
 from harness.scoring.choice import option_letters
@@ -86,7 +85,6 @@ BOUNDS = (
 )
 
 
-@registry.register
 @dataclass
 class MVBench:
     """MVBench: 4,000 multiple-choice questions, 200 in each of 20 temporal tasks."""

@@ -22,7 +22,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from benchmarks.base import registry
 from benchmarks.hub import HubDataset
 from benchmarks.rows import BadField, invalid_sample, text_field
 from harness.scoring.choice import option_letters
@@ -54,7 +53,6 @@ TYPES = {
 """NExT-QA's question type codes and what each asks; the first letter is the family."""
 
 
-@registry.register
 @dataclass
 class NExTQA:
     """NExT-QA: 5-way multiple choice (`mode=mc`) or open-ended (`mode=oe`)."""

@@ -46,7 +46,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from benchmarks.base import registry
 from harness.errors import UsageError
 from harness.scoring.choice import option_letters
 from harness.scoring.prompts import multiple_choice_prompt
@@ -64,7 +63,6 @@ OptionsReader = Callable[[Any], tuple[str, ...]]
 """How a format's `options` value becomes the options' texts."""
 
 
-@registry.register
 @dataclass
 class ManifestBenchmark:
     """Your own questions from a local .jsonl or .csv file."""

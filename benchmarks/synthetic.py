@@ -43,7 +43,6 @@ from typing import Any, ClassVar
 import av
 import numpy as np
 
-from benchmarks.base import registry
 from harness.media.cache import cache_root
 from harness.scoring.choice import option_letters
 from harness.scoring.prompts import multiple_choice_prompt
@@ -231,7 +230,6 @@ def render_frames(spec: Mapping[str, Any]) -> Iterator[np.ndarray]:
         yield draw(Fraction(i, fps))
 
 
-@registry.register
 @dataclass
 class SyntheticSuite:
     """Generated videos whose questions need the whole timeline (seeded, cached)."""

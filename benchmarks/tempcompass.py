@@ -20,7 +20,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from benchmarks.base import registry
 from benchmarks.hub import HubDataset
 from benchmarks.rows import BadField, invalid_sample, text_field
 from harness.scoring.choice import option_letters
@@ -43,7 +42,6 @@ INSTRUCTIONS = {
 _OPTION = re.compile(r"(?P<letter>[A-Z])\.\s*(?P<text>\S.*)")
 
 
-@registry.register
 @dataclass
 class TempCompass:
     """TempCompass: multiple-choice or yes/no questions on temporal aspects of short videos."""

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
-from benchmarks.base import registry
 from benchmarks.hub import HubDataset
 from benchmarks.rows import BadField, invalid_sample, text_field
 from benchmarks.zipindex import ZipIndex
@@ -59,7 +58,6 @@ _LETTERED = re.compile(r"(?P<letter>[A-Z])\.\s*(?P<text>.*)", re.S)
 _MARKUP = re.compile(r"<[^>]*>")
 
 
-@registry.register
 @dataclass
 class VideoMME:
     """Video-MME: 4-way multiple choice on short, medium and long YouTube videos."""
@@ -155,7 +153,6 @@ class VideoMME:
         return {PurePosixPath(m).stem: m for m in members if m.lower().endswith(".srt")}
 
 
-@registry.register
 @dataclass
 class VideoMMESubtitles(VideoMME):
     """Video-MME with each video's subtitles in the prompt (`videomme` with subtitles on)."""

@@ -3,9 +3,10 @@
 The report ends with the runs compared with the first one that ran (as
 `vqa-harness compare` does), and the HTML report written next to them. A
 backend that is not registered or cannot run here is listed with the reason,
-never silently dropped. A backend that cannot run live but has a committed
-replay set for the benchmark is replayed from it, and the report says so at
-the top: replayed numbers are a recording's, not a fresh measurement.
+never silently dropped. A backend that cannot run for real here but has a
+stand-in (`harness.protocols.HasBenchStandIn`: a committed recording to replay,
+or with `demo`, a demo model) runs that instead, and the report says so at the
+top: a stand-in's numbers are not a fresh measurement of the backend.
 """
 
 from __future__ import annotations
@@ -19,21 +20,14 @@ import backends
 import benchmarks
 from harness.analysis.compare import compare_runs
 from harness.analysis.summary import summarize_run
+from harness.protocols import HasBenchStandIn, StandIn
 from harness.report.compare_tables import render_markdown
 from harness.report.html import default_html_path, write_html_report
 from harness.report.markdown import percent, seconds, table, write_report
-from harness.run.recording import Recording, cassette_source, http_recording
+from harness.run.recording import Recording, http_recording
 from harness.run.runner import RunSettings
 from harness.run.session import execute_run, start_run
 from harness.run.spec import RunSpec
-
-# The backends a comparison is about: the hosted endpoint and the local model.
-DEFAULT_BACKENDS = ("fal", "local")
-# Committed recordings (relative to the repository root) a bench replays when a
-# backend cannot run live here, by (backend, benchmark).
-REPLAY_SETS = {("fal", "synthetic"): Path("tests/cassettes/runs/fal-synthetic")}
-# How `local` runs a demo model: on the CPU, with short answers.
-DEMO_OPTIONS = {"device": "cpu", "max_new_tokens": 8}
 
 
 @dataclass(frozen=True)
@@ -44,11 +38,14 @@ class BenchEntry:
     note: str | None = None
 
 
-def availability(name: str) -> str | None:
-    """Why backend `name` cannot run live here, or None when it can."""
+def plan(name: str, benchmark: str, demo_dir: Path | None) -> StandIn | str | None:
+    """How the bench runs backend `name`: None for real, a `StandIn`, or why it cannot."""
     if name not in backends.registry.names():
         return "not registered: no installed package provides it yet"
-    return backends.registry.get(name).unavailable_reason()
+    cls = backends.registry.get(name)
+    if isinstance(cls, HasBenchStandIn):
+        return cls.bench_standin(benchmark, demo_dir)
+    return cls.unavailable_reason()
 
 
 def run_bench(
@@ -57,18 +54,20 @@ def run_bench(
     out: Path,
     concurrency: int | None = None,
     limit: int | None = None,
-    demo_model: Path | None = None,
+    demo: bool = False,
 ) -> str:
     """Run each backend it can; return (and write to `out/bench.md`) the side-by-side report.
 
-    `demo_model` is the model directory `local` runs when the real model cannot.
+    With `demo`, a backend whose real model cannot run here may run its demo model,
+    built under `out/demo-model`.
     """
     suite = benchmarks.create(benchmark)
     started = time.perf_counter()
     count = sum(1 for _ in suite.samples())
     elapsed = time.perf_counter() - started
     print(f"benchmark {benchmark} v{suite.version}: {count} samples ready in {elapsed:.1f} s")
-    entries = [_bench_one(name, benchmark, out, concurrency, limit, demo_model) for name in names]
+    demo_dir = out / "demo-model" if demo else None
+    entries = [_bench_one(name, benchmark, out, concurrency, limit, demo_dir) for name in names]
     markdown = side_by_side(entries, benchmark)
     markdown += comparison([entry.run_dir for entry in entries if entry.run_dir])
     out.mkdir(parents=True, exist_ok=True)
@@ -82,33 +81,17 @@ def _bench_one(
     out: Path,
     concurrency: int | None,
     limit: int | None,
-    demo_model: Path | None,
+    demo_dir: Path | None,
 ) -> BenchEntry:
-    reason = availability(name)
-    if name == "local" and not reason:
-        reason = backends.registry.get(name).real_model_reason()
-        if reason and demo_model:
-            note = (
-                f"ran the tiny demo model {demo_model} (random weights) on the CPU, because "
-                f"{reason}: its answers and timings say nothing about MiniCPM-V 2.6"
-            )
-            spec = RunSpec(name, benchmark, {"model": str(demo_model), **DEMO_OPTIONS}, limit=limit)
-            with http_recording("live") as recording:
-                return BenchEntry(name, _run(spec, out, concurrency, recording), note=note)
-    replay_dir = REPLAY_SETS.get((name, benchmark))
-    if reason and (replay_dir is None or not replay_dir.is_dir()):
-        print(f"backend {name}: skipped ({reason})")
-        return BenchEntry(name, skipped=reason)
-    mode, note = "live", None
-    if reason:
-        mode = "replay"
-        note = (
-            f"replayed from the committed recording {replay_dir} "
-            f"(recorded against: {cassette_source(replay_dir)}), because {reason}"
-        )
-    with http_recording(mode, replay_dir if mode == "replay" else None) as recording:
-        run_dir = _run(RunSpec(name, benchmark, limit=limit), out, concurrency, recording)
-    return BenchEntry(name, run_dir=run_dir, note=note)
+    how = plan(name, benchmark, demo_dir)
+    if isinstance(how, str):
+        print(f"backend {name}: skipped ({how})")
+        return BenchEntry(name, skipped=how)
+    spec = RunSpec(name, benchmark, how.options if how else {}, limit=limit)
+    replay = how.replay if how else None
+    with http_recording("replay" if replay else "live", replay) as recording:
+        run_dir = _run(spec, out, concurrency, recording)
+    return BenchEntry(name, run_dir=run_dir, note=how.note if how else None)
 
 
 def _run(spec: RunSpec, out: Path, concurrency: int | None, recording: Recording) -> Path:

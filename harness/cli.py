@@ -19,8 +19,9 @@ import backends
 import benchmarks
 from harness.analysis.compare import Prices, compare_runs
 from harness.analysis.gate import Bounds, gate_run
-from harness.bench import DEFAULT_BACKENDS, run_bench
+from harness.bench import run_bench
 from harness.errors import HarnessError, UsageError
+from harness.protocols import EstimatesCost
 from harness.registry import OptionSpec, Registry, parse_assignments
 from harness.report.compare_tables import render_markdown
 from harness.report.gate_table import render_gate
@@ -115,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--concurrency",
         type=positive_int,
-        help="samples in flight (default: the backend's own: fal 8, local 1)",
+        help="samples in flight (default: the backend's own, see `list`)",
     )
     run.add_argument(
         "--decode-ahead",
@@ -215,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="backends",
         action="append",
         metavar="NAME",
-        help=f"backend to include, repeatable (default: {', '.join(DEFAULT_BACKENDS)})",
+        help="backend to include, repeatable (default: every registered backend)",
     )
     bench.add_argument(
         "--benchmark", default="synthetic", help="benchmark name (default: %(default)s)"
@@ -228,10 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=Path("runs/bench"), help="where runs and bench.md go"
     )
     bench.add_argument(
-        "--local-demo-model",
-        type=Path,
-        metavar="DIR",
-        help="model `local` runs on the CPU when CUDA or MiniCPM-V 2.6's weights are missing",
+        "--demo",
+        action="store_true",
+        help="where a backend's real model cannot run here, run its demo model instead "
+        "(built under --out; `list` says which backends have one)",
     )
     bench.set_defaults(handler=cmd_bench)
 
@@ -271,16 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the HTML report goes (default: report.html next to RUN_A)",
     )
     compare.add_argument(
-        "--fal-price-per-second",
-        type=positive_float,
-        metavar="USD",
-        help="fal's price per second of a request's GPU time, for the cost of `fal` runs",
-    )
-    compare.add_argument(
-        "--gpu-price-per-hour",
-        type=positive_float,
-        metavar="USD",
-        help="price of one GPU-hour, for the cost of `local` runs",
+        "--price",
+        dest="prices",
+        type=price_argument,
+        action="append",
+        default=[],
+        metavar="BACKEND=USD",
+        help="price of a backend's compute, in USD per the unit `list` gives for it, for the "
+        "cost of its runs; repeatable",
     )
     compare.set_defaults(handler=cmd_compare)
     return parser
@@ -312,6 +311,13 @@ def fraction(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be a fraction from 0 to 1, got {text}")
     return value
+
+
+def price_argument(text: str) -> tuple[str, float]:
+    name, sep, usd = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not of the form BACKEND=USD")
+    return name, positive_float(usd)
 
 
 def shard_argument(text: str) -> Shard:
@@ -448,7 +454,8 @@ def _describe_entry(registry: Registry, name: str) -> str:
     version = f" v{version}" if isinstance(version, str) else ""  # not when per instance
     reason = cls.unavailable_reason() if hasattr(cls, "unavailable_reason") else None
     status = f"  [unavailable: {reason}]" if reason else ""
-    return f"{name}{version} - {doc}{status}"
+    price = f"\n      price: USD per {cls.price_unit}" if isinstance(cls, EstimatesCost) else ""
+    return f"{name}{version} - {doc}{status}{price}"
 
 
 def _describe_option(spec: OptionSpec) -> str:
@@ -457,10 +464,8 @@ def _describe_option(spec: OptionSpec) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    names = args.backends or list(DEFAULT_BACKENDS)
-    markdown = run_bench(
-        names, args.benchmark, args.out, args.concurrency, args.limit, args.local_demo_model
-    )
+    names = args.backends or backends.registry.names()
+    markdown = run_bench(names, args.benchmark, args.out, args.concurrency, args.limit, args.demo)
     print(markdown, end="")
     print(f"report: {args.out / 'bench.md'}", file=sys.stderr)
     return 0
@@ -486,12 +491,27 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    prices = Prices(args.fal_price_per_second, args.gpu_price_per_hour)
-    comparison = compare_runs([args.baseline, *args.others], prices)
+    comparison = compare_runs([args.baseline, *args.others], _prices(args.prices))
     html = write_html_report(comparison, args.html or default_html_path(args.baseline))
     print(render_markdown(comparison), end="")
     print(f"HTML report: {html}", file=sys.stderr)
     return 0
+
+
+def _prices(given: list[tuple[str, float]]) -> Prices:
+    """The `--price` table; each backend named must estimate its cost."""
+    for name, _ in given:
+        if _estimator(name) is None:
+            raise UsageError(f"--price {name}=...: backend {name!r} estimates no cost (see `list`)")
+    return Prices(dict(given), _estimator)
+
+
+def _estimator(name: str) -> type[EstimatesCost] | None:
+    """Backend `name`, if it is registered and estimates its cost (imported only then)."""
+    if name not in backends.registry.names():
+        return None
+    cls = backends.registry.get(name)
+    return cls if isinstance(cls, EstimatesCost) else None
 
 
 if __name__ == "__main__":

@@ -2,16 +2,25 @@
 (and what a benchmark may add). The runner relies on these and nothing else.
 
 Optional abilities are protocols of their own, checked with `isinstance`: a
-backend that `PreparesVideos` gets per-video work done ahead; a benchmark that
+backend that `PreparesVideos` gets per-video work done ahead; one that
+`SpeaksHttp` is told whether its HTTP is live, recorded or replayed; one that
+`EstimatesCost` prices its runs in `compare`; one that `HasBenchStandIn` says
+what `bench` runs in its place where it cannot run for real. A benchmark that
 `FetchesVideos` downloads a selected sample's video shortly before it runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from harness.types import Answer, Query, Sample, Score
+from harness.run.manifest import Session
+from harness.types import Answer, Query, Record, Sample, Score
+
+HttpMode = Literal["live", "record", "replay"]
+"""How a run's HTTP goes: to the network, to the network and into a cassette, or from one."""
 
 
 @runtime_checkable
@@ -29,8 +38,8 @@ class Backend(Protocol):
     """Samples in flight when the user does not say: 8 for a remote queue, 1 for one GPU."""
 
     @classmethod
-    def unavailable_reason(cls) -> str | None:
-        """Why this backend cannot run on this machine now, or None if it can."""
+    def unavailable_reason(cls, mode: HttpMode = "live") -> str | None:
+        """Why this backend cannot run on this machine now in `mode`, or None if it can."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -54,6 +63,69 @@ class PreparesVideos(Protocol):
 
     def prepare(self, video: str) -> None:
         """Do this video's per-video work now (blocking); `video` is a path or URL."""
+        ...
+
+
+@runtime_checkable
+class SpeaksHttp(Protocol):
+    """A backend whose HTTP a run can record or replay (`--record`, `--replay`).
+
+    The runner calls `use_http_mode` once, after building the backend and before
+    any `answer`, with the run's mode; a backend that never hears it is live.
+    """
+
+    def use_http_mode(self, mode: HttpMode) -> None: ...
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Estimated USD per 1,000 samples (None: cannot be estimated), and what it rests on."""
+
+    usd_per_1000: float | None
+    basis: str
+
+
+@runtime_checkable
+class EstimatesCost(Protocol):
+    """A backend that prices its finished runs from one price (`compare --price NAME=USD`)."""
+
+    price_unit: ClassVar[str]
+    """What the price is per, e.g. "GPU-hour"."""
+
+    @classmethod
+    def estimate_cost(
+        cls, records: Sequence[Record], sessions: Sequence[Session], price: float | None
+    ) -> Cost:
+        """A run's cost from its records and its manifest's sessions at `price` USD per
+        `price_unit`; with no price (None), a `Cost` of None that says which is missing."""
+        ...
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """What `bench` runs in place of a backend that cannot run for real here, and why.
+
+    `note` heads the bench report; the run uses backend `options`, and replays the
+    cassette directory `replay` when one is given (else it is live).
+    """
+
+    note: str
+    options: dict[str, Any] = field(default_factory=dict)
+    replay: Path | None = None
+
+
+@runtime_checkable
+class HasBenchStandIn(Protocol):
+    """A backend with a stand-in for `bench` (a demo model, a committed recording);
+    `bench` runs any other backend for real, or skips it when it is unavailable."""
+
+    @classmethod
+    def bench_standin(cls, benchmark: str, demo_dir: Path | None) -> StandIn | str | None:
+        """How `bench` runs this backend over `benchmark` here: None for real; a stand-in
+        where it cannot; or why it cannot run at all (it is skipped, with that reason).
+
+        `demo_dir` is where a demo model may be built (`bench --demo`); None: it may not.
+        """
         ...
 
 

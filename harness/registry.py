@@ -6,16 +6,22 @@ nox sessions name an entry and pass options as strings (`key=value`), which are
 converted to the field's type here, so no caller imports an implementation. An
 entry with a `shorthand` class attribute (an option's name) can also be named
 `NAME:VALUE`, which sets that option (`manifest:questions.csv`).
-Third-party packages add entries through the entry-point group given to the
-registry (e.g. `vqa_harness.backends`).
+
+Entries are lazy, as in lm-evaluation-harness and lmms-eval: a name is registered
+with the module that holds its class (`"backends.fal:FalBackend"`), which is
+imported only when the entry is first created or described, so listing names or
+reading a run directory imports no plugin. Third-party packages add entries the
+same way through the entry-point group given to the registry (e.g.
+`vqa_harness.backends`); `register` adds a class already imported.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -49,45 +55,73 @@ class OptionSpec:
 
 
 class Registry(Generic[T]):
-    """Registered classes of one kind (`backend` or `benchmark`), by name."""
+    """Registered classes of one kind (`backend` or `benchmark`), by name, imported on use."""
 
-    def __init__(self, kind: str, entry_point_group: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        entry_point_group: str | None = None,
+        lazy: Mapping[str, str] | None = None,
+    ) -> None:
+        """`lazy` maps names to `"module:Class"`, imported when the name is first used."""
         self.kind = kind
         self._entry_point_group = entry_point_group
         self._entry_points_loaded = entry_point_group is None
+        self._targets: dict[str, str] = {}
         self._classes: dict[str, type[T]] = {}
+        for name, target in (lazy or {}).items():
+            self.add(name, target)
+
+    def add(self, name: str, target: str) -> None:
+        """Register `name` as the class at `target` (`"module:Class"`), not imported yet."""
+        module, sep, attribute = target.partition(":")
+        if not (module and sep and attribute):
+            raise RegistryError(f"{self.kind} {name!r}: {target!r} is not of the form module:Class")
+        existing = self._targets.get(name)
+        if existing is not None and existing != target:
+            raise RegistryError(f"{self.kind} {name!r} is already registered by {existing}")
+        self._targets[name] = target
 
     def register(self, cls: type[T]) -> type[T]:
-        """Class decorator; the class's `name` attribute is its registry name."""
-        if not dataclasses.is_dataclass(cls):
-            raise TypeError(
-                f"{cls.__qualname__} must be a dataclass to be a registered {self.kind}"
-            )
-        name = getattr(cls, "name", None)
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"{cls.__qualname__} needs a non-empty `name` class attribute")
+        """Register a class already imported; its `name` attribute is its registry name."""
+        name = _check_entry(cls, self.kind)
         existing = self._classes.get(name)
+        if existing is None and name in self._targets:
+            existing = self.get(name)
         if existing is not None and existing is not cls:
             raise RegistryError(
                 f"{self.kind} {name!r} is already registered by {existing.__qualname__}"
             )
+        self._targets[name] = f"{cls.__module__}:{cls.__qualname__}"
         self._classes[name] = cls
         return cls
 
     def unregister(self, name: str) -> None:
+        self._targets.pop(name, None)
         self._classes.pop(name, None)
 
     def names(self) -> list[str]:
+        """Every registered name; imports nothing."""
         self._load_entry_points()
-        return sorted(self._classes)
+        return sorted(self._targets)
 
     def get(self, name: str) -> type[T]:
+        """The class registered as `name`, importing its module on first use."""
         self._load_entry_points()
-        try:
+        if name in self._classes:
             return self._classes[name]
-        except KeyError:
-            known = ", ".join(sorted(self._classes)) or "none registered yet"
-            raise RegistryError(f"unknown {self.kind} {name!r} (available: {known})") from None
+        target = self._targets.get(name)
+        if target is None:
+            known = ", ".join(sorted(self._targets)) or "none registered yet"
+            raise RegistryError(f"unknown {self.kind} {name!r} (available: {known})")
+        module, _, attribute = target.partition(":")
+        cls: Any = importlib.import_module(module)
+        for part in attribute.split("."):
+            cls = getattr(cls, part)
+        if _check_entry(cls, self.kind) != name:
+            raise TypeError(f"{target} is named {cls.name!r}, but registered as {name!r}")
+        self._classes[name] = cls
+        return cls
 
     def options(self, name: str) -> list[OptionSpec]:
         return option_specs(self.get(name))
@@ -135,7 +169,17 @@ class Registry(Generic[T]):
             return
         self._entry_points_loaded = True
         for entry in entry_points(group=self._entry_point_group):
-            self.register(entry.load())
+            self.add(entry.name, entry.value)
+
+
+def _check_entry(cls: Any, kind: str) -> str:
+    """The registry name of `cls`, which must be a dataclass with a `name`."""
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls.__qualname__} must be a dataclass to be a registered {kind}")
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"{cls.__qualname__} needs a non-empty `name` class attribute")
+    return name
 
 
 def option_specs(cls: type) -> list[OptionSpec]:

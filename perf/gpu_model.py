@@ -21,9 +21,9 @@ from PIL import Image
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.append(str(ROOT / "tests"))  # the snapshot writer and its dimensions live there
+sys.path.append(str(ROOT))  # the snapshot writer and its dimensions: backends.standin_model
 
-from standin_model import PUBLISHED, Dims  # noqa: E402
+from backends.standin_model import PUBLISHED, Dims  # noqa: E402
 
 QUESTION = (
     "What happens in this video, from the first frame to the last? "
@@ -336,8 +336,9 @@ def prompt_ids(pieces_per_frame: list[int], dims: Dims) -> tuple[list[int], list
 def build_remote(setup: Setup, attention: str, workdir: Path) -> tuple[Any, Any, list[str]]:
     """OpenBMB's code in a snapshot of the published layout (no weights), random weights
     created on the device: (model, processor, workarounds applied to the code)."""
-    import standin_model as snapshots
     from transformers import AutoProcessor
+
+    from backends import standin_model as snapshots
 
     load_remote_code = backend_module("remote_code").load_remote_code
     assert setup.remote_code is not None

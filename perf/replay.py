@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from videos import write_video
 
 from backends.fal import FalBackend
+from harness.protocols import HttpMode
 from harness.run.recording import CASSETTE, http_recording
 from harness.run.runner import RunSettings
 
@@ -45,7 +46,7 @@ def measure(*, quick: bool = False) -> Section:
         cassette = scratch_path / "cassette"
         with emulated_fal(SERVICE_TIME), http_recording("record", cassette, source="perf"):
             recorded, record_wall, _ = timed_run(
-                _backend(scratch_path),
+                _backend(scratch_path, "record"),
                 benchmark,
                 scratch_path,
                 RunSettings(concurrency=RECORD_CONCURRENCY),
@@ -100,14 +101,16 @@ def _benchmark(directory: Path) -> Questions:
     return Questions(videos, per_video=QUESTIONS_PER_VIDEO, count=SAMPLES)
 
 
-def _backend(scratch: Path) -> FalBackend:
-    return FalBackend(upload_cache=scratch / "uploads.json")
+def _backend(scratch: Path, mode: HttpMode) -> FalBackend:
+    backend = FalBackend(upload_cache=scratch / "uploads.json")
+    backend.use_http_mode(mode)
+    return backend
 
 
 def _replay(benchmark: Questions, cassette: Path, scratch: Path) -> float:
     started = time.perf_counter()
     with http_recording("replay", cassette):
-        backend = _backend(scratch)
+        backend = _backend(scratch, "replay")
         progress, _, _ = timed_run(
             backend, benchmark, scratch, RunSettings(concurrency=backend.default_concurrency)
         )

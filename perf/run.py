@@ -5,7 +5,8 @@ Writes `perf/results.json` (every number, the machine, the versions) and
 a missed target is reported, not hidden, and makes the command exit 1 after
 everything is written. `--quick` is a short smoke run for development (the
 10 s clips, fewer remote samples), written to a temporary directory unless
-`--out` says otherwise; its results say so.
+`--out` says otherwise; its results say so. `--only SECTION` runs one section
+(e.g. `startup`), also into a temporary directory unless `--out` says otherwise.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +26,20 @@ import clips
 import pipeline
 import remote
 import replay
+import startup
 import video_sampling
-from results import write
+from results import Section, write
 
 from harness.run.environment import environment
 
 ROOT = Path(__file__).resolve().parents[1]
+SECTIONS: dict[str, Callable[[Path, bool], list[Section]]] = {
+    "video_sampling": lambda clip_dir, quick: video_sampling.measure(clip_dir, quick=quick),
+    "pipeline": lambda clip_dir, quick: pipeline.measure(clip_dir, quick=quick),
+    "remote": lambda clip_dir, quick: [remote.measure(quick=quick)],
+    "replay": lambda clip_dir, quick: [replay.measure(quick=quick)],
+    "startup": lambda clip_dir, quick: [startup.measure(quick=quick)],
+}
 
 
 def machine() -> dict[str, Any]:
@@ -40,9 +50,16 @@ def machine() -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "av": importlib.metadata.version("av"),
-        "decord": importlib.metadata.version("decord"),
+        "decord": _version("decord") or "not installed",
         "packages": environment()["packages"],
     }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _cpu_model() -> str:
@@ -64,25 +81,21 @@ def main(argv: list[str] | None = None) -> int:
         "--clips", type=Path, default=clips.default_directory(), help="generated video cache"
     )
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--only", choices=SECTIONS, help="run this section alone")
     args = parser.parse_args(argv)
-    try:
-        import decord  # noqa: F401
-    except ImportError:
+    chosen = [args.only] if args.only else list(SECTIONS)
+    if {"video_sampling", "pipeline"} & set(chosen) and _version("decord") is None:
         print("perf needs decord (the reference recipe's decoder): pip install decord==0.6.0")
         return 2
     header = {
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "mode": "quick" if args.quick else "full",
+        "mode": ("quick" if args.quick else "full") + (f", {args.only} only" if args.only else ""),
         "machine": machine(),
     }
-    sections = [
-        *video_sampling.measure(args.clips, quick=args.quick),
-        *pipeline.measure(args.clips, quick=args.quick),
-        remote.measure(quick=args.quick),
-        replay.measure(quick=args.quick),
-    ]
+    sections = [s for name in chosen for s in SECTIONS[name](args.clips, args.quick)]
+    partial = args.quick or args.only
     out = args.out or (
-        Path(tempfile.gettempdir()) / "vqa-harness-perf-quick" if args.quick else ROOT / "perf"
+        Path(tempfile.gettempdir()) / "vqa-harness-perf-quick" if partial else ROOT / "perf"
     )
     print(write(out, header, sections))
     print(f"results written to {out}")

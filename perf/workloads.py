@@ -63,7 +63,7 @@ class InstantBackend:
     default_concurrency: ClassVar[int] = 1
 
     @classmethod
-    def unavailable_reason(cls) -> str | None:
+    def unavailable_reason(cls, mode: str = "live") -> str | None:
         return None
 
     def describe(self) -> dict[str, Any]:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from fakes import register_fakes
-from standin_model import build_standin
 from vcr.persisters.filesystem import FilesystemPersister
 from videos import write_video
 
-from harness.run.recording import recording_config, register_matchers
+from backends.standin_model import build_standin
+from harness.run.cassettes import recording_config, register_matchers
 
 register_fakes()
 

@@ -39,7 +39,7 @@ class ScriptedBackend:
     closed: bool = field(default=False, init=False)
 
     @classmethod
-    def unavailable_reason(cls) -> str | None:
+    def unavailable_reason(cls, mode: str = "live") -> str | None:
         return None
 
     def describe(self) -> dict[str, Any]:

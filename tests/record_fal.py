@@ -3,7 +3,7 @@
 Against the real service when FAL_KEY is set, otherwise against the protocol
 emulator in `fal_emulator.py`; every cassette's metadata says which. Records:
 - the replay set of the synthetic suite that `nox -s bench` replays when
-  FAL_KEY is absent (`tests/cassettes/runs/fal-synthetic/`), and its summary,
+  FAL_KEY is absent (`backends/recordings/fal-synthetic/`, package data), and its summary,
   the baseline `test_fal_regression.py` gates its replay against
   (`tests/baselines/fal-synthetic-summary.json`);
 - the per-test cassettes of `test_fal_cassettes.py` (pytest-recording);
@@ -24,6 +24,7 @@ from unittest.mock import patch
 
 from fal_emulator import FalEmulator
 
+from backends.fal import REPLAY_SETS
 from harness.analysis.summary import summarize_run
 from harness.run.recording import http_recording
 from harness.run.runner import RunSettings
@@ -31,7 +32,7 @@ from harness.run.session import RunSpec, execute_run, start_run
 from harness.run.store import write_json_atomic
 
 TESTS = Path(__file__).resolve().parent
-REPLAY_SET = TESTS / "cassettes" / "runs" / "fal-synthetic"
+REPLAY_SET = REPLAY_SETS["synthetic"]
 BASELINE = TESTS / "baselines" / "fal-synthetic-summary.json"
 EMULATOR_SOURCE = "emulator (tests/fal_emulator.py): answers are stand-ins, not the model's"
 LIVE_SOURCE = "live fal service"

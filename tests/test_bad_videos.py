@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from fal_emulator import FalEmulator
 from PIL import Image
-from standin_model import build_standin
 from videos import write_audio, write_video
 
+from backends.standin_model import build_standin
 from harness.cli import main
 from harness.run.store import read_records
 

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from browser import chromium, visit
 
-from harness.analysis.compare import agreement, compare_runs, fal_cost, gpu_cost
+from backends.fal import FalBackend
+from backends.local import LocalBackend
+from harness.analysis.compare import agreement, compare_runs
 from harness.analysis.stats import paired_bootstrap_ci
 from harness.cli import main
 from harness.report.compare_tables import render_markdown
@@ -189,7 +191,7 @@ def test_fal_cost_bills_inference_seconds_and_falls_back_to_total():
         answered("3", "v", "c", True, "A", total=6.0),
         failed("4"),
     ]
-    cost = fal_cost(records, 0.0005)
+    cost = FalBackend.estimate_cost(records, [], 0.0005)
     assert cost.usd_per_1000 == pytest.approx(1000 * 4.0 * 0.0005)  # mean (2 + 4 + 6) / 3 s
     assert "1 of 3 without `inference`: `total` used" in cost.basis
 
@@ -200,11 +202,12 @@ def test_gpu_cost_is_the_sessions_gpu_time_per_sample_written():
         Session(started_at=5000.0, finished_at=6800.0, written=50),
         Session(started_at=7000.0, written=0),  # still running: not counted
     ]
-    assert gpu_cost(sessions, 2.5).usd_per_1000 == pytest.approx(1000 * 2.5 / 150)
+    cost = LocalBackend.estimate_cost
+    assert cost([], sessions, 2.5).usd_per_1000 == pytest.approx(1000 * 2.5 / 150)
     # A merged run's shards ran at once, each on its own GPU: their times add up.
     shards = [Session(started_at=0.0, finished_at=3600.0, written=100)] * 2
-    assert gpu_cost(shards, 2.0).usd_per_1000 == pytest.approx(1000 * 2 * 2.0 / 200)
-    assert gpu_cost([], 2.0).usd_per_1000 is None
+    assert cost([], shards, 2.0).usd_per_1000 == pytest.approx(1000 * 2 * 2.0 / 200)
+    assert cost([], [], 2.0).usd_per_1000 is None
 
 
 def test_cost_per_backend_from_the_manifest(tmp_path, capsys):
@@ -212,12 +215,12 @@ def test_cost_per_backend_from_the_manifest(tmp_path, capsys):
     fal = write_run(tmp_path / "fal", records, backend="fal")
     session = {"started_at": 0.0, "finished_at": 360.0, "written": 1}
     local = write_run(tmp_path / "local", records, backend="local", sessions=[session])
-    assert main(["compare", str(fal), str(local), "--fal-price-per-second", "0.001"]) == 0
+    assert main(["compare", str(fal), str(local), "--price", "fal=0.001"]) == 0
     out = capsys.readouterr().out
     # 1000 samples x 2 s x $0.001/s
     assert "| fal (baseline) | fal | 2.00 | mean 2.000 s of fal inference" in out
     assert "| local | local | n/a | no GPU price given |" in out
-    assert main(["compare", str(fal), str(local), "--gpu-price-per-hour", "3"]) == 0
+    assert main(["compare", str(fal), str(local), "--price", "local=3"]) == 0
     assert "| local | local | 300.00 | 360.0 GPU-seconds for 1 samples" in capsys.readouterr().out
 
 
@@ -246,7 +249,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
         assert main(["compare", *args]) == 2
         (line,) = capsys.readouterr().err.strip().splitlines()
         assert line.startswith("vqa-harness: error: "), args
-    for args in ([a], [a, a, "--gpu-price-per-hour", "-1"]):
+    for args in ([a], [a, a, "--price", "local=-1"]):
         with pytest.raises(SystemExit) as stop:
             main(["compare", *args])
         assert stop.value.code == 2

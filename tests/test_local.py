@@ -13,12 +13,12 @@ import pytest
 import torch
 from fakes import ClipQuestions
 from PIL import Image
-from standin_model import never_ending
 from transformers import Qwen2Config, Qwen2ForCausalLM
 from videos import write_video
 
 import backends
 from backends.local import LocalBackend
+from backends.standin_model import never_ending
 from harness.bench import run_bench
 from harness.cli import main
 from harness.media.video import sample_frames
@@ -242,16 +242,18 @@ def test_a_bad_model_path_fails_the_cli_once_before_any_work(tmp_path, capsys):
 
 
 def test_bench_without_cuda_runs_the_demo_model_says_so_and_compares(
-    standin, tmp_path, synthetic_cache, monkeypatch
+    tmp_path, synthetic_cache, monkeypatch
 ):
     for name in ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET"):
         monkeypatch.delenv(name, raising=False)  # fal replays its committed recording
     monkeypatch.setenv("HOME", "/nonexistent")
     monkeypatch.setenv("VQA_HARNESS_CACHE", str(synthetic_cache.parent))
-    monkeypatch.chdir(Path(__file__).resolve().parents[1])
-    markdown = run_bench(["fal", "local"], "synthetic", tmp_path, limit=2, demo_model=standin)
+    monkeypatch.chdir(tmp_path)  # the bench's recording and demo model are package data
+    out = tmp_path / "bench"
+    markdown = run_bench(["fal", "local"], "synthetic", out, limit=2, demo=True)
     top = markdown.split("| backend |")[0]
-    assert "**Not live:**" in top and f"ran the tiny demo model {standin}" in top
+    demo_model = out / "demo-model"
+    assert "**Not live:**" in top and f"ran the tiny demo model {demo_model}" in top
     assert "because CUDA is not available" in top
     (row,) = [line for line in markdown.splitlines() if line.startswith("| local |")]
     assert "| live |" in row and "| 0 |" in row  # no failed samples
@@ -259,7 +261,7 @@ def test_bench_without_cuda_runs_the_demo_model_says_so_and_compares(
     compared = markdown.split("## Side by side: `synthetic` v1")[1]
     assert "over the **2** samples answered in every run, of 2" in compared
     assert "(baseline) | fal | replay |" in compared and "| local | live |" in compared
-    html = tmp_path / "report.html"
+    html = out / "report.html"
     assert markdown.endswith(f"HTML report: {html}\n") and html.is_file()
 
 

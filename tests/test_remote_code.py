@@ -19,13 +19,13 @@ import torch
 from fakes import ClipQuestions
 from huggingface_hub import constants
 from PIL import Image
-from standin_model import build_standin, never_ending
 from transformers import AutoModel
 from videos import write_video
 
 import backends.minicpmv
 from backends.local import LocalBackend
 from backends.remote_code import ModelLoadError
+from backends.standin_model import build_standin, never_ending
 from harness.cli import main
 from harness.run.runner import RunSettings, execute
 from harness.run.store import RunStore, read_records

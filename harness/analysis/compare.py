@@ -19,26 +19,22 @@ benchmarks, or of different versions of one, are refused.
 - Latency: per timing component both runs have, other over baseline of the
   median and of the p90, in the steady state: warm-up samples and cold starts
   (each session's first answer) left out, as in a run's summary.
-- Cost per 1,000 samples, estimated from the prices given. fal bills the GPU
-  seconds of a request: its price per second times the mean `timings.inference`
-  (fal's own `metrics.inference_time`, which leaves out queueing and upload),
-  or `total` for an answer without it (an overestimate), over every answered
-  sample of the run. `local`: the price of a GPU-hour times the run's GPU time,
-  the sum of its sessions' wall times (one GPU per process, so a merged run's
-  shards add up; model loading included), over the samples those sessions wrote.
+- Cost per 1,000 samples, estimated from the prices given, by the manifest's
+  backend name: each backend estimates its own (`harness.protocols.EstimatesCost`)
+  from its records and sessions and one price in a unit it names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.analysis.stats import bootstrap_ci, mcnemar_p, paired_bootstrap_ci
 from harness.analysis.summary import cold_starts, latency_stats
 from harness.errors import HarnessError
+from harness.protocols import Cost, EstimatesCost
 from harness.run.directory import Run
-from harness.run.manifest import Session
 from harness.scoring.open_ended import word_error_rate
 from harness.types import Record
 
@@ -126,21 +122,14 @@ class CategoryRow:
 
 @dataclass(frozen=True)
 class Prices:
-    """What compute costs: fal in USD per second, a local GPU in USD per hour."""
+    """USD per each backend's own unit, by backend name, and the backends that apply them."""
 
-    fal_per_second: float | None = None
-    gpu_per_hour: float | None = None
+    usd: Mapping[str, float] = field(default_factory=dict)
+    estimator: Callable[[str], type[EstimatesCost] | None] = lambda name: None
+    """The backend registered as a name, where it estimates its cost."""
 
     def __bool__(self) -> bool:
-        return self.fal_per_second is not None or self.gpu_per_hour is not None
-
-
-@dataclass(frozen=True)
-class Cost:
-    """Estimated USD per 1,000 samples, and what the estimate rests on."""
-
-    usd_per_1000: float | None
-    basis: str
+        return bool(self.usd)
 
 
 @dataclass(frozen=True)
@@ -289,42 +278,13 @@ def category_rows(runs_records: Sequence[Sequence[Record]]) -> list[CategoryRow]
 
 
 def run_cost(run: Run, prices: Prices) -> Cost:
-    """The run's estimated cost per 1,000 samples, by its backend's price, if given."""
+    """The run's estimated cost per 1,000 samples, by its backend's own estimate."""
     backend = run.manifest.backend.name
-    if backend == "fal":
-        if prices.fal_per_second is None:
-            return Cost(None, "no fal price given")
-        return fal_cost(list(run.outcomes.values()), prices.fal_per_second)
-    if backend == "local":
-        if prices.gpu_per_hour is None:
-            return Cost(None, "no GPU price given")
-        return gpu_cost(run.manifest.sessions, prices.gpu_per_hour)
-    return Cost(None, f"no price applies to backend {backend}: only fal and local are priced")
-
-
-def fal_cost(records: Sequence[Record], usd_per_second: float) -> Cost:
-    """Price per second times the mean billed seconds: `inference`, else `total`."""
-    answered = [r for r in records if r.ok]
-    if not answered:
-        return Cost(None, "no answered samples")
-    billed = [r.timings.get("inference", r.timings.get("total", 0.0)) for r in answered]
-    mean = sum(billed) / len(billed)
-    basis = f"mean {mean:.3f} s of fal inference per answer at ${usd_per_second:g}/s"
-    fallback = sum("inference" not in r.timings for r in answered)
-    if fallback:
-        basis += f" ({fallback} of {len(answered)} without `inference`: `total` used)"
-    return Cost(1000 * mean * usd_per_second, basis)
-
-
-def gpu_cost(sessions: Sequence[Session], usd_per_hour: float) -> Cost:
-    """Price per GPU-hour times the sessions' summed wall time, per sample written."""
-    finished = [(s.finished_at - s.started_at, s.written or 0) for s in sessions if s.finished_at]
-    gpu_seconds = sum(seconds for seconds, _ in finished)
-    written = sum(count for _, count in finished)
-    if not written:
-        return Cost(None, "no finished session wrote a sample")
-    basis = f"{gpu_seconds:.1f} GPU-seconds for {written} samples at ${usd_per_hour:g}/GPU-hour"
-    return Cost(1000 * usd_per_hour * gpu_seconds / 3600 / written, basis)
+    estimator = prices.estimator(backend)
+    if estimator is None:
+        return Cost(None, f"no price applies to backend {backend}: it estimates no cost")
+    records = list(run.outcomes.values())
+    return estimator.estimate_cost(records, run.manifest.sessions, prices.usd.get(backend))
 
 
 def compare_runs(paths: Sequence[Path], prices: Prices | None = None) -> Comparison:

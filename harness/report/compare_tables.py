@@ -23,8 +23,8 @@ LATENCY_NOTE = (
 NO_TIMINGS = "No timing component is in both runs."
 NO_JOINED = "No sample was answered in every run."
 NO_PRICES = (
-    "Not estimated: no prices given (vqa-harness compare takes --fal-price-per-second "
-    "and --gpu-price-per-hour)."
+    "Not estimated: no prices given (vqa-harness compare takes --price BACKEND=USD, "
+    "in the unit `vqa-harness list` gives for each backend)."
 )
 
 

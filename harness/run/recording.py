@@ -13,42 +13,25 @@ and an upload's bytes are never stored: only their size and sha256.
 Secrets never reach a cassette: `Authorization` headers, `fal_webhook` query
 parameters and storage tokens in response bodies are redacted when recorded
 (and vcrpy's own log of each recorded response is cut to its request).
-Each cassette's metadata says where it was recorded (`source`).
+Each cassette's metadata says where it was recorded (`source`). The cassette
+machinery (vcrpy) is in `harness.run.cassettes`, imported only when a run records
+or replays.
 """
 
 from __future__ import annotations
 
-import contextvars
-import copy
-import functools
-import hashlib
-import json
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import parse_qsl, urlparse
+from typing import Any
 
-import vcr
 import yaml
-from vcr.cassette import Cassette
-from vcr.errors import MissingMetadataError
-from vcr.matchers import requests_match
-from vcr.request import Request
 
 from harness.errors import HarnessError
+from harness.protocols import HttpMode
 
-Mode = Literal["live", "record", "replay"]
 CASSETTE = "http.yaml"
-REDACTED = "REDACTED"
-NEVER_EXPIRES = "9999-12-31T23:59:59+00:00"
-_SECRET_BODY_FIELDS = ("token", "key", "secret", "access_token")
-
-_mode: contextvars.ContextVar[Mode] = contextvars.ContextVar(
-    "vqa_harness_http_mode", default="live"
-)
 
 
 class RecordingError(HarnessError):
@@ -59,18 +42,13 @@ class RecordingError(HarnessError):
 class Recording:
     """Where a run's HTTP came from: `mode`, the cassette, and its `source`."""
 
-    mode: Mode
+    mode: HttpMode
     cassette: Path | None = None
     source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         cassette = str(self.cassette) if self.cassette else None
         return {"mode": self.mode, "cassette": cassette, "source": self.source}
-
-
-def http_mode() -> Mode:
-    """The HTTP mode of the code running now: live, record or replay."""
-    return _mode.get()
 
 
 def cassette_source(directory: Path) -> str:
@@ -86,15 +64,15 @@ def cassette_source(directory: Path) -> str:
 
 @contextmanager
 def http_recording(
-    mode: Mode, directory: Path | None = None, source: str = "live"
+    mode: HttpMode, directory: Path | None = None, source: str = "live"
 ) -> Iterator[Recording]:
-    """Run the block live, recording into `directory`, or replaying from it."""
+    """Run the block live, recording into `directory`, or replaying from it.
+
+    The mode is the block's only: the runner passes it to the backend it builds
+    (`harness.protocols.SpeaksHttp`).
+    """
     if mode == "live":
-        token = _mode.set("live")
-        try:
-            yield Recording("live")
-        finally:
-            _mode.reset(token)
+        yield Recording("live")
         return
     if directory is None:
         raise RecordingError(f"{mode} needs a cassette directory")
@@ -108,19 +86,19 @@ def http_recording(
             raise RecordingError(f"cannot record into {directory}: {exc.strerror or exc}") from None
         if path.exists():
             raise RecordingError(f"{path} already exists; record into a new directory")
+    from vcr.errors import MissingMetadataError  # vcrpy only when recording or replaying
+
+    from harness.run.cassettes import IndexedCassette, cassette_recorder
+
     config = cassette_recorder().get_merged_config(
         path=str(path), record_mode="none" if mode == "replay" else "all"
     )
-    token = _mode.set(mode)
-    try:
-        with IndexedCassette.use(**config) as cassette:
-            try:  # a replay's source is read from the cassette as vcrpy loaded it, once
-                source = cassette.get_metadata("source", source)
-            except MissingMetadataError:
-                raise _no_source(path) from None
-            yield Recording(mode, path, source)
-    finally:
-        _mode.reset(token)
+    with IndexedCassette.use(**config) as cassette:
+        try:  # a replay's source is read from the cassette as vcrpy loaded it, once
+            source = cassette.get_metadata("source", source)
+        except MissingMetadataError:
+            raise _no_source(path) from None
+        yield Recording(mode, path, source)
 
 
 def _recorded_cassette(directory: Path) -> Path:
@@ -132,146 +110,3 @@ def _recorded_cassette(directory: Path) -> Path:
 
 def _no_source(path: Path) -> RecordingError:
     return RecordingError(f"{path} does not say where it was recorded (no metadata.source)")
-
-
-class _UnredactedResponses(logging.Filter):
-    """vcrpy logs (at INFO) each response it records before redacting it: log the request
-    alone, so a storage token never reaches a log."""
-
-    MESSAGE = "Appending request %s and response %s"
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == self.MESSAGE and isinstance(record.args, tuple) and record.args:
-            record.args = (record.args[0], "(not logged; recorded redacted)")
-        return True
-
-
-def cassette_recorder() -> vcr.VCR:
-    """A VCR with the configuration every recording of this project uses."""
-    logger = logging.getLogger("vcr.cassette")
-    if not any(isinstance(f, _UnredactedResponses) for f in logger.filters):
-        logger.addFilter(_UnredactedResponses())
-    recorder = vcr.VCR(**recording_config())
-    register_matchers(recorder)
-    return recorder
-
-
-def register_matchers(recorder: vcr.VCR) -> None:
-    recorder.register_matcher("exchange", match_exchange)
-
-
-def recording_config() -> dict[str, Any]:
-    """Redaction and matching for every cassette (pytest-recording's `vcr_config` too)."""
-    return {
-        "filter_headers": ["authorization", "x-fal-key", "cookie", "set-cookie"],
-        "filter_query_parameters": ["fal_webhook"],
-        "before_record_request": drop_upload_bytes,
-        "before_record_response": redact_response,
-        "match_on": ["exchange"],
-        "decode_compressed_response": True,
-    }
-
-
-class IndexedCassette(Cassette):
-    """vcrpy's cassette, with its recorded requests indexed by `exchange_key`.
-
-    vcrpy finds a request's response by comparing the request with every
-    recorded one, twice per request: a replayed run of N requests made 2 x N x N
-    comparisons. `match_exchange` (this project's only matcher, which this class
-    assumes) matches only requests with the same key, so only those are compared,
-    in recorded order as before.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._by_key: dict[tuple[Any, ...], list[int]] = {}
-        self._indexed = 0
-
-    def _responses(self, request: Request) -> Iterator[tuple[int, Any]]:
-        request = self._before_record_request(request)
-        if not request:
-            return
-        for index in range(self._indexed, len(self.data)):  # recorded since the last look
-            self._by_key.setdefault(exchange_key(self.data[index][0]), []).append(index)
-        self._indexed = len(self.data)
-        for index in self._by_key.get(exchange_key(request), ()):
-            recorded, response = self.data[index]
-            if requests_match(request, recorded, self._match_on):
-                yield index, response
-
-
-def exchange_key(request: Request) -> tuple[Any, ...]:
-    """What two requests must share to be one exchange: method and URL, query as parsed
-    (host, path and sorted query as vcrpy's `Request` reads them)."""
-    return _exchange_key(request.method, request.uri)
-
-
-@functools.lru_cache(maxsize=8192)
-def _exchange_key(method: str, uri: str) -> tuple[Any, ...]:
-    """Cached: a replay asks for the key of each recorded request many times."""
-    parsed = urlparse(uri)
-    return (method, parsed.hostname, parsed.path, tuple(sorted(parse_qsl(parsed.query))))
-
-
-def match_exchange(recorded: Request, live: Request) -> bool:
-    """The same `exchange_key`, then the same content (`match_content`)."""
-    if exchange_key(recorded) != exchange_key(live):
-        return False
-    try:
-        match_content(recorded, live)
-    except AssertionError:
-        return False
-    return True
-
-
-def match_content(recorded: Request, live: Request) -> None:
-    """JSON bodies must be equal; other bodies (uploads) must carry the same file name."""
-    recorded_json, live_json = _json_body(recorded), _json_body(live)
-    if recorded_json is not None or live_json is not None:
-        assert recorded_json == live_json, "JSON bodies differ"
-        return
-    name = "x-fal-file-name"
-    assert recorded.headers.get(name) == live.headers.get(name), "uploaded file names differ"
-
-
-def drop_upload_bytes(request: Request) -> Request:
-    """Keep a video's size and hash in the cassette, not its bytes: they are the user's
-    data, they would bloat the cassette, and uploads replay by file name anyway."""
-    body = request.body
-    if body and _json_body(request) is None:
-        request = copy.copy(request)
-        digest = hashlib.sha256(body).hexdigest()
-        request.body = f"<{len(body)} bytes, sha256 {digest}, not recorded>".encode()
-    return request
-
-
-def redact_response(response: dict[str, Any]) -> dict[str, Any]:
-    """Blank secret fields (storage tokens) in JSON response bodies before they are recorded."""
-    body = response.get("body", {}).get("string")
-    if not body:
-        return response
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return response
-    if isinstance(data, dict) and any(field in data for field in _SECRET_BODY_FIELDS):
-        data = {k: REDACTED if k in _SECRET_BODY_FIELDS else v for k, v in data.items()}
-        if "expires_at" in data:
-            # A replayed token must not look expired, or the client would ask for another.
-            data["expires_at"] = NEVER_EXPIRES
-        response["body"]["string"] = json.dumps(data).encode()
-    return response
-
-
-def _json_body(request: Request) -> Any:
-    return _parse_json(request.body) if request.body else None
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse_json(body: bytes) -> Any:
-    """A body's JSON (None if it is not JSON); cached, as each body is compared many times.
-    Callers compare the result and never change it."""
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import backends
 import benchmarks
-from harness.protocols import Backend, Benchmark
+from harness.protocols import Backend, Benchmark, HttpMode, SpeaksHttp
 from harness.registry import RegistryError
 from harness.run.directory import Run
 from harness.run.environment import environment, options_of
@@ -53,7 +53,7 @@ def start_run(
 ) -> ReadyRun:
     """Build backend and benchmark, select samples, and create the run directory."""
     recording = recording or Recording("live")
-    benchmark, backend = _build(spec)
+    benchmark, backend = _build(spec, recording.mode)
     judge = _judge(spec, recording)
     samples = _select(benchmark, spec)
     manifest = Manifest(
@@ -81,7 +81,7 @@ def resume_run(run_dir: Path) -> ReadyRun:
     """Reopen a run directory and rebuild exactly what it was run with."""
     manifest = Run.open(run_dir).manifest
     spec = manifest.spec
-    benchmark, backend = _build(spec)
+    benchmark, backend = _build(spec, "live")
     if benchmark.version != manifest.benchmark.version:
         raise RegistryError(
             f"benchmark {spec.benchmark!r} is now version {benchmark.version}, "
@@ -134,13 +134,17 @@ def _judge(spec: RunSpec, recording: Recording) -> Judge | None:
         raise RegistryError(f"judge: {exc}") from None
 
 
-def _build(spec: RunSpec) -> tuple[Benchmark, Backend]:
+def _build(spec: RunSpec, mode: HttpMode) -> tuple[Benchmark, Backend]:
+    """Benchmark and backend by name; the backend told the run's HTTP `mode`."""
     backend_cls = backends.registry.get(spec.backend)
-    reason = backend_cls.unavailable_reason()
+    reason = backend_cls.unavailable_reason(mode)
     if reason:
         raise RegistryError(f"backend {spec.backend!r} cannot run here: {reason}")
     benchmark = benchmarks.create(spec.benchmark, **spec.benchmark_options)
-    return benchmark, backends.create(spec.backend, **spec.backend_options)
+    backend = backends.create(spec.backend, **spec.backend_options)
+    if isinstance(backend, SpeaksHttp):
+        backend.use_http_mode(mode)
+    return benchmark, backend
 
 
 def _select(benchmark: Benchmark, spec: RunSpec) -> list[Sample]:

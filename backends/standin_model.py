@@ -8,8 +8,11 @@ Qwen2's ChatML template, the remote code beside them, and safetensors weights
 default; given a folder holding OpenBMB's own seven .py files, it is that code,
 unchanged. Nothing is downloaded.
 
-    python tests/standin_model.py DIR                 # the stand-in (the bench demo)
-    python tests/standin_model.py DIR --code REAL_DIR  # OpenBMB's code, tiny weights
+    python -m backends.standin_model DIR                 # the stand-in (the bench demo)
+    python -m backends.standin_model DIR --code REAL_DIR  # OpenBMB's code, tiny weights
+
+It is package data of the `local` backend (its `bench --demo` model); the tests
+build their model with it too.
 """
 
 from __future__ import annotations

@@ -1,0 +1,168 @@
+"""vcrpy configured for this project's cassettes: one cassette per run, looked up by exchange.
+
+Redaction (`Authorization`, `fal_webhook`, storage tokens, upload bytes) and the
+matcher every cassette uses; see `harness.run.recording` for how runs use them.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qsl, urlparse
+
+import vcr
+from vcr.cassette import Cassette
+from vcr.matchers import requests_match
+from vcr.request import Request
+
+REDACTED = "REDACTED"
+NEVER_EXPIRES = "9999-12-31T23:59:59+00:00"
+_SECRET_BODY_FIELDS = ("token", "key", "secret", "access_token")
+
+
+class _UnredactedResponses(logging.Filter):
+    """vcrpy logs (at INFO) each response it records before redacting it: log the request
+    alone, so a storage token never reaches a log."""
+
+    MESSAGE = "Appending request %s and response %s"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self.MESSAGE and isinstance(record.args, tuple) and record.args:
+            record.args = (record.args[0], "(not logged; recorded redacted)")
+        return True
+
+
+def cassette_recorder() -> vcr.VCR:
+    """A VCR with the configuration every recording of this project uses."""
+    logger = logging.getLogger("vcr.cassette")
+    if not any(isinstance(f, _UnredactedResponses) for f in logger.filters):
+        logger.addFilter(_UnredactedResponses())
+    recorder = vcr.VCR(**recording_config())
+    register_matchers(recorder)
+    return recorder
+
+
+def register_matchers(recorder: vcr.VCR) -> None:
+    recorder.register_matcher("exchange", match_exchange)
+
+
+def recording_config() -> dict[str, Any]:
+    """Redaction and matching for every cassette (pytest-recording's `vcr_config` too)."""
+    return {
+        "filter_headers": ["authorization", "x-fal-key", "cookie", "set-cookie"],
+        "filter_query_parameters": ["fal_webhook"],
+        "before_record_request": drop_upload_bytes,
+        "before_record_response": redact_response,
+        "match_on": ["exchange"],
+        "decode_compressed_response": True,
+    }
+
+
+class IndexedCassette(Cassette):
+    """vcrpy's cassette, with its recorded requests indexed by `exchange_key`.
+
+    vcrpy finds a request's response by comparing the request with every
+    recorded one, twice per request: a replayed run of N requests made 2 x N x N
+    comparisons. `match_exchange` (this project's only matcher, which this class
+    assumes) matches only requests with the same key, so only those are compared,
+    in recorded order as before.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._by_key: dict[tuple[Any, ...], list[int]] = {}
+        self._indexed = 0
+
+    def _responses(self, request: Request) -> Iterator[tuple[int, Any]]:
+        request = self._before_record_request(request)
+        if not request:
+            return
+        for index in range(self._indexed, len(self.data)):  # recorded since the last look
+            self._by_key.setdefault(exchange_key(self.data[index][0]), []).append(index)
+        self._indexed = len(self.data)
+        for index in self._by_key.get(exchange_key(request), ()):
+            recorded, response = self.data[index]
+            if requests_match(request, recorded, self._match_on):
+                yield index, response
+
+
+def exchange_key(request: Request) -> tuple[Any, ...]:
+    """What two requests must share to be one exchange: method and URL, query as parsed
+    (host, path and sorted query as vcrpy's `Request` reads them)."""
+    return _exchange_key(request.method, request.uri)
+
+
+@functools.lru_cache(maxsize=8192)
+def _exchange_key(method: str, uri: str) -> tuple[Any, ...]:
+    """Cached: a replay asks for the key of each recorded request many times."""
+    parsed = urlparse(uri)
+    return (method, parsed.hostname, parsed.path, tuple(sorted(parse_qsl(parsed.query))))
+
+
+def match_exchange(recorded: Request, live: Request) -> bool:
+    """The same `exchange_key`, then the same content (`match_content`)."""
+    if exchange_key(recorded) != exchange_key(live):
+        return False
+    try:
+        match_content(recorded, live)
+    except AssertionError:
+        return False
+    return True
+
+
+def match_content(recorded: Request, live: Request) -> None:
+    """JSON bodies must be equal; other bodies (uploads) must carry the same file name."""
+    recorded_json, live_json = _json_body(recorded), _json_body(live)
+    if recorded_json is not None or live_json is not None:
+        assert recorded_json == live_json, "JSON bodies differ"
+        return
+    name = "x-fal-file-name"
+    assert recorded.headers.get(name) == live.headers.get(name), "uploaded file names differ"
+
+
+def drop_upload_bytes(request: Request) -> Request:
+    """Keep a video's size and hash in the cassette, not its bytes: they are the user's
+    data, they would bloat the cassette, and uploads replay by file name anyway."""
+    body = request.body
+    if body and _json_body(request) is None:
+        request = copy.copy(request)
+        digest = hashlib.sha256(body).hexdigest()
+        request.body = f"<{len(body)} bytes, sha256 {digest}, not recorded>".encode()
+    return request
+
+
+def redact_response(response: dict[str, Any]) -> dict[str, Any]:
+    """Blank secret fields (storage tokens) in JSON response bodies before they are recorded."""
+    body = response.get("body", {}).get("string")
+    if not body:
+        return response
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return response
+    if isinstance(data, dict) and any(field in data for field in _SECRET_BODY_FIELDS):
+        data = {k: REDACTED if k in _SECRET_BODY_FIELDS else v for k, v in data.items()}
+        if "expires_at" in data:
+            # A replayed token must not look expired, or the client would ask for another.
+            data["expires_at"] = NEVER_EXPIRES
+        response["body"]["string"] = json.dumps(data).encode()
+    return response
+
+
+def _json_body(request: Request) -> Any:
+    return _parse_json(request.body) if request.body else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_json(body: bytes) -> Any:
+    """A body's JSON (None if it is not JSON); cached, as each body is compared many times.
+    Callers compare the result and never change it."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None

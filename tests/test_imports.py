@@ -1,0 +1,71 @@
+"""The commands that only read run directories import no plugin library.
+
+Each command runs in a fresh interpreter, which then names every module it
+imported from the backends' and benchmarks' heavy libraries: there must be none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("fal_client", "vcr", "huggingface_hub", "datasets", "av", "torch", "transformers")
+PROBE = f"""
+import contextlib, io, json, sys
+from harness.cli import main
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    try:
+        code = main(sys.argv[1:])
+    except SystemExit as stop:
+        code = stop.code
+heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
+print(json.dumps({{"code": code, "heavy": heavy}}))
+"""
+
+
+def imported(*args: str) -> dict:
+    """Run `vqa-harness ARGS` in a fresh interpreter: its exit status and heavy imports."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two shards of a run of the scripted backend over the tiny benchmark, reported."""
+    out = tmp_path_factory.mktemp("runs")
+    for index in range(2):
+        args = ["run", "--backend", "scripted", "--benchmark", "tiny", "--shard", f"{index}/2"]
+        assert main([*args, "--out", str(out), "--run-id", "r", "--no-progress"]) == 0
+    return sorted(out.iterdir())
+
+
+def test_help_imports_no_plugin_library():
+    assert imported("--help") == {"code": 0, "heavy": []}
+
+
+def test_commands_that_read_runs_import_no_plugin_library(shards, tmp_path):
+    first, second = (str(path) for path in shards)
+    baseline = str(shards[0] / "summary.json")
+    commands = {
+        "report": ["report", first],
+        "gate": ["gate", first, "--baseline", baseline],
+        "compare": ["compare", first, second, "--html", str(tmp_path / "c.html")],
+        "merge": ["merge", first, second, "--out", str(tmp_path / "merged")],
+    }
+    results = {name: imported(*args) for name, args in commands.items()}
+    assert results == {name: {"code": 0, "heavy": []} for name in commands}
