@@ -198,7 +198,7 @@ async def _answer_one(
             error = ErrorInfo.from_exception(exc)
         # About zero when the sample was prepared ahead: decoding was off the critical path.
         timings["prepare_wait"] = time.perf_counter() - waited
-    clock = time.perf_counter()  # the backend's latency starts here
+    clock = time.perf_counter()  # `total`, the backend's latency, starts here: the runner owns it
     if prepared is not None:
         try:
             query = Query(sample.id, prepared.video, prepared.prompt)
