@@ -25,8 +25,8 @@ from benchmarks.base import registry
 from benchmarks.hub import HubDataset
 from benchmarks.rows import BadField, invalid_sample, text_field
 from benchmarks.zipindex import ZipIndex
-from harness.scoring.open_ended import normalize
 from harness.scoring.rules import score_open_ended
+from harness.scoring.text import normalize
 from harness.types import Sample, Score
 
 REPO_ID = "lmms-lab/ActivityNetQA"

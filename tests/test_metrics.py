@@ -175,6 +175,13 @@ def test_out_of_range_letters_are_ignored_outside_declarations():
     )
 
 
+def test_option_texts_in_any_script_are_matched_by_the_shared_normaliser():
+    assert explain_choice("\u732b\u3002", ["\u72d7", "\u732b"]) == ChoiceExtraction("B", "text")
+    assert explain_choice("C\u2019est un chat.", ["chien", "chat"]) == ChoiceExtraction(
+        "B", "mention"
+    )
+
+
 def test_option_letters():
     assert option_letters(1) == "A"
     assert option_letters(4) == "ABCD"
