@@ -35,6 +35,7 @@ from benchmarks.base import registry
 from benchmarks.hub import HubDataset
 from benchmarks.rows import BadField, invalid_sample, text_field
 from harness.scoring.choice import option_letters
+from harness.scoring.prompts import lettered
 from harness.scoring.rules import score_multiple_choice
 from harness.types import Sample, Score
 
@@ -126,10 +127,7 @@ class MVBench:
         return str(self._hub.file(sample.video))
 
     def prompt(self, sample: Sample) -> str:
-        letters = option_letters(len(sample.options))
-        options = [
-            f"({letter}) {text}" for letter, text in zip(letters, sample.options, strict=True)
-        ]
+        options = lettered(sample.options, "({letter}) {text}")
         question = "\n".join([f"Question: {sample.question}", "Options:", *options])
         return f"{SYSTEM}\n{question}\n{INSTRUCTION}"
 

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from benchmarks.base import registry
-from harness.scoring.choice import option_letters
+from harness.scoring.choice import option_letters, option_span
 from harness.scoring.prompts import multiple_choice_prompt
 from harness.scoring.rules import score_multiple_choice, score_open_ended
 from harness.types import Sample, Score
@@ -282,12 +282,9 @@ def _answer(answer: str, options: tuple[str, ...]) -> str:
     """The answer letter (upper case) for a multiple-choice question, else the text."""
     if not options:
         return answer
-    letters = option_letters(len(options))
-    if len(answer) != 1 or answer.upper() not in letters:
-        raise BadRow(
-            "answer",
-            f"{answer!r} is not one of the {len(options)} options ({letters[0]}-{letters[-1]})",
-        )
+    if len(answer) != 1 or answer.upper() not in option_letters(len(options)):
+        span = option_span(len(options))
+        raise BadRow("answer", f"{answer!r} is not one of the {len(options)} options ({span})")
     return answer.upper()
 
 

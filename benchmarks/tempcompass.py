@@ -23,7 +23,8 @@ from typing import Any, ClassVar, Literal
 from benchmarks.base import registry
 from benchmarks.hub import HubDataset
 from benchmarks.rows import BadField, invalid_sample, text_field
-from harness.scoring.choice import option_letters
+from harness.scoring.choice import option_letters, option_span
+from harness.scoring.prompts import lettered
 from harness.scoring.rules import score_multiple_choice
 from harness.types import Sample, Score
 
@@ -77,13 +78,8 @@ class TempCompass:
         return str(self._hub.zip_member(zip_name, member))
 
     def prompt(self, sample: Sample) -> str:
-        lines = [sample.question]
-        if self.config == "multi-choice":
-            letters = option_letters(len(sample.options))
-            lines += [
-                f"{letter}. {text}" for letter, text in zip(letters, sample.options, strict=True)
-            ]
-        return "\n".join([*lines, INSTRUCTIONS[self.config]])
+        options = lettered(sample.options) if self.config == "multi-choice" else []
+        return "\n".join([sample.question, *options, INSTRUCTIONS[self.config]])
 
     def score(self, sample: Sample, text: str) -> Score:
         return score_multiple_choice(sample, text)
@@ -135,7 +131,9 @@ def _option_letter(answer: str, options: tuple[str, ...]) -> str:
     match = _OPTION.fullmatch(answer)
     letters = option_letters(len(options))
     if match is None or match["letter"] not in letters:
-        raise BadField("answer", f"{answer!r} is not one of the options {letters[0]}-{letters[-1]}")
+        raise BadField(
+            "answer", f"{answer!r} is not one of the options {option_span(len(letters))}"
+        )
     letter = match["letter"]
     option = options[letters.index(letter)]
     if match["text"].strip() != option:

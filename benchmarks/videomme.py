@@ -26,6 +26,7 @@ from benchmarks.hub import HubDataset
 from benchmarks.rows import BadField, invalid_sample, text_field
 from benchmarks.zipindex import ZipIndex
 from harness.scoring.choice import option_letters
+from harness.scoring.prompts import lettered
 from harness.scoring.rules import score_multiple_choice
 from harness.types import Sample, Score
 
@@ -99,8 +100,7 @@ class VideoMME:
         return str(self._videos.fetch(sample.meta["videoID"]))
 
     def prompt(self, sample: Sample) -> str:
-        lines = [f"{letter}. {text}" for letter, text in zip(LETTERS, sample.options, strict=True)]
-        body = "\n".join([sample.question, *lines, ANSWER_CUE])
+        body = "\n".join([sample.question, *lettered(sample.options), ANSWER_CUE])
         member = sample.meta.get("subtitle")
         if member:
             srt = self._hub.zip_member(SUBTITLE_ZIP, member).read_bytes()

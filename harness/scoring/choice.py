@@ -96,6 +96,12 @@ def option_letters(count: int) -> str:
     return ascii_uppercase[:count]
 
 
+def option_span(count: int) -> str:
+    """The letters of `count` options as a range: "A-D" for 4, "A" for 1."""
+    letters = option_letters(count)
+    return letters if count == 1 else f"{letters[0]}-{letters[-1]}"
+
+
 def extract_choice(text: str, options: Sequence[str]) -> str | None:
     """The chosen option letter in `text`, or None when it cannot be read."""
     return explain_choice(text, options).letter
@@ -117,7 +123,7 @@ def explain_choice(text: str, options: Sequence[str]) -> ChoiceExtraction:
             continue
         if found in letters:
             return ChoiceExtraction(found, rule)
-        span = letters if len(letters) == 1 else f"{letters[0]}-{letters[-1]}"
+        span = option_span(len(letters))
         return ChoiceExtraction(None, reason=f"answer {found!r} is not among options {span}")
     for rule, candidates in (
         ("letter", _standalone_letters(cleaned, letters)),
