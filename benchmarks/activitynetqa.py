@@ -93,11 +93,11 @@ class ActivityNetQA:
 
 
 def _sample(key: str, row: Mapping[str, Any]) -> Sample:
-    video_name = text_field(row, "video_name").strip()
+    video_name = text_field(row, "video_name")
     code = str(row.get("type")).strip()  # text on the Hub, an integer in MILVLG's json
     if code not in TYPES:
         raise BadField("type", f"{row.get('type')!r} is not a type code 0-8")
-    answer = text_field(row, "answer").strip()
+    answer = text_field(row, "answer")
     if code == YES_NO:
         answer = normalize(answer)
         if answer not in ("yes", "no"):
@@ -106,7 +106,7 @@ def _sample(key: str, row: Mapping[str, Any]) -> Sample:
     return Sample(
         id=f"activitynetqa/{key}",
         video=f"{VIDEO_ZIPS}:{video_file}",
-        question=text_field(row, "question").strip(),
+        question=text_field(row, "question"),
         answer=answer,
         category=TYPES[code],
         meta={

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 from benchmarks.base import registry
 from benchmarks.hub import HubDataset
-from benchmarks.rows import BadField, invalid_sample, text_field
+from benchmarks.rows import BadField, invalid_sample, text_field, text_value
 from harness.scoring.choice import option_letters
 from harness.scoring.prompts import lettered
 from harness.scoring.rules import score_multiple_choice
@@ -141,7 +141,7 @@ def _sample(task: str, index: int, row: Mapping[str, Any]) -> Sample:
         video = text_field(row, "video")
         question = text_field(row, "question")
         choices = _choices(row.get("candidates"))
-        answer = _choice("answer", row.get("answer"))
+        answer = text_field(row, "answer")
         if choices.count(answer) != 1:
             found = "is not" if answer not in choices else "is more than once"
             raise BadField("answer", f"{answer!r} {found} among the candidates {list(choices)}")
@@ -165,16 +165,7 @@ def _sample(task: str, index: int, row: Mapping[str, Any]) -> Sample:
 def _choices(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not 2 <= len(value) <= 26:
         raise BadField("candidates", f"expected a list of 2 to 26 choices, got {value!r}")
-    return tuple(_choice("candidates", choice) for choice in value)
-
-
-def _choice(name: str, value: Any) -> str:
-    """A choice's text; a number (JSON may hold counts as numbers) is read as its digits."""
-    if value is None:
-        raise BadField(name, "missing")
-    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
-        raise BadField(name, f"{value!r} is not a non-empty text")
-    return str(value)
+    return tuple(text_value("candidates", choice) for choice in value)  # counts may be numbers
 
 
 def _is_number(value: Any) -> bool:

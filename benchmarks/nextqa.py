@@ -106,8 +106,8 @@ class NExTQA:
         return str(self._hub.zip_member(zip_name, member))
 
     def _sample(self, key: str, row: Mapping[str, Any]) -> Sample:
-        video, qid = _identifier(row, "video"), _identifier(row, "qid")
-        code = text_field(row, "type").strip()
+        video, qid = text_field(row, "video"), text_field(row, "qid")
+        code = text_field(row, "type")
         if code not in TYPES:
             raise BadField("type", f"unknown question type {code!r}")
         meta: dict[str, Any] = {
@@ -120,18 +120,18 @@ class NExTQA:
             "height": row.get("height"),
         }
         if self.mode == "mc":
-            options = tuple(text_field(row, f"a{i}").strip() for i in range(CHOICES))
+            options = tuple(text_field(row, f"a{i}") for i in range(CHOICES))
             answer = option_letters(CHOICES)[_option_index(row.get("answer"))]
         else:
             options = ()
-            answer = text_field(row, "answer").strip()
+            answer = text_field(row, "answer")
             extra = str(row.get("additional_ref_answer") or "").strip()
             if extra:
                 meta["references"] = [extra]
         return Sample(
             id=f"nextqa/{self.mode}/{key}",
             video=f"{VIDEOS_ZIP}:{VIDEO_FOLDER}/{video}.mp4",
-            question=text_field(row, "question").strip(),
+            question=text_field(row, "question"),
             answer=answer,
             options=options,
             category=FAMILIES[code[0]],
@@ -142,17 +142,9 @@ class NExTQA:
 def _question_key(row: Mapping[str, Any], index: int) -> str:
     """`<video>_<qid>`, NExT-QA's question id; the row's position when either is unusable."""
     try:
-        return f"{_identifier(row, 'video')}_{_identifier(row, 'qid')}"
+        return f"{text_field(row, 'video')}_{text_field(row, 'qid')}"
     except BadField:
         return f"row{index}"
-
-
-def _identifier(row: Mapping[str, Any], name: str) -> str:
-    """A video or question number, stored as an integer or as its text."""
-    value = row.get(name)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return text_field(row, name).strip()
 
 
 def _option_index(value: Any) -> int:

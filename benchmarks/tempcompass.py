@@ -87,10 +87,10 @@ class TempCompass:
     def _sample(self, index: int, row: Mapping[str, Any]) -> Sample:
         sample_id = f"tempcompass/{self.config}/{index}"
         try:
-            video_id = text_field(row, "video_id").strip()
-            dim = text_field(row, "dim").strip()
-            question = text_field(row, "question").strip()
-            answer = text_field(row, "answer").strip()
+            video_id = text_field(row, "video_id")
+            dim = text_field(row, "dim")
+            question = text_field(row, "question")
+            answer = text_field(row, "answer")
             if self.config == "multi-choice":
                 question, options = _split_options(question)
                 letter = _option_letter(answer, options)

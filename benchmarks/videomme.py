@@ -123,7 +123,7 @@ class VideoMME:
         try:
             values = {name: text_field(row, name) for name in _REQUIRED}
             options = _options(row.get("options"))
-            answer = values["answer"].strip()
+            answer = values["answer"]
             if answer not in LETTERS:
                 raise BadField("answer", f"{answer!r} is not one of {', '.join(LETTERS)}")
         except BadField as bad:
