@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from benchmarks.base import registry
-from benchmarks.hub import HubDataset
+from benchmarks.hub import HubBenchmark, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field
 from benchmarks.zipindex import ZipIndex
 from harness.scoring.rules import score_open_ended
@@ -54,20 +54,18 @@ QUESTION_TYPES = ("0", "1", "2")
 
 @registry.register
 @dataclass
-class ActivityNetQA:
+class ActivityNetQA(HubBenchmark):
     """ActivityNet-QA test split: open-ended answers, by question/answer type."""
 
     name: ClassVar[str] = "activitynetqa"
     version: ClassVar[str] = "1"
+    repo_id: ClassVar[str] = REPO_ID
 
-    revision: str | None = field(
-        default=None, metadata={"help": "Hub revision of lmms-lab/ActivityNetQA (default: main)"}
-    )
-    _hub: HubDataset = field(init=False, repr=False, compare=False)
+    revision: str | None = revision_option("Hub revision of lmms-lab/ActivityNetQA (default: main)")
     _videos: ZipIndex = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self._hub = HubDataset(REPO_ID, self.revision)
+        super().__post_init__()
         self._videos = ZipIndex(self._hub, VIDEO_ZIPS)
 
     def samples(self) -> Iterator[Sample]:

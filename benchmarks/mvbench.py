@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from benchmarks.base import registry
-from benchmarks.hub import HubDataset
+from benchmarks.hub import HubBenchmark, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field, text_value
 from harness.scoring.choice import option_letters
 from harness.scoring.prompts import lettered
@@ -89,25 +89,23 @@ BOUNDS = (
 
 @registry.register
 @dataclass
-class MVBench:
+class MVBench(HubBenchmark):
     """MVBench: 4,000 multiple-choice questions, 200 in each of 20 temporal tasks."""
 
     name: ClassVar[str] = "mvbench"
     version: ClassVar[str] = "1"
+    repo_id: ClassVar[str] = REPO_ID
 
     tasks: str = field(
         default="",
         metadata={"help": "comma-separated tasks to run, all 20 when empty: " + ", ".join(TASKS)},
     )
-    revision: str | None = field(
+    revision: str | None = revision_option(
+        f"revision of {REPO_ID} with one file per video: the `video` branch"
+        " (default) or one of its commits; main keeps its videos in zips, not read here",
         default=VIDEO_REVISION,
-        metadata={
-            "help": f"revision of {REPO_ID} with one file per video: the `video` branch"
-            " (default) or one of its commits; main keeps its videos in zips, not read here"
-        },
     )
     _tasks: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    _hub: HubDataset = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         wanted = {task.strip() for task in self.tasks.split(",") if task.strip()}
@@ -115,7 +113,7 @@ class MVBench:
         if unknown:
             raise ValueError(f"unknown task(s) {', '.join(unknown)}; tasks: {', '.join(TASKS)}")
         self._tasks = tuple(task for task in TASKS if not wanted or task in wanted)
-        self._hub = HubDataset(REPO_ID, self.revision)
+        super().__post_init__()
 
     def samples(self) -> Iterator[Sample]:
         for task in self._tasks:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from benchmarks.base import registry
-from benchmarks.hub import HubDataset
+from benchmarks.hub import HubBenchmark, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field
 from harness.scoring.choice import option_letters
 from harness.scoring.prompts import multiple_choice_prompt
@@ -56,11 +56,12 @@ TYPES = {
 
 @registry.register
 @dataclass
-class NExTQA:
+class NExTQA(HubBenchmark):
     """NExT-QA: 5-way multiple choice (`mode=mc`) or open-ended (`mode=oe`)."""
 
     name: ClassVar[str] = "nextqa"
     version: ClassVar[str] = "1"
+    repo_id: ClassVar[str] = REPO_ID
 
     mode: Literal["mc", "oe"] = field(
         default="mc", metadata={"help": "mc: 5-way multiple choice; oe: open-ended answers"}
@@ -68,13 +69,7 @@ class NExTQA:
     split: str = field(
         default="test", metadata={"help": "annotation split: test (mc, oe) or validation (oe)"}
     )
-    revision: str | None = field(
-        default=None, metadata={"help": "Hub revision of lmms-lab/NExTQA (default: main)"}
-    )
-    _hub: HubDataset = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self._hub = HubDataset(REPO_ID, self.revision)
+    revision: str | None = revision_option("Hub revision of lmms-lab/NExTQA (default: main)")
 
     def samples(self) -> Iterator[Sample]:
         rows = self._hub.annotations(CONFIGS[self.mode], split=self.split)
@@ -99,11 +94,6 @@ class NExTQA:
         if self.mode == "mc":
             return score_multiple_choice(sample, text)
         return score_open_ended(sample, text)
-
-    def fetch_video(self, sample: Sample) -> str:
-        """Download only this sample's member of `videos.zip`; its local path."""
-        zip_name, _, member = sample.video.partition(":")
-        return str(self._hub.zip_member(zip_name, member))
 
     def _sample(self, key: str, row: Mapping[str, Any]) -> Sample:
         video, qid = text_field(row, "video"), text_field(row, "qid")

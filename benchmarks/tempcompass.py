@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 from benchmarks.base import registry
-from benchmarks.hub import HubDataset
+from benchmarks.hub import HubBenchmark, block_size_option, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field
 from harness.scoring.choice import option_letters, option_span
 from harness.scoring.prompts import lettered
@@ -46,36 +46,24 @@ _OPTION = re.compile(r"(?P<letter>[A-Z])\.\s*(?P<text>\S.*)")
 
 @registry.register
 @dataclass
-class TempCompass:
+class TempCompass(HubBenchmark):
     """TempCompass: multiple-choice or yes/no questions on temporal aspects of short videos."""
 
     name: ClassVar[str] = "tempcompass"
     version: ClassVar[str] = "1"
+    repo_id: ClassVar[str] = REPO_ID
 
     config: Literal["multi-choice", "yes_no"] = field(
         default="multi-choice", metadata={"help": "task format: multi-choice or yes_no"}
     )
-    revision: str | None = field(
-        default=None, metadata={"help": f"revision of the {REPO_ID} dataset repo (default: main)"}
+    revision: str | None = revision_option(
+        f"revision of the {REPO_ID} dataset repo (default: main)"
     )
-    block_size_kb: int = field(
-        default=8192, metadata={"help": f"KiB per range request when reading {VIDEO_ZIP}"}
-    )
-    _hub: HubDataset = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.block_size_kb < 1:
-            raise ValueError(f"block_size_kb must be at least 1, got {self.block_size_kb}")
-        self._hub = HubDataset(REPO_ID, self.revision, block_size=self.block_size_kb * 1024)
+    block_size_kb: int = block_size_option(f"KiB per range request when reading {VIDEO_ZIP}")
 
     def samples(self) -> Iterator[Sample]:
         for index, row in enumerate(self._hub.annotations(self.config, split=SPLIT)):
             yield self._sample(index, row)
-
-    def fetch_video(self, sample: Sample) -> str:
-        """Read only this sample's member of the video zip (kept on disk)."""
-        zip_name, _, member = sample.video.partition(":")
-        return str(self._hub.zip_member(zip_name, member))
 
     def prompt(self, sample: Sample) -> str:
         options = lettered(sample.options) if self.config == "multi-choice" else []

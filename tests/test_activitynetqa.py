@@ -8,7 +8,6 @@ saying which zip holds which video. Malformed rows follow the good ones.
 
 from __future__ import annotations
 
-import functools
 import zipfile
 from fractions import Fraction
 from pathlib import Path
@@ -17,12 +16,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hub_emulator import HubEmulator
+from hub_emulator import serving
 from videos import write_video
 
 from benchmarks import activitynetqa
 from benchmarks.base import registry
-from benchmarks.hub import HubDataset, HubError
+from benchmarks.hub import HubError
 from harness.types import Sample
 
 REPO = "lmms-lab/ActivityNetQA"
@@ -118,12 +117,9 @@ def repo_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def hub(repo_folder, tmp_path, monkeypatch):
-    monkeypatch.setenv("VQA_HARNESS_CACHE", str(tmp_path / "cache"))
     # Small range reads, so that reading one member is visibly not reading the zip.
-    monkeypatch.setattr(
-        activitynetqa, "HubDataset", functools.partial(HubDataset, block_size=BLOCK)
-    )
-    with HubEmulator({REPO: repo_folder}).installed() as emulator:
+    monkeypatch.setattr(activitynetqa.ActivityNetQA, "block_size_kb", BLOCK // 1024)
+    with serving({REPO: repo_folder}, tmp_path / "cache", monkeypatch) as emulator:
         yield emulator
 
 
