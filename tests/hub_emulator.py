@@ -217,10 +217,20 @@ class HubEmulator(requests.adapters.BaseAdapter):
         return response
 
 
+SMALL_BLOCK = 16 * 1024
+"""Bytes per range request with `small_blocks`."""
+
+
 @contextlib.contextmanager
-def serving(repos: dict[str, Path], cache: Path, monkeypatch) -> Iterator[HubEmulator]:
-    """The emulator serving `repos` (repo id -> folder), the harness cache in `cache`."""
+def serving(
+    repos: dict[str, Path], cache: Path, monkeypatch, *, small_blocks: type | None = None
+) -> Iterator[HubEmulator]:
+    """The emulator serving `repos` (repo id -> folder), the harness cache in `cache`; with
+    `small_blocks`, that benchmark reads zips in `SMALL_BLOCK`s, so that reading one member
+    is visibly not reading the zip."""
     monkeypatch.setenv("VQA_HARNESS_CACHE", str(cache))
+    if small_blocks is not None:
+        monkeypatch.setattr(small_blocks, "block_size_kb", SMALL_BLOCK // 1024)
     with HubEmulator(repos).installed() as emulator:
         yield emulator
 

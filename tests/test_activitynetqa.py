@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hub_emulator import SMALL_BLOCK as BLOCK
 from hub_emulator import serving
 from videos import write_video
 
@@ -25,7 +26,6 @@ from benchmarks.hub import HubError
 from harness.types import Sample
 
 REPO = "lmms-lab/ActivityNetQA"
-BLOCK = 16 * 1024
 # video_name -> (zip, extension)
 VIDEOS = {
     "-x9Yt3kQw0A": ("videos_chunked_01.zip", "mp4"),
@@ -117,10 +117,9 @@ def repo_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def hub(repo_folder, tmp_path, monkeypatch):
-    # Small range reads, so that reading one member is visibly not reading the zip.
-    monkeypatch.setattr(activitynetqa.ActivityNetQA, "block_size_kb", BLOCK // 1024)
-    with serving({REPO: repo_folder}, tmp_path / "cache", monkeypatch) as emulator:
-        yield emulator
+    small = activitynetqa.ActivityNetQA
+    with serving({REPO: repo_folder}, tmp_path / "cache", monkeypatch, small_blocks=small) as hub:
+        yield hub
 
 
 def test_rows_become_samples_by_type(hub):

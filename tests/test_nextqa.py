@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hub_emulator import SMALL_BLOCK as BLOCK
 from hub_emulator import serving
 from videos import write_video
 
@@ -25,7 +26,6 @@ from benchmarks.base import registry
 REPO = "lmms-lab/NExTQA"
 VIDEOS = ("4010069381", "2435100235", "5333075105", "6106574393")
 MC_TYPES = ("CW", "CH", "TN", "TC", "TP", "DC", "DL", "DO", "DB", "CW", "TN", "DO")
-BLOCK = 16 * 1024
 
 _COMMON = """  - name: video
     dtype: string
@@ -149,9 +149,9 @@ def repo_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def hub(repo_folder, tmp_path, monkeypatch):
-    # Small range reads, so that reading one member is visibly not reading the zip.
-    monkeypatch.setattr(nextqa.NExTQA, "block_size_kb", BLOCK // 1024)
-    with serving({REPO: repo_folder}, tmp_path / "cache", monkeypatch) as emulator:
+    with serving(
+        {REPO: repo_folder}, tmp_path / "cache", monkeypatch, small_blocks=nextqa.NExTQA
+    ) as emulator:
         yield emulator
 
 
