@@ -10,7 +10,7 @@ A request given up before it completes (deadline, Ctrl-C, a status poll that
 failed) is cancelled at fal.
 
 The endpoint exposes no frame count, temperature or token limit and returns no
-token counts: only `upload`, `queue`, `inference` and `total` are observable.
+token counts: only `upload`, `queue` and `inference` are observable (the runner adds `total`).
 
 Whether a run is live, recorded or replayed comes from the runner
 (`use_http_mode`). fal-client and PyAV are imported on first use, so pricing a
@@ -171,7 +171,6 @@ class FalBackend:
         }
 
     async def answer(self, query: Query) -> Answer:
-        started = time.perf_counter()
         retries = [0]
         _retries.set(retries)
         video_url, upload_s, upload_kind = await self._video_url(query.video)
@@ -212,7 +211,6 @@ class FalBackend:
         inference = completed.metrics.get("inference_time") if completed.metrics else None
         if isinstance(inference, int | float):
             timings["inference"] = float(inference)
-        timings["total"] = time.perf_counter() - started
         meta = {
             "request_id": handle.request_id,
             "polls": polls,

@@ -291,9 +291,6 @@ class LocalBackend:
             )
         decode_steps = int(timings.pop("decode_steps"))
         timings["frames"] = frames.seconds
-        timings["total"] = (
-            frames.seconds + timings["preprocess"] + timings["prefill"] + timings["decode"]
-        )
         meta: dict[str, Any] = {
             "frames": len(images),
             "frame_indices": frames.sampled.indices,

@@ -21,11 +21,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from benchmarks.hub import HubDataset
+from benchmarks.hub import HubBenchmark, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field
 from benchmarks.zipindex import ZipIndex
-from harness.scoring.open_ended import normalize
 from harness.scoring.rules import score_open_ended
+from harness.scoring.text import normalize
 from harness.types import Sample, Score
 
 REPO_ID = "lmms-lab/ActivityNetQA"
@@ -52,20 +52,18 @@ QUESTION_TYPES = ("0", "1", "2")
 
 
 @dataclass
-class ActivityNetQA:
+class ActivityNetQA(HubBenchmark):
     """ActivityNet-QA test split: open-ended answers, by question/answer type."""
 
     name: ClassVar[str] = "activitynetqa"
     version: ClassVar[str] = "1"
+    repo_id: ClassVar[str] = REPO_ID
 
-    revision: str | None = field(
-        default=None, metadata={"help": "Hub revision of lmms-lab/ActivityNetQA (default: main)"}
-    )
-    _hub: HubDataset = field(init=False, repr=False, compare=False)
+    revision: str | None = revision_option("Hub revision of lmms-lab/ActivityNetQA (default: main)")
     _videos: ZipIndex = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self._hub = HubDataset(REPO_ID, self.revision)
+        super().__post_init__()
         self._videos = ZipIndex(self._hub, VIDEO_ZIPS)
 
     def samples(self) -> Iterator[Sample]:
@@ -91,11 +89,11 @@ class ActivityNetQA:
 
 
 def _sample(key: str, row: Mapping[str, Any]) -> Sample:
-    video_name = text_field(row, "video_name").strip()
+    video_name = text_field(row, "video_name")
     code = str(row.get("type")).strip()  # text on the Hub, an integer in MILVLG's json
     if code not in TYPES:
         raise BadField("type", f"{row.get('type')!r} is not a type code 0-8")
-    answer = text_field(row, "answer").strip()
+    answer = text_field(row, "answer")
     if code == YES_NO:
         answer = normalize(answer)
         if answer not in ("yes", "no"):
@@ -104,7 +102,7 @@ def _sample(key: str, row: Mapping[str, Any]) -> Sample:
     return Sample(
         id=f"activitynetqa/{key}",
         video=f"{VIDEO_ZIPS}:{video_file}",
-        question=text_field(row, "question").strip(),
+        question=text_field(row, "question"),
         answer=answer,
         category=TYPES[code],
         meta={

@@ -14,7 +14,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import fsspec
 from huggingface_hub import HfApi, hf_hub_download
@@ -23,6 +23,10 @@ from huggingface_hub.errors import HfHubHTTPError
 from harness.errors import HarnessError
 from harness.media.cache import cache_root
 from harness.run.store import write_bytes_atomic
+from harness.types import Sample
+
+BLOCK_SIZE_KB = 8192
+"""KiB per range request inside zips, unless a benchmark's `block_size_kb` says otherwise."""
 
 
 class HubError(HarnessError):
@@ -35,7 +39,7 @@ class HubDataset:
 
     repo_id: str
     revision: str | None = None
-    block_size: int = 8 * 2**20
+    block_size: int = BLOCK_SIZE_KB * 1024
     """Bytes per range request inside zips: a member's reads come in blocks this big."""
     _locks: dict[str, threading.Lock] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -120,6 +124,38 @@ class HubDataset:
 
     def _lock_for(self, key: str) -> threading.Lock:
         return self._locks.setdefault(key, threading.Lock())
+
+
+def revision_option(help: str, default: str | None = None) -> Any:
+    """A Hub benchmark's `revision` option: the dataset repo's branch, tag or commit."""
+    return field(default=default, metadata={"help": help})
+
+
+def block_size_option(help: str) -> Any:
+    """A Hub benchmark's `block_size_kb` option: KiB per range request inside its zips."""
+    return field(default=BLOCK_SIZE_KB, metadata={"help": help})
+
+
+class HubBenchmark:
+    """What the benchmarks on a Hub dataset repo share, as a base of their dataclass: the
+    repo (`repo_id`) at the `revision` option, read in blocks of `block_size_kb` (an option
+    where a benchmark declares it), as `_hub`; and `fetch_video` for a video given as
+    `<zip>:<member>`, reading only that member."""
+
+    repo_id: ClassVar[str]
+    revision: str | None
+    block_size_kb: int = BLOCK_SIZE_KB
+    _hub: HubDataset
+
+    def __post_init__(self) -> None:
+        if self.block_size_kb < 1:
+            raise ValueError(f"block_size_kb must be at least 1, got {self.block_size_kb}")
+        self._hub = HubDataset(self.repo_id, self.revision, block_size=self.block_size_kb * 1024)
+
+    def fetch_video(self, sample: Sample) -> str:
+        """Read only this sample's member of its zip (kept on disk); its local path."""
+        zip_name, _, member = sample.video.partition(":")
+        return str(self._hub.zip_member(zip_name, member))
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

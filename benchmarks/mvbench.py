@@ -31,9 +31,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from benchmarks.hub import HubDataset
-from benchmarks.rows import BadField, invalid_sample, text_field
+from benchmarks.hub import HubBenchmark, revision_option
+from benchmarks.rows import BadField, invalid_sample, text_field, text_value
 from harness.scoring.choice import option_letters
+from harness.scoring.prompts import lettered
 from harness.scoring.rules import score_multiple_choice
 from harness.types import Sample, Score
 
@@ -86,25 +87,23 @@ BOUNDS = (
 
 
 @dataclass
-class MVBench:
+class MVBench(HubBenchmark):
     """MVBench: 4,000 multiple-choice questions, 200 in each of 20 temporal tasks."""
 
     name: ClassVar[str] = "mvbench"
     version: ClassVar[str] = "1"
+    repo_id: ClassVar[str] = REPO_ID
 
     tasks: str = field(
         default="",
         metadata={"help": "comma-separated tasks to run, all 20 when empty: " + ", ".join(TASKS)},
     )
-    revision: str | None = field(
+    revision: str | None = revision_option(
+        f"revision of {REPO_ID} with one file per video: the `video` branch"
+        " (default) or one of its commits; main keeps its videos in zips, not read here",
         default=VIDEO_REVISION,
-        metadata={
-            "help": f"revision of {REPO_ID} with one file per video: the `video` branch"
-            " (default) or one of its commits; main keeps its videos in zips, not read here"
-        },
     )
     _tasks: tuple[str, ...] = field(init=False, repr=False, compare=False)
-    _hub: HubDataset = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         wanted = {task.strip() for task in self.tasks.split(",") if task.strip()}
@@ -112,7 +111,7 @@ class MVBench:
         if unknown:
             raise ValueError(f"unknown task(s) {', '.join(unknown)}; tasks: {', '.join(TASKS)}")
         self._tasks = tuple(task for task in TASKS if not wanted or task in wanted)
-        self._hub = HubDataset(REPO_ID, self.revision)
+        super().__post_init__()
 
     def samples(self) -> Iterator[Sample]:
         for task in self._tasks:
@@ -124,10 +123,7 @@ class MVBench:
         return str(self._hub.file(sample.video))
 
     def prompt(self, sample: Sample) -> str:
-        letters = option_letters(len(sample.options))
-        options = [
-            f"({letter}) {text}" for letter, text in zip(letters, sample.options, strict=True)
-        ]
+        options = lettered(sample.options, "({letter}) {text}")
         question = "\n".join([f"Question: {sample.question}", "Options:", *options])
         return f"{SYSTEM}\n{question}\n{INSTRUCTION}"
 
@@ -141,7 +137,7 @@ def _sample(task: str, index: int, row: Mapping[str, Any]) -> Sample:
         video = text_field(row, "video")
         question = text_field(row, "question")
         choices = _choices(row.get("candidates"))
-        answer = _choice("answer", row.get("answer"))
+        answer = text_field(row, "answer")
         if choices.count(answer) != 1:
             found = "is not" if answer not in choices else "is more than once"
             raise BadField("answer", f"{answer!r} {found} among the candidates {list(choices)}")
@@ -165,16 +161,7 @@ def _sample(task: str, index: int, row: Mapping[str, Any]) -> Sample:
 def _choices(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not 2 <= len(value) <= 26:
         raise BadField("candidates", f"expected a list of 2 to 26 choices, got {value!r}")
-    return tuple(_choice("candidates", choice) for choice in value)
-
-
-def _choice(name: str, value: Any) -> str:
-    """A choice's text; a number (JSON may hold counts as numbers) is read as its digits."""
-    if value is None:
-        raise BadField(name, "missing")
-    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
-        raise BadField(name, f"{value!r} is not a non-empty text")
-    return str(value)
+    return tuple(text_value("candidates", choice) for choice in value)  # counts may be numbers
 
 
 def _is_number(value: Any) -> bool:

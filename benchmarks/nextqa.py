@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from benchmarks.hub import HubDataset
+from benchmarks.hub import HubBenchmark, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field
 from harness.scoring.choice import option_letters
 from harness.scoring.prompts import multiple_choice_prompt
@@ -54,11 +54,12 @@ TYPES = {
 
 
 @dataclass
-class NExTQA:
+class NExTQA(HubBenchmark):
     """NExT-QA: 5-way multiple choice (`mode=mc`) or open-ended (`mode=oe`)."""
 
     name: ClassVar[str] = "nextqa"
     version: ClassVar[str] = "1"
+    repo_id: ClassVar[str] = REPO_ID
 
     mode: Literal["mc", "oe"] = field(
         default="mc", metadata={"help": "mc: 5-way multiple choice; oe: open-ended answers"}
@@ -66,13 +67,7 @@ class NExTQA:
     split: str = field(
         default="test", metadata={"help": "annotation split: test (mc, oe) or validation (oe)"}
     )
-    revision: str | None = field(
-        default=None, metadata={"help": "Hub revision of lmms-lab/NExTQA (default: main)"}
-    )
-    _hub: HubDataset = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        self._hub = HubDataset(REPO_ID, self.revision)
+    revision: str | None = revision_option("Hub revision of lmms-lab/NExTQA (default: main)")
 
     def samples(self) -> Iterator[Sample]:
         rows = self._hub.annotations(CONFIGS[self.mode], split=self.split)
@@ -98,14 +93,9 @@ class NExTQA:
             return score_multiple_choice(sample, text)
         return score_open_ended(sample, text)
 
-    def fetch_video(self, sample: Sample) -> str:
-        """Download only this sample's member of `videos.zip`; its local path."""
-        zip_name, _, member = sample.video.partition(":")
-        return str(self._hub.zip_member(zip_name, member))
-
     def _sample(self, key: str, row: Mapping[str, Any]) -> Sample:
-        video, qid = _identifier(row, "video"), _identifier(row, "qid")
-        code = text_field(row, "type").strip()
+        video, qid = text_field(row, "video"), text_field(row, "qid")
+        code = text_field(row, "type")
         if code not in TYPES:
             raise BadField("type", f"unknown question type {code!r}")
         meta: dict[str, Any] = {
@@ -118,18 +108,18 @@ class NExTQA:
             "height": row.get("height"),
         }
         if self.mode == "mc":
-            options = tuple(text_field(row, f"a{i}").strip() for i in range(CHOICES))
+            options = tuple(text_field(row, f"a{i}") for i in range(CHOICES))
             answer = option_letters(CHOICES)[_option_index(row.get("answer"))]
         else:
             options = ()
-            answer = text_field(row, "answer").strip()
+            answer = text_field(row, "answer")
             extra = str(row.get("additional_ref_answer") or "").strip()
             if extra:
                 meta["references"] = [extra]
         return Sample(
             id=f"nextqa/{self.mode}/{key}",
             video=f"{VIDEOS_ZIP}:{VIDEO_FOLDER}/{video}.mp4",
-            question=text_field(row, "question").strip(),
+            question=text_field(row, "question"),
             answer=answer,
             options=options,
             category=FAMILIES[code[0]],
@@ -140,17 +130,9 @@ class NExTQA:
 def _question_key(row: Mapping[str, Any], index: int) -> str:
     """`<video>_<qid>`, NExT-QA's question id; the row's position when either is unusable."""
     try:
-        return f"{_identifier(row, 'video')}_{_identifier(row, 'qid')}"
+        return f"{text_field(row, 'video')}_{text_field(row, 'qid')}"
     except BadField:
         return f"row{index}"
-
-
-def _identifier(row: Mapping[str, Any], name: str) -> str:
-    """A video or question number, stored as an integer or as its text."""
-    value = row.get(name)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return text_field(row, name).strip()
 
 
 def _option_index(value: Any) -> int:

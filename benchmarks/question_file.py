@@ -26,7 +26,7 @@ and CER alongside).
 A bad row (a required column missing or empty, options that are not a list, an
 answer letter outside the options, an id used before, a line that is not a
 JSON object, a local video that does not exist) does not stop a run: it
-becomes an invalid sample whose reason names the row and the column, and the
+becomes an invalid sample whose reason names the row and the field (column), and the
 runner records it as failed without asking the backend. Rows are numbered as
 the user sees them: JSONL by line number, CSV as a spreadsheet does (the
 header is row 1, so the first data row is row 2). A file that cannot be read,
@@ -46,8 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from benchmarks.rows import BadField, json_type, optional_text, text_field
 from harness.errors import UsageError
-from harness.scoring.choice import option_letters
+from harness.scoring.choice import option_letters, option_span
 from harness.scoring.prompts import multiple_choice_prompt
 from harness.scoring.rules import score_multiple_choice, score_open_ended
 from harness.types import Sample, Score
@@ -109,19 +110,6 @@ class Row:
     problem: str | None = None
 
 
-class BadRow(Exception):
-    """What is wrong with a row, and in which column."""
-
-    def __init__(self, column: str | None, problem: str) -> None:
-        super().__init__(problem)
-        self.column = column
-        self.problem = problem
-
-    def at(self, where: str) -> str:
-        column = f", column {self.column!r}" if self.column else ""
-        return f"{where}{column}: {self.problem}"
-
-
 def read_manifest(content: bytes, path: Path) -> Iterator[Sample]:
     """The samples of a manifest file's `content`; bad rows as invalid samples."""
     try:
@@ -147,7 +135,7 @@ def jsonl_rows(text: str) -> Iterator[Row]:
         if isinstance(data, dict):
             yield Row(where, data)
         else:
-            yield Row(where, {}, f"expected a JSON object, got {_json_type(data)}")
+            yield Row(where, {}, f"expected a JSON object, got {json_type(data)}")
 
 
 def csv_rows(text: str, path: Path) -> list[Row]:
@@ -182,30 +170,30 @@ def _samples(rows: Iterable[Row], folder: Path, options: OptionsReader) -> Itera
     for row in rows:
         try:
             sample = _sample(row, folder, taken, options)
-        except BadRow as bad:
+        except BadField as bad:
             sample = _invalid(row, bad.at(row.where), taken)
         taken.add(sample.id)
         yield sample
 
 
 def _sample(row: Row, folder: Path, taken: set[str], options: OptionsReader) -> Sample:
-    """The row as a sample; `BadRow` says what is wrong with it."""
+    """The row as a sample; `BadField` says what is wrong with it."""
     if row.problem:
-        raise BadRow(None, row.problem)
+        raise BadField(None, row.problem)
     fields = row.fields
-    sample_id = _text(fields, "id")
+    sample_id = text_field(fields, "id")
     if sample_id in taken:
-        raise BadRow("id", f"{sample_id!r} is used by an earlier row")
+        raise BadField("id", f"{sample_id!r} is used by an earlier row")
     choices = options(fields.get("options"))
-    meta: dict[str, Any] = {key: _text(fields, key, required=False) for key in _META_LABELS}
+    meta: dict[str, Any] = {key: optional_text(key, fields.get(key)) for key in _META_LABELS}
     meta["duration_s"] = _seconds(fields.get("duration_s"))
     return Sample(
         id=sample_id,
-        video=_video(_text(fields, "video"), folder),
-        question=_text(fields, "question"),
-        answer=_answer(_text(fields, "answer"), choices),
+        video=_video(text_field(fields, "video"), folder),
+        question=text_field(fields, "question"),
+        answer=_answer(text_field(fields, "answer"), choices),
         options=choices,
-        category=_text(fields, "category", required=False) or "",
+        category=optional_text("category", fields.get("category")) or "",
         meta={key: value for key, value in meta.items() if value is not None},
     )
 
@@ -228,23 +216,10 @@ def _invalid(row: Row, reason: str, taken: set[str]) -> Sample:
     )
 
 
-def _text(fields: dict[str, Any], column: str, *, required: bool = True) -> str | None:
-    """A column's text (numbers read as text); a missing or empty required one is a `BadRow`."""
-    value = fields.get(column)
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = str(value)
-    if value is not None and not isinstance(value, str):
-        raise BadRow(column, f"expected text, got {_json_type(value)}")
-    value = (value or "").strip()
-    if not value and required:
-        raise BadRow(column, "missing" if column not in fields else "empty")
-    return value or None
-
-
 def _try_text(fields: dict[str, Any], column: str) -> str | None:
     try:
-        return _text(fields, column, required=False)
-    except BadRow:
+        return optional_text(column, fields.get(column))
+    except BadField:
         return None
 
 
@@ -253,7 +228,7 @@ def _list_options(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise BadRow("options", f"expected a list of option texts, got {json.dumps(value)}")
+        raise BadField("options", f"expected a list of option texts, got {json.dumps(value)}")
     return _checked_options(value)
 
 
@@ -265,15 +240,15 @@ def _cell_options(value: str | None) -> tuple[str, ...]:
     try:
         return _list_options(json.loads(text))
     except json.JSONDecodeError as exc:
-        raise BadRow("options", f"not a valid JSON list ({exc.msg})") from None
+        raise BadField("options", f"not a valid JSON list ({exc.msg})") from None
 
 
 def _checked_options(texts: list[str]) -> tuple[str, ...]:
     options = tuple(text.strip() for text in texts)
     if options and not 2 <= len(options) <= 26:
-        raise BadRow("options", f"{len(options)} options; a question needs 2 to 26, or none")
+        raise BadField("options", f"{len(options)} options; a question needs 2 to 26, or none")
     if "" in options:
-        raise BadRow("options", f"option {options.index('') + 1} is empty")
+        raise BadField("options", f"option {options.index('') + 1} is empty")
     return options
 
 
@@ -281,12 +256,9 @@ def _answer(answer: str, options: tuple[str, ...]) -> str:
     """The answer letter (upper case) for a multiple-choice question, else the text."""
     if not options:
         return answer
-    letters = option_letters(len(options))
-    if len(answer) != 1 or answer.upper() not in letters:
-        raise BadRow(
-            "answer",
-            f"{answer!r} is not one of the {len(options)} options ({letters[0]}-{letters[-1]})",
-        )
+    if len(answer) != 1 or answer.upper() not in option_letters(len(options)):
+        span = option_span(len(options))
+        raise BadField("answer", f"{answer!r} is not one of the {len(options)} options ({span})")
     return answer.upper()
 
 
@@ -296,7 +268,7 @@ def _video(video: str, folder: Path) -> str:
         return video
     path = folder / Path(video).expanduser()
     if not path.is_file():
-        raise BadRow("video", f"no such file: {path}")
+        raise BadField("video", f"no such file: {path}")
     return str(path)
 
 
@@ -310,7 +282,7 @@ def _seconds(value: Any) -> float | None:
     except (TypeError, ValueError):
         valid = False
     if not valid:
-        raise BadRow("duration_s", f"expected a length in seconds, got {json.dumps(value)}")
+        raise BadField("duration_s", f"expected a length in seconds, got {json.dumps(value)}")
     return seconds
 
 
@@ -321,8 +293,3 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read manifest {path}: {exc.strerror or exc}") from None
-
-
-def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "a list", bool: "true/false", type(None): "null"}
-    return names.get(type(value), type(value).__name__)

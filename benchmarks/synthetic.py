@@ -31,9 +31,7 @@ import copy
 import hashlib
 import itertools
 import json
-import os
 import random
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -44,6 +42,7 @@ import av
 import numpy as np
 
 from harness.media.cache import cache_root
+from harness.run.store import atomic_path
 from harness.scoring.choice import option_letters
 from harness.scoring.prompts import multiple_choice_prompt
 from harness.scoring.rules import score_multiple_choice
@@ -194,15 +193,8 @@ def ensure_video(spec: Mapping[str, Any], directory: Path) -> Path:
     if path.is_file() and path.stat().st_size > 0:
         return path
     directory.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(prefix=f".{path.stem[:16]}.", suffix=".tmp", dir=directory)
-    os.close(fd)
-    try:
-        write_video(spec, Path(temp))
-        os.chmod(temp, 0o644)  # mkstemp makes it private; the cache is shareable
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temp:
+        write_video(spec, temp)
     return path
 
 

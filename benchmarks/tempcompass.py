@@ -20,9 +20,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from benchmarks.hub import HubDataset
+from benchmarks.hub import HubBenchmark, block_size_option, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field
-from harness.scoring.choice import option_letters
+from harness.scoring.choice import option_letters, option_span
+from harness.scoring.prompts import lettered
 from harness.scoring.rules import score_multiple_choice
 from harness.types import Sample, Score
 
@@ -43,45 +44,28 @@ _OPTION = re.compile(r"(?P<letter>[A-Z])\.\s*(?P<text>\S.*)")
 
 
 @dataclass
-class TempCompass:
+class TempCompass(HubBenchmark):
     """TempCompass: multiple-choice or yes/no questions on temporal aspects of short videos."""
 
     name: ClassVar[str] = "tempcompass"
     version: ClassVar[str] = "1"
+    repo_id: ClassVar[str] = REPO_ID
 
     config: Literal["multi-choice", "yes_no"] = field(
         default="multi-choice", metadata={"help": "task format: multi-choice or yes_no"}
     )
-    revision: str | None = field(
-        default=None, metadata={"help": f"revision of the {REPO_ID} dataset repo (default: main)"}
+    revision: str | None = revision_option(
+        f"revision of the {REPO_ID} dataset repo (default: main)"
     )
-    block_size_kb: int = field(
-        default=8192, metadata={"help": f"KiB per range request when reading {VIDEO_ZIP}"}
-    )
-    _hub: HubDataset = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.block_size_kb < 1:
-            raise ValueError(f"block_size_kb must be at least 1, got {self.block_size_kb}")
-        self._hub = HubDataset(REPO_ID, self.revision, block_size=self.block_size_kb * 1024)
+    block_size_kb: int = block_size_option(f"KiB per range request when reading {VIDEO_ZIP}")
 
     def samples(self) -> Iterator[Sample]:
         for index, row in enumerate(self._hub.annotations(self.config, split=SPLIT)):
             yield self._sample(index, row)
 
-    def fetch_video(self, sample: Sample) -> str:
-        """Read only this sample's member of the video zip (kept on disk)."""
-        zip_name, _, member = sample.video.partition(":")
-        return str(self._hub.zip_member(zip_name, member))
-
     def prompt(self, sample: Sample) -> str:
-        lines = [sample.question]
-        if self.config == "multi-choice":
-            letters = option_letters(len(sample.options))
-            lines += [
-                f"{letter}. {text}" for letter, text in zip(letters, sample.options, strict=True)
-            ]
-        return "\n".join([*lines, INSTRUCTIONS[self.config]])
+        options = lettered(sample.options) if self.config == "multi-choice" else []
+        return "\n".join([sample.question, *options, INSTRUCTIONS[self.config]])
 
     def score(self, sample: Sample, text: str) -> Score:
         return score_multiple_choice(sample, text)
@@ -89,10 +73,10 @@ class TempCompass:
     def _sample(self, index: int, row: Mapping[str, Any]) -> Sample:
         sample_id = f"tempcompass/{self.config}/{index}"
         try:
-            video_id = text_field(row, "video_id").strip()
-            dim = text_field(row, "dim").strip()
-            question = text_field(row, "question").strip()
-            answer = text_field(row, "answer").strip()
+            video_id = text_field(row, "video_id")
+            dim = text_field(row, "dim")
+            question = text_field(row, "question")
+            answer = text_field(row, "answer")
             if self.config == "multi-choice":
                 question, options = _split_options(question)
                 letter = _option_letter(answer, options)
@@ -133,7 +117,9 @@ def _option_letter(answer: str, options: tuple[str, ...]) -> str:
     match = _OPTION.fullmatch(answer)
     letters = option_letters(len(options))
     if match is None or match["letter"] not in letters:
-        raise BadField("answer", f"{answer!r} is not one of the options {letters[0]}-{letters[-1]}")
+        raise BadField(
+            "answer", f"{answer!r} is not one of the options {option_span(len(letters))}"
+        )
     letter = match["letter"]
     option = options[letters.index(letter)]
     if match["text"].strip() != option:

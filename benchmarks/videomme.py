@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
-from benchmarks.hub import HubDataset
+from benchmarks.hub import HubBenchmark, block_size_option, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field
 from benchmarks.zipindex import ZipIndex
 from harness.scoring.choice import option_letters
+from harness.scoring.prompts import lettered
 from harness.scoring.rules import score_multiple_choice
 from harness.types import Sample, Score
 
@@ -59,31 +60,25 @@ _MARKUP = re.compile(r"<[^>]*>")
 
 
 @dataclass
-class VideoMME:
+class VideoMME(HubBenchmark):
     """Video-MME: 4-way multiple choice on short, medium and long YouTube videos."""
 
     name: ClassVar[str] = "videomme"
     version: ClassVar[str] = "1"
+    repo_id: ClassVar[str] = REPO_ID
 
     subtitles: bool = field(
         default=False,
         metadata={"help": "put each video's subtitles (from subtitle.zip) in the prompt"},
     )
-    revision: str | None = field(
-        default=None,
-        metadata={"help": f"revision of the {REPO_ID} dataset repo (default: main)"},
+    revision: str | None = revision_option(
+        f"revision of the {REPO_ID} dataset repo (default: main)"
     )
-    block_size_kb: int = field(
-        default=8192,
-        metadata={"help": "KiB per range request when reading the repo's zips"},
-    )
-    _hub: HubDataset = field(init=False, repr=False, compare=False)
+    block_size_kb: int = block_size_option("KiB per range request when reading the repo's zips")
     _videos: ZipIndex = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if self.block_size_kb < 1:
-            raise ValueError(f"block_size_kb must be at least 1, got {self.block_size_kb}")
-        self._hub = HubDataset(REPO_ID, self.revision, block_size=self.block_size_kb * 1024)
+        super().__post_init__()
         self._videos = ZipIndex(self._hub, VIDEO_ZIPS)
 
     def samples(self) -> Iterator[Sample]:
@@ -97,8 +92,7 @@ class VideoMME:
         return str(self._videos.fetch(sample.meta["videoID"]))
 
     def prompt(self, sample: Sample) -> str:
-        lines = [f"{letter}. {text}" for letter, text in zip(LETTERS, sample.options, strict=True)]
-        body = "\n".join([sample.question, *lines, ANSWER_CUE])
+        body = "\n".join([sample.question, *lettered(sample.options), ANSWER_CUE])
         member = sample.meta.get("subtitle")
         if member:
             srt = self._hub.zip_member(SUBTITLE_ZIP, member).read_bytes()
@@ -121,7 +115,7 @@ class VideoMME:
         try:
             values = {name: text_field(row, name) for name in _REQUIRED}
             options = _options(row.get("options"))
-            answer = values["answer"].strip()
+            answer = values["answer"]
             if answer not in LETTERS:
                 raise BadField("answer", f"{answer!r} is not one of {', '.join(LETTERS)}")
         except BadField as bad:

@@ -73,9 +73,10 @@ class Query:
 class Answer:
     """What a backend returns for a query.
 
-    `timings` uses the latency vocabulary of DESIGN.md, in seconds (`total`,
-    `upload`, `queue`, `inference`, `frames`, `preprocess`, `prefill`,
-    `decode`, and `tpot` = `decode` / `decode_steps`); `usage` holds counts:
+    `timings` uses the latency vocabulary of DESIGN.md, in seconds (`upload`,
+    `queue`, `inference`, `frames`, `preprocess`, `prefill`, `decode`, and
+    `tpot` = `decode` / `decode_steps`; not `total`, which the runner measures
+    and writes on the record); `usage` holds counts:
     `output_tokens` (the answer's tokens) and `decode_steps` (forward passes
     after the prefill, each one token more for every sequence still generated:
     one answer token under greedy or sampling, one step of all beams under beam

@@ -25,6 +25,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 import datasets
@@ -32,6 +33,9 @@ import requests
 from huggingface_hub import configure_http_backend
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.utils import _http
+
+from benchmarks.base import registry
+from harness.types import Sample
 
 ENDPOINT = "https://huggingface.co"
 _INFO = re.compile(r"/api/datasets/(?P<repo>[^/]+/[^/]+)(?:/revision/(?P<rev>[^/]+))?/?$")
@@ -211,3 +215,27 @@ class HubEmulator(requests.adapters.BaseAdapter):
         response.request = request
         response.reason = {200: "OK", 206: "Partial Content", 404: "Not Found"}.get(status, "")
         return response
+
+
+SMALL_BLOCK = 16 * 1024
+"""Bytes per range request with `small_blocks`."""
+
+
+@contextlib.contextmanager
+def serving(
+    repos: dict[str, Path], cache: Path, monkeypatch, *, small_blocks: type | None = None
+) -> Iterator[HubEmulator]:
+    """The emulator serving `repos` (repo id -> folder), the harness cache in `cache`; with
+    `small_blocks`, that benchmark reads zips in `SMALL_BLOCK`s, so that reading one member
+    is visibly not reading the zip."""
+    monkeypatch.setenv("VQA_HARNESS_CACHE", str(cache))
+    if small_blocks is not None:
+        monkeypatch.setattr(small_blocks, "block_size_kb", SMALL_BLOCK // 1024)
+    with HubEmulator(repos).installed() as emulator:
+        yield emulator
+
+
+def loaded(name: str, **options) -> tuple[Any, dict[str, Sample]]:
+    """The benchmark `name` created with `options`, and its samples by id."""
+    benchmark = registry.create(name, **options)
+    return benchmark, {sample.id: sample for sample in benchmark.samples()}

@@ -8,7 +8,6 @@ saying which zip holds which video. Malformed rows follow the good ones.
 
 from __future__ import annotations
 
-import functools
 import zipfile
 from fractions import Fraction
 from pathlib import Path
@@ -17,16 +16,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hub_emulator import HubEmulator
+from hub_emulator import SMALL_BLOCK as BLOCK
+from hub_emulator import serving
 from videos import write_video
 
 from benchmarks import activitynetqa
 from benchmarks.base import registry
-from benchmarks.hub import HubDataset, HubError
+from benchmarks.hub import HubError
 from harness.types import Sample
 
 REPO = "lmms-lab/ActivityNetQA"
-BLOCK = 16 * 1024
 # video_name -> (zip, extension)
 VIDEOS = {
     "-x9Yt3kQw0A": ("videos_chunked_01.zip", "mp4"),
@@ -118,13 +117,9 @@ def repo_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def hub(repo_folder, tmp_path, monkeypatch):
-    monkeypatch.setenv("VQA_HARNESS_CACHE", str(tmp_path / "cache"))
-    # Small range reads, so that reading one member is visibly not reading the zip.
-    monkeypatch.setattr(
-        activitynetqa, "HubDataset", functools.partial(HubDataset, block_size=BLOCK)
-    )
-    with HubEmulator({REPO: repo_folder}).installed() as emulator:
-        yield emulator
+    small = activitynetqa.ActivityNetQA
+    with serving({REPO: repo_folder}, tmp_path / "cache", monkeypatch, small_blocks=small) as hub:
+        yield hub
 
 
 def test_rows_become_samples_by_type(hub):

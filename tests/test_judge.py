@@ -27,7 +27,7 @@ from harness.scoring.judge import (
     parse_verdict,
     retry_delay,
 )
-from harness.scoring.rules import score_open_ended
+from harness.scoring.rules import apply_judge, score_open_ended
 from harness.types import Sample
 
 CASSETTES = Path(__file__).resolve().parent / "cassettes" / "test_judge"
@@ -77,6 +77,11 @@ def judge(**options) -> Judge:
     return Judge(BASE_URL, MODEL, **options)
 
 
+def judged(text: str, grader: Judge):
+    """SAMPLE's open-ended score of `text` with `grader`'s verdict, as the runner applies it."""
+    return apply_judge(score_open_ended(SAMPLE, text), SAMPLE, text, grader)
+
+
 def statuses(cassette) -> list[int]:
     return [response["status"]["code"] for response in cassette.responses]
 
@@ -95,7 +100,7 @@ def keyless(result: dict) -> dict:
 @pytest.mark.vcr
 def test_a_yes_verdict_decides_correct(vcr, endpoint, delays):
     endpoint.reply = "{'pred': 'yes', 'score': 5}"
-    score = score_open_ended(SAMPLE, "The man is strumming a guitar.", judge())
+    score = judged("The man is strumming a guitar.", judge())
     assert score.correct and score.rule == "judge" and score.reason is None
     assert score.metrics["exact_match"] == 0.0  # exact match alone would have said wrong
     assert keyless(score.judge) == {
@@ -120,7 +125,7 @@ def test_a_yes_verdict_decides_correct(vcr, endpoint, delays):
 @pytest.mark.vcr
 def test_a_no_verdict_decides_wrong(vcr, endpoint):
     endpoint.reply = "{'pred': 'no', 'score': 1}"
-    score = score_open_ended(SAMPLE, "He is singing.", judge())
+    score = judged("He is singing.", judge())
     assert not score.correct and score.rule == "judge"
     assert keyless(score.judge)["correct"] is False and score.judge["score"] == 1.0
     assert set(score.judge) == VERDICT_KEYS
@@ -130,7 +135,7 @@ def test_a_no_verdict_decides_wrong(vcr, endpoint):
 @pytest.mark.vcr
 def test_a_garbage_answer_is_a_judge_failure_not_a_zero(vcr, endpoint):
     endpoint.reply = "The predicted answer matches the correct answer quite well."
-    score = score_open_ended(SAMPLE, "Playing guitar.", judge())
+    score = judged("Playing guitar.", judge())
     assert set(keyless(score.judge)) == ERROR_KEYS
     assert score.judge["raw"] == "The predicted answer matches the correct answer quite well."
     assert score.judge["error"].startswith("unparseable: no {'pred'")

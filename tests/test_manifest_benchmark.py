@@ -45,13 +45,13 @@ JSONL_ROWS = [
 
 def expected_invalid(folder: Path) -> dict[str, str]:
     return {
-        "q3": "line 4, column 'answer': 'E' is not one of the 4 options (A-D)",
-        "line 5": "line 5, column 'id': 'q1' is used by an earlier row",
-        "q5": f"line 6, column 'video': no such file: {folder}/clips/missing.mp4",
-        "q6": "line 7, column 'question': empty",
+        "q3": "line 4, field 'answer': 'E' is not one of the 4 options (A-D)",
+        "line 5": "line 5, field 'id': 'q1' is used by an earlier row",
+        "q5": f"line 6, field 'video': no such file: {folder}/clips/missing.mp4",
+        "q6": "line 7, field 'question': empty",
         "line 8": "line 8: not valid JSON (Expecting value at column 1)",
-        "q8": "line 9, column 'options': expected a list of option texts, got \"a|b\"",
-        "q9": "line 10, column 'answer': missing",
+        "q8": "line 9, field 'options': expected a list of option texts, got \"a|b\"",
+        "q9": "line 10, field 'answer': missing",
         "line 11": "line 11: expected a JSON object, got a list",
     }
 
@@ -140,9 +140,9 @@ def test_csv_rows_are_numbered_as_a_spreadsheet_does(tmp_path):
     assert samples["c2"].answer == "B"  # a lower-case letter is read as the letter
     assert (samples["c3"].options, samples["c3"].answer) == ((), "3")
     assert {i: s.invalid for i, s in samples.items() if s.invalid} == {
-        "c4": "row 6, column 'answer': 'C' is not one of the 2 options (A-B)",
+        "c4": "row 6, field 'answer': 'C' is not one of the 2 options (A-B)",
         "c5": "row 7: 3 cells, but the header has 6 columns",
-        "c6": "row 8, column 'options': expected a list of option texts, got [\"red\", 1]",
+        "c6": "row 8, field 'options': expected a list of option texts, got [\"red\", 1]",
     }
 
 
@@ -210,7 +210,7 @@ def test_a_run_answers_the_good_rows_and_reports_each_bad_one(tmp_path, capsys):
 
     report = (run_dir / "report.md").read_text()
     assert "## Invalid samples (8)" in report
-    assert "| q3 | line 4, column 'answer': 'E' is not one of the 4 options (A-D) |" in report
+    assert "| q3 | line 4, field 'answer': 'E' is not one of the 4 options (A-D) |" in report
     assert "| line 8 | line 8: not valid JSON (Expecting value at column 1) |" in report
 
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from harness.scoring.choice import ChoiceExtraction, explain_choice, extract_choice, option_letters
+from harness.scoring.choice import (
+    ChoiceExtraction,
+    explain_choice,
+    extract_choice,
+    option_letters,
+    option_span,
+)
+from harness.scoring.prompts import lettered
 
 COLOURS = ["red", "green", "blue", "yellow"]
 DIRECTIONS = ["left to right", "right to left", "top to bottom", "bottom to top"]
@@ -175,6 +182,13 @@ def test_out_of_range_letters_are_ignored_outside_declarations():
     )
 
 
+def test_option_texts_in_any_script_are_matched_by_the_shared_normaliser():
+    assert explain_choice("\u732b\u3002", ["\u72d7", "\u732b"]) == ChoiceExtraction("B", "text")
+    assert explain_choice("C\u2019est un chat.", ["chien", "chat"]) == ChoiceExtraction(
+        "B", "mention"
+    )
+
+
 def test_option_letters():
     assert option_letters(1) == "A"
     assert option_letters(4) == "ABCD"
@@ -182,6 +196,12 @@ def test_option_letters():
     for bad in (-1, 0, 27):
         with pytest.raises(ValueError, match="1 to 26 options"):
             option_letters(bad)
+
+
+def test_options_are_lettered_by_one_helper():
+    assert option_span(1) == "A" and option_span(4) == "A-D"
+    assert lettered(["red", "blue"]) == ["A. red", "B. blue"]
+    assert lettered(["red", "blue"], "({letter}) {text}") == ["(A) red", "(B) blue"]
 
 
 @pytest.mark.parametrize(("text", "options", "_"), CASES)

@@ -8,7 +8,6 @@ small videos. Malformed rows follow the good ones.
 
 from __future__ import annotations
 
-import functools
 import zipfile
 from fractions import Fraction
 from pathlib import Path
@@ -17,17 +16,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hub_emulator import HubEmulator
+from hub_emulator import SMALL_BLOCK as BLOCK
+from hub_emulator import serving
 from videos import write_video
 
 from benchmarks import nextqa
 from benchmarks.base import registry
-from benchmarks.hub import HubDataset
 
 REPO = "lmms-lab/NExTQA"
 VIDEOS = ("4010069381", "2435100235", "5333075105", "6106574393")
 MC_TYPES = ("CW", "CH", "TN", "TC", "TP", "DC", "DL", "DO", "DB", "CW", "TN", "DO")
-BLOCK = 16 * 1024
 
 _COMMON = """  - name: video
     dtype: string
@@ -151,10 +149,9 @@ def repo_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def hub(repo_folder, tmp_path, monkeypatch):
-    monkeypatch.setenv("VQA_HARNESS_CACHE", str(tmp_path / "cache"))
-    # Small range reads, so that reading one member is visibly not reading the zip.
-    monkeypatch.setattr(nextqa, "HubDataset", functools.partial(HubDataset, block_size=BLOCK))
-    with HubEmulator({REPO: repo_folder}).installed() as emulator:
+    with serving(
+        {REPO: repo_folder}, tmp_path / "cache", monkeypatch, small_blocks=nextqa.NExTQA
+    ) as emulator:
         yield emulator
 
 

@@ -231,7 +231,7 @@ def check_samples(rows: list[Row], samples, where: str, first: int) -> None:
             assert sample.options == tuple(row.fields["options"])
             assert sample.answer == row.fields["answer"]
         else:
-            column = f", column {row.column!r}" if row.column else ""
+            column = f", field {row.column!r}" if row.column else ""
             assert sample.invalid.startswith(f"{place}{column}: "), sample.invalid
 
 

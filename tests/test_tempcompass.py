@@ -15,10 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hub_emulator import HubEmulator
+from hub_emulator import loaded, serving
 from videos import write_video
-
-from benchmarks.base import registry
 
 REPO = "lmms-lab/TempCompass"
 ZIP = "tempcompass_videos.zip"
@@ -129,16 +127,13 @@ def write_repo(folder: Path) -> None:
 
 @pytest.fixture
 def hub(tmp_path, monkeypatch):
-    monkeypatch.setenv("VQA_HARNESS_CACHE", str(tmp_path / "cache"))
     write_repo(tmp_path / "repo")
-    emulator = HubEmulator({REPO: tmp_path / "repo"})
-    with emulator.installed():
+    with serving({REPO: tmp_path / "repo"}, tmp_path / "cache", monkeypatch) as emulator:
         yield emulator
 
 
 def load(**options):
-    benchmark = registry.create("tempcompass", **options)
-    return benchmark, {sample.id: sample for sample in benchmark.samples()}
+    return loaded("tempcompass", **options)
 
 
 def test_multi_choice_samples_and_their_prompts_are_lmms_evals(hub):

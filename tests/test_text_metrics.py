@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.scoring.open_ended import normalize, open_ended_metrics
+from harness.scoring.open_ended import open_ended_metrics
 from harness.scoring.rules import score_open_ended
+from harness.scoring.text import normalize
 from harness.types import Sample
 
 
@@ -15,6 +16,10 @@ from harness.types import Sample
         ("The Cat, sleeping!", "cat sleeping"),
         ("  An apple  a day ", "apple day"),
         ("Three dogs", "3 dogs"),
+        (
+            "\u201cCaf\u00e9\u201d \u2013 the one\u2026",
+            "caf\u00e9 1",
+        ),  # any script, any punctuation
         ("", ""),
     ],
 )

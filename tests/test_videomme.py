@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hub_emulator import HubEmulator
+from hub_emulator import serving
 from videos import write_video
 
 from benchmarks.base import registry
@@ -145,8 +145,7 @@ def repo_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def hub(repo_folder, tmp_path, monkeypatch):
-    monkeypatch.setenv("VQA_HARNESS_CACHE", str(tmp_path / "cache"))
-    with HubEmulator({REPO: repo_folder}).installed() as emulator:
+    with serving({REPO: repo_folder}, tmp_path / "cache", monkeypatch) as emulator:
         yield emulator
 
 

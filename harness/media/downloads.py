@@ -9,14 +9,13 @@ login wall, an error page served with 200), is a `VideoError` naming the URL.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import httpx
 
 from harness.media.cache import cache_root
 from harness.media.video import VideoError
+from harness.run.store import atomic_path
 
 TIMEOUT_S = 60.0
 _CHUNK = 1 << 20
@@ -30,20 +29,17 @@ def download_video(url: str, directory: Path | None = None) -> Path:
     if target.is_file():
         return target
     directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
     try:
         with (
-            os.fdopen(fd, "wb") as handle,
+            atomic_path(target) as temp,
+            temp.open("wb") as handle,
             httpx.stream("GET", url, follow_redirects=True, timeout=TIMEOUT_S) as response,
         ):
             _check(url, response)
             for chunk in response.iter_bytes(_CHUNK):
                 handle.write(chunk)
-        os.replace(tmp, target)
     except httpx.HTTPError as exc:
         raise VideoError(url, f"download failed: {type(exc).__name__}: {exc}") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return target
 
 

@@ -199,7 +199,7 @@ async def _answer_one(
             error = ErrorInfo.from_exception(exc)
         # About zero when the sample was prepared ahead: decoding was off the critical path.
         timings["prepare_wait"] = time.perf_counter() - waited
-    clock = time.perf_counter()  # the backend's latency starts here
+    clock = time.perf_counter()  # `total`, the backend's latency, starts here: the runner owns it
     if prepared is not None:
         try:
             query = Query(sample.id, prepared.video, prepared.prompt)
@@ -234,10 +234,11 @@ async def _answer_one(
 
 def _score(benchmark: Benchmark, sample: Sample, text: str, judge: Judge | None) -> Score:
     """The benchmark's score of the text without special-token markup, saying when
-    markup was removed; with a judge, open-ended answers also get its verdict."""
+    markup was removed; with a judge, open-ended answers also get its verdict (the one
+    place a judge is applied)."""
     answer = readable(text)
     score = benchmark.score(sample, answer.text)
-    if judge is not None and not sample.options and score.judge is None:
+    if judge is not None and not sample.options:
         score = apply_judge(score, sample, answer.text, judge)
     if not answer.removed:
         return score

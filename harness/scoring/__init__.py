@@ -1,2 +1,2 @@
-"""Reading answers: the choice extractor, open-ended metrics, what scoring reads,
-prompts, the judge, breakdown keys."""
+"""Reading answers: the choice extractor, open-ended metrics, their text normaliser,
+what scoring reads, prompts, the judge, breakdown keys."""

@@ -22,9 +22,9 @@ Then the rules are tried in this order, and the first that decides wins:
    ball", "I think"), except "A" before a verb or conjunction ("A is", "A or");
    a letter right after "not" ("B, not A") is rejected, not chosen.
 6. `mention` - exactly one option's text is mentioned, matched by whole words,
-   ignoring case and punctuation, number words read as digits; when one option
-   contains another ("dark red", "red"), the shorter inside the longer does not
-   count.
+   after `harness.scoring.text.normalize` (case, punctuation, number words as
+   digits; articles kept); when one option contains another ("dark red",
+   "red"), the shorter inside the longer does not count.
 
 Otherwise nothing is chosen and `reason` says why: an empty response, nothing
 found (refusals land here), several options named ("ambiguous: ..."), or a
@@ -42,12 +42,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from string import ascii_uppercase
 
-_NUMBER_WORDS = {
-    word: str(value)
-    for value, word in enumerate(
-        ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
-    )
-}
+from harness.scoring.text import normalize
+
 # Words after which a capital "A" is still the letter ("A is correct", "A or B").
 _VERBS_AFTER_A = frozenset(
     ("is", "was", "seems", "appears", "looks", "fits", "matches", "because", "since", "and", "or")
@@ -82,7 +78,6 @@ _STANDALONE = re.compile(
 )
 _NEXT_WORD = re.compile(r"\s+(?P<word>[a-z]+|\w{2,})\b")
 _ARTICLE = re.compile(r"(?:a|an|the) ")
-_NON_WORD = re.compile(r"[^a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -99,6 +94,12 @@ def option_letters(count: int) -> str:
     if not 1 <= count <= len(ascii_uppercase):
         raise ValueError(f"a multiple-choice question needs 1 to 26 options, got {count}")
     return ascii_uppercase[:count]
+
+
+def option_span(count: int) -> str:
+    """The letters of `count` options as a range: "A-D" for 4, "A" for 1."""
+    letters = option_letters(count)
+    return letters if count == 1 else f"{letters[0]}-{letters[-1]}"
 
 
 def extract_choice(text: str, options: Sequence[str]) -> str | None:
@@ -122,7 +123,7 @@ def explain_choice(text: str, options: Sequence[str]) -> ChoiceExtraction:
             continue
         if found in letters:
             return ChoiceExtraction(found, rule)
-        span = letters if len(letters) == 1 else f"{letters[0]}-{letters[-1]}"
+        span = option_span(len(letters))
         return ChoiceExtraction(None, reason=f"answer {found!r} is not among options {span}")
     for rule, candidates in (
         ("letter", _standalone_letters(cleaned, letters)),
@@ -251,5 +252,5 @@ def _inside(span: tuple[int, int], spans: dict[str, list[tuple[int, int]]], owne
 
 
 def _normalise(text: str) -> str:
-    words = _NON_WORD.sub(" ", text.lower()).split()
-    return " ".join(_NUMBER_WORDS.get(word, word) for word in words)
+    """`harness.scoring.text.normalize`, articles kept: an option may start with one."""
+    return normalize(text, drop_articles=False)

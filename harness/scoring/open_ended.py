@@ -1,35 +1,20 @@
 """Metrics for open-ended answers: normalised exact match, token F1, WER and CER.
 
-Normalisation follows the SQuAD convention the field uses for short answers:
-lowercase, punctuation and the articles a/an/the dropped, whitespace squeezed.
-Number words up to ten read as digits, so "three" matches "3". With several
+Texts are compared after `harness.scoring.text.normalize`, the SQuAD convention the
+field uses for short answers: lowercase, punctuation and the articles a/an/the
+dropped, whitespace squeezed, number words up to ten as digits. With several
 references, each metric takes the best over them. WER and CER come from jiwer
 over the normalised texts (0 is perfect; they can exceed 1).
 """
 
 from __future__ import annotations
 
-import re
-import string
 from collections import Counter
 from collections.abc import Sequence
 
 import jiwer
 
-_ARTICLES = re.compile(r"\b(a|an|the)\b")
-_PUNCTUATION = str.maketrans(dict.fromkeys(string.punctuation, " "))
-_NUMBERS = {
-    word: str(value)
-    for value, word in enumerate(
-        ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
-    )
-}
-
-
-def normalize(text: str) -> str:
-    """Lowercase, no punctuation or articles, number words as digits, single spaces."""
-    words = _ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split()
-    return " ".join(_NUMBERS.get(word, word) for word in words)
+from harness.scoring.text import normalize
 
 
 def exact_match(prediction: str, references: Sequence[str]) -> float:

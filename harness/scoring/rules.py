@@ -1,5 +1,6 @@
 """How benchmarks score answers: multiple choice by the shared extractor, open-ended by
-metrics, and an LLM judge's verdict applied in one place."""
+metrics; and how an LLM judge's verdict changes a score (`apply_judge`, which the runner
+calls: the one place a judge is applied)."""
 
 from __future__ import annotations
 
@@ -23,21 +24,16 @@ def score_multiple_choice(sample: Sample, text: str) -> Score:
     )
 
 
-def score_open_ended(sample: Sample, text: str, judge: Judge | None = None) -> Score:
+def score_open_ended(sample: Sample, text: str) -> Score:
     """Exact match, token F1, WER and CER against `sample.answer` and any other
-    accepted answers in `sample.meta["references"]`; correct means exact match.
-
-    With a `judge`, its verdict goes into `Score.judge` and decides `correct`; when
-    the judge fails, `correct` stays exact match and `reason` says `judge_failed: ...`.
-    """
+    accepted answers in `sample.meta["references"]`; correct means exact match."""
     metrics = open_ended_metrics(text, references(sample))
-    score = Score(
+    return Score(
         correct=metrics["exact_match"] == 1.0,
         prediction=text.strip(),
         rule="exact_match",
         metrics=metrics,
     )
-    return score if judge is None else apply_judge(score, sample, text, judge)
 
 
 def references(sample: Sample) -> list[str]:
