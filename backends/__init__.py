@@ -1,9 +1,5 @@
-"""Backends: the `Backend` protocol and its registry; each backend is imported when first used."""
+"""Backends: each answers video questions one way (see `harness.protocols.Backend`).
 
-from backends.base import registry
-from harness.protocols import Backend
-
-register = registry.register
-create = registry.create
-
-__all__ = ["Backend", "create", "register", "registry"]
+They are registered by name as entry points in pyproject.toml and imported when
+first used; the registry is `harness.plugins.backends`.
+"""

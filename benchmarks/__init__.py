@@ -1,9 +1,6 @@
-"""Benchmarks: the `Benchmark` protocol and its registry; each is imported when first used."""
+"""Benchmarks: each is a set of video questions and how to score them (see
+`harness.protocols.Benchmark`).
 
-from benchmarks.base import registry
-from harness.protocols import Benchmark
-
-register = registry.register
-create = registry.create
-
-__all__ = ["Benchmark", "create", "register", "registry"]
+They are registered by name as entry points in pyproject.toml and imported when
+first used; the registry is `harness.plugins.benchmarks`.
+"""

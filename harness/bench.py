@@ -16,10 +16,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import backends
-import benchmarks
 from harness.analysis.compare import compare_runs
 from harness.analysis.summary import summarize_run
+from harness.plugins import backends, benchmarks
 from harness.protocols import HasBenchStandIn, StandIn
 from harness.report.compare_tables import render_markdown
 from harness.report.html import default_html_path, write_html_report
@@ -40,9 +39,9 @@ class BenchEntry:
 
 def plan(name: str, benchmark: str, demo_dir: Path | None) -> StandIn | str | None:
     """How the bench runs backend `name`: None for real, a `StandIn`, or why it cannot."""
-    if name not in backends.registry.names():
+    if name not in backends.names():
         return "not registered: no installed package provides it yet"
-    cls = backends.registry.get(name)
+    cls = backends.get(name)
     if isinstance(cls, HasBenchStandIn):
         return cls.bench_standin(benchmark, demo_dir)
     return cls.unavailable_reason()

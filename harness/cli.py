@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-import backends
-import benchmarks
 from harness.analysis.compare import Prices, compare_runs
 from harness.analysis.gate import Bounds, gate_run
 from harness.bench import run_bench
 from harness.errors import HarnessError, UsageError
+from harness.plugins import backends, benchmarks
 from harness.protocols import EstimatesCost
 from harness.registry import OptionSpec, Registry, parse_assignments
 from harness.report.compare_tables import render_markdown
@@ -386,7 +385,7 @@ def _start(args: argparse.Namespace, recording: Recording) -> ReadyRun:
         raise UsageError("--backend is required (see `vqa-harness list`)")
     if args.seed is not None and args.sample is None:
         raise UsageError("--seed only makes sense with --sample N")
-    benchmark, shorthand = benchmarks.registry.parse_reference(args.benchmark)
+    benchmark, shorthand = benchmarks.parse_reference(args.benchmark)
     options = parse_assignments(args.benchmark_opt, "--benchmark-opt")
     if shorthand.keys() & options.keys():
         (key,) = shorthand
@@ -429,8 +428,8 @@ async def _run_until_signal(ready: ReadyRun, settings: RunSettings, show_progres
 
 def cmd_list(args: argparse.Namespace) -> int:
     for title, registry, flag in (
-        ("backends", backends.registry, "-B"),
-        ("benchmarks", benchmarks.registry, "-S"),
+        ("backends", backends, "-B"),
+        ("benchmarks", benchmarks, "-S"),
     ):
         print(f"{title}:")
         names = registry.names()
@@ -464,7 +463,7 @@ def _describe_option(spec: OptionSpec) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    names = args.backends or backends.registry.names()
+    names = args.backends or backends.names()
     markdown = run_bench(names, args.benchmark, args.out, args.concurrency, args.limit, args.demo)
     print(markdown, end="")
     print(f"report: {args.out / 'bench.md'}", file=sys.stderr)
@@ -508,9 +507,9 @@ def _prices(given: list[tuple[str, float]]) -> Prices:
 
 def _estimator(name: str) -> type[EstimatesCost] | None:
     """Backend `name`, if it is registered and estimates its cost (imported only then)."""
-    if name not in backends.registry.names():
+    if name not in backends.names():
         return None
-    cls = backends.registry.get(name)
+    cls = backends.get(name)
     return cls if isinstance(cls, EstimatesCost) else None
 
 

@@ -22,8 +22,7 @@ from typing import Any
 from results import Column, Section
 from workloads import InstantBackend, Questions
 
-import backends
-import benchmarks
+from harness.plugins import backends, benchmarks
 from harness.report.markdown import write_report
 from harness.run.runner import RunSettings
 from harness.run.session import RunSpec, execute_run, start_run
@@ -94,9 +93,9 @@ def _time(args: list[str]) -> float:
 
 def _finished_run(scratch: Path) -> Path:
     """A reported run of the instant backend: its directory, with summary.json."""
-    if "instant" not in backends.registry.names():
+    if "instant" not in backends.names():
         backends.register(InstantBackend)
-    if Questions.name not in benchmarks.registry.names():
+    if Questions.name not in benchmarks.names():
         benchmarks.register(Questions)
     options = {"videos": ["clip.mp4"], "per_video": 3, "count": SAMPLES}
     spec = RunSpec(InstantBackend.name, Questions.name, benchmark_options=options)

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import backends
-import benchmarks
+from harness.plugins import backends, benchmarks
 from harness.scoring.prompts import multiple_choice_prompt
 from harness.scoring.rules import score_multiple_choice
 from harness.types import Answer, BackendError, Query, Sample, Score
@@ -116,7 +115,7 @@ class ClipQuestions:
 
 def register_fakes() -> None:
     """Register the doubles (idempotent), as a plugin package would."""
-    if "scripted" not in backends.registry.names():
+    if "scripted" not in backends.names():
         backends.register(ScriptedBackend)
-    if "tiny" not in benchmarks.registry.names():
+    if "tiny" not in benchmarks.names():
         benchmarks.register(TinyBenchmark)

@@ -34,7 +34,7 @@ from huggingface_hub import configure_http_backend
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.utils import _http
 
-from benchmarks.base import registry
+from harness.plugins import benchmarks as registry
 from harness.types import Sample
 
 ENDPOINT = "https://huggingface.co"

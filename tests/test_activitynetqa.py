@@ -21,8 +21,8 @@ from hub_emulator import serving
 from videos import write_video
 
 from benchmarks import activitynetqa
-from benchmarks.base import registry
 from benchmarks.hub import HubError
+from harness.plugins import benchmarks as registry
 from harness.types import Sample
 
 REPO = "lmms-lab/ActivityNetQA"

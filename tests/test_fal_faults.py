@@ -22,8 +22,8 @@ from key_scan import FAL_CANARY
 from record_fal import guessing_reply
 
 import backends.fal
-import benchmarks
 from harness.cli import main
+from harness.plugins import benchmarks
 from harness.run.store import read_records
 from harness.types import Record, Sample
 

@@ -16,12 +16,12 @@ from PIL import Image
 from transformers import Qwen2Config, Qwen2ForCausalLM
 from videos import write_video
 
-import backends
 from backends.local import LocalBackend
 from backends.standin_model import never_ending
 from harness.bench import run_bench
 from harness.cli import main
 from harness.media.video import sample_frames
+from harness.plugins import backends
 from harness.registry import RegistryError
 from harness.run.runner import RunSettings, execute
 from harness.run.store import RunStore, read_records

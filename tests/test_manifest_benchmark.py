@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import benchmarks
 from benchmarks.question_file import OPEN_ENDED_INSTRUCTION, ManifestBenchmark
 from harness.cli import main
+from harness.plugins import benchmarks
 from harness.registry import RegistryError
 from harness.run.store import read_records
 

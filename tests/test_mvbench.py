@@ -16,8 +16,8 @@ import pytest
 from hub_emulator import loaded, serving
 from videos import write_video
 
-from benchmarks.base import registry
 from benchmarks.mvbench import BOUNDS, TASKS
+from harness.plugins import benchmarks as registry
 from harness.registry import RegistryError
 
 REPO = "OpenGVLab/MVBench"

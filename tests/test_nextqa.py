@@ -21,7 +21,7 @@ from hub_emulator import serving
 from videos import write_video
 
 from benchmarks import nextqa
-from benchmarks.base import registry
+from harness.plugins import benchmarks as registry
 
 REPO = "lmms-lab/NExTQA"
 VIDEOS = ("4010069381", "2435100235", "5333075105", "6106574393")

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import registry
 from benchmarks import synthetic as synthetic_module
 from benchmarks.synthetic import (
     COLORS,
@@ -31,6 +30,7 @@ from benchmarks.synthetic import (
     video_key,
 )
 from harness.media.video import probe, sample_frames
+from harness.plugins import benchmarks as registry
 from harness.types import Sample
 
 LETTERS = "ABCD"

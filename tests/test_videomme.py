@@ -19,10 +19,10 @@ import pytest
 from hub_emulator import serving
 from videos import write_video
 
-from benchmarks.base import registry
 from benchmarks.hub import HubError
 from benchmarks.videomme import NO_SUBTITLES, subtitle_text
 from harness.cli import main
+from harness.plugins import benchmarks as registry
 from harness.run.store import read_records
 from harness.types import Sample
 

@@ -16,8 +16,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import backends
-import benchmarks
+from harness.plugins import backends, benchmarks
 from harness.protocols import Backend, Benchmark, HttpMode, SpeaksHttp
 from harness.registry import RegistryError
 from harness.run.directory import Run
@@ -136,7 +135,7 @@ def _judge(spec: RunSpec, recording: Recording) -> Judge | None:
 
 def _build(spec: RunSpec, mode: HttpMode) -> tuple[Benchmark, Backend]:
     """Benchmark and backend by name; the backend told the run's HTTP `mode`."""
-    backend_cls = backends.registry.get(spec.backend)
+    backend_cls = backends.get(spec.backend)
     reason = backend_cls.unavailable_reason(mode)
     if reason:
         raise RegistryError(f"backend {spec.backend!r} cannot run here: {reason}")
