@@ -13,8 +13,7 @@ nox.options.reuse_venv = "yes"
 
 def install(session: nox.Session, extras: str) -> None:
     """The project with `extras`, torch first where they pull it in."""
-    if extras != "lint":
-        session.install(TORCH)
+    session.install(TORCH)
     session.install("-e", f".[{extras}]")
 
 
@@ -27,9 +26,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    install(session, "lint")
+    """ruff, then mypy over harness, backends and benchmarks (with the project installed)."""
+    install(session, "local,lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
 
 
 @nox.session

@@ -253,7 +253,7 @@ class FalBackend:
                     f"{video} is {size_mb:.1f} MB; data-uri mode sends at most "
                     f"{self.data_uri_max_mb:g} MB (raise data_uri_max_mb or use upload=storage)",
                 )
-            uri = await asyncio.to_thread(fal_client.encode_file, video)
+            uri = await asyncio.to_thread(fal_client.encode_file, Path(video))
             return uri, time.perf_counter() - started, "data-uri"
         sha256 = await asyncio.to_thread(file_sha256, video)
 

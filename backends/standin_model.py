@@ -26,7 +26,8 @@ from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoConfig, AutoModel, PreTrainedTokenizerFast
+from transformers import AutoConfig, AutoModel
+from transformers.tokenization_utils_fast import PreTrainedTokenizerFast
 
 CODE = Path(__file__).resolve().parent / "minicpmv_standin"
 

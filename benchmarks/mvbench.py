@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
 from benchmarks.hub import HubBenchmark, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field, text_value
@@ -164,5 +164,5 @@ def _choices(value: Any) -> tuple[str, ...]:
     return tuple(text_value("candidates", choice) for choice in value)  # counts may be numbers
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
 from benchmarks.hub import HubBenchmark, block_size_option, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field
@@ -178,7 +178,7 @@ def subtitle_text(srt: str) -> str:
     return "\n".join(cues)
 
 
-def _is_text(value: Any) -> bool:
+def _is_text(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and value.strip() != ""
 
 

@@ -106,7 +106,7 @@ def side_by_side(entries: list[BenchEntry], benchmark: str) -> str:
     lines = [f"# Bench: {benchmark}", ""]
     notes = [e for e in entries if e.note]
     skipped = [e for e in entries if e.skipped]
-    ran = [e for e in entries if e.run_dir]
+    ran = [(e, e.run_dir) for e in entries if e.run_dir is not None]
     if notes:
         lines += ["**Not live:**", *(f"- `{e.backend}`: {e.note}" for e in notes), ""]
     if skipped:
@@ -115,8 +115,8 @@ def side_by_side(entries: list[BenchEntry], benchmark: str) -> str:
         lines.append("No backend could run here, so there is nothing to compare yet.")
         return "\n".join(lines) + "\n"
     rows = []
-    for entry in ran:
-        summary = summarize_run(entry.run_dir)
+    for entry, run_dir in ran:
+        summary = summarize_run(run_dir)
         total = summary.latency.get("total")
         rows.append(
             [
@@ -126,7 +126,7 @@ def side_by_side(entries: list[BenchEntry], benchmark: str) -> str:
                 summary.samples["failed"],
                 seconds(total["p50"]) if total else "n/a",
                 seconds(total["p90"]) if total else "n/a",
-                str(entry.run_dir),
+                str(run_dir),
             ]
         )
     header = ["backend", "mode", "accuracy", "failed", "total p50 (s)", "total p90 (s)", "run"]

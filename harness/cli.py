@@ -20,7 +20,7 @@ from harness.analysis.gate import Bounds, gate_run
 from harness.bench import run_bench
 from harness.errors import HarnessError, UsageError
 from harness.plugins import backends, benchmarks
-from harness.protocols import EstimatesCost
+from harness.protocols import EstimatesCost, HttpMode
 from harness.registry import OptionSpec, Registry, parse_assignments
 from harness.report.compare_tables import render_markdown
 from harness.report.gate_table import render_gate
@@ -327,7 +327,7 @@ def shard_argument(text: str) -> Shard:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    mode = "record" if args.record else "replay" if args.replay else "live"
+    mode: HttpMode = "record" if args.record else "replay" if args.replay else "live"
     with http_recording(mode, args.record or args.replay) as recording:
         ready = _start(args, recording)
         settings = RunSettings(
@@ -418,6 +418,7 @@ def _judge_spec(args: argparse.Namespace) -> dict[str, str] | None:
 async def _run_until_signal(ready: ReadyRun, settings: RunSettings, show_progress: bool):
     """Run, treating SIGTERM like Ctrl-C: in-flight work is cancelled through the backend."""
     task = asyncio.current_task()
+    assert task is not None  # a coroutine run by asyncio.run()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:

@@ -165,20 +165,22 @@ class Registry(Generic[T]):
             raise RegistryError(f"{self.kind} {name!r}: {exc}") from exc
 
     def _load_entry_points(self) -> None:
-        if self._entry_points_loaded:
+        group = self._entry_point_group
+        if self._entry_points_loaded or group is None:
             return
         self._entry_points_loaded = True
-        for entry in entry_points(group=self._entry_point_group):
+        for entry in entry_points(group=group):
             self.add(entry.name, entry.value)
 
 
 def _check_entry(cls: Any, kind: str) -> str:
     """The registry name of `cls`, which must be a dataclass with a `name`."""
+    label = getattr(cls, "__qualname__", repr(cls))
     if not dataclasses.is_dataclass(cls):
-        raise TypeError(f"{cls.__qualname__} must be a dataclass to be a registered {kind}")
+        raise TypeError(f"{label} must be a dataclass to be a registered {kind}")
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not name:
-        raise TypeError(f"{cls.__qualname__} needs a non-empty `name` class attribute")
+        raise TypeError(f"{label} needs a non-empty `name` class attribute")
     return name
 
 

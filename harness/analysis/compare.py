@@ -203,11 +203,14 @@ def paired_accuracy(baseline: Sequence[Record], other: Sequence[Record]) -> Pair
     only_other = sum(b > a for a, b in zip(first, second, strict=True))
     baseline_accuracy = sum(first) / n if n else None
     other_accuracy = sum(second) / n if n else None
+    delta = None
+    if baseline_accuracy is not None and other_accuracy is not None:
+        delta = other_accuracy - baseline_accuracy
     return PairedAccuracy(
         n=n,
         baseline=baseline_accuracy,
         other=other_accuracy,
-        delta=other_accuracy - baseline_accuracy if n else None,
+        delta=delta,
         interval=paired_bootstrap_ci(first, second, [r.video for r in baseline]),
         only_baseline=only_baseline,
         only_other=only_other,

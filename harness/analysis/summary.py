@@ -95,7 +95,11 @@ def summarize(log: RecordLog, manifest: Manifest) -> Summary:
             if r.error and r.error.kind == INVALID_SAMPLE
         ],
         unparsed_reasons=dict(
-            Counter(r.score.reason for r in ok if r.score and r.score.prediction is None)
+            Counter(
+                r.score.reason or "no reason given"
+                for r in ok
+                if r.score and r.score.prediction is None
+            )
         ),
         latency=latency_stats(timed),
         warmup_excluded=sum(1 for r in ok if r.warmup),

@@ -98,8 +98,12 @@ class Preparation:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         try:
-            fetching = isinstance(self._benchmark, FetchesVideos)
-            video = self._benchmark.fetch_video(sample) if fetching else sample.video
+            benchmark = self._benchmark
+            video = (
+                benchmark.fetch_video(sample)
+                if isinstance(benchmark, FetchesVideos)
+                else sample.video
+            )
         except Exception as exc:
             raise BackendError("video_unavailable", f"{type(exc).__name__}: {exc}") from exc
         if video != sample.video:
