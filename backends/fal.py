@@ -36,8 +36,7 @@ import httpx
 
 from backends.uploads import UploadCache, file_sha256
 from harness.media.cache import cache_root
-from harness.protocols import Cost, HttpMode, StandIn
-from harness.run.manifest import Session
+from harness.protocols import Cost, HttpMode, SessionSpan, StandIn
 from harness.run.recording import cassette_source
 from harness.types import Answer, BackendError, Query, Record
 
@@ -113,15 +112,9 @@ class FalBackend:
     @classmethod
     def unavailable_reason(cls, mode: HttpMode = "live") -> str | None:
         """A replay needs no key; anything else needs fal credentials."""
-        if mode == "replay":
+        if mode == "replay" or _has_fal_credentials():
             return None
-        from fal_client.auth import MissingCredentialsError, fetch_auth_credentials
-
-        try:
-            fetch_auth_credentials()
-        except MissingCredentialsError:
-            return "no fal credentials: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET)"
-        return None
+        return "no fal credentials: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET)"
 
     def use_http_mode(self, mode: HttpMode) -> None:
         """Live: uploads cached on disk. Record, replay: in memory, so the cassette has them;
@@ -130,7 +123,7 @@ class FalBackend:
 
     @classmethod
     def estimate_cost(
-        cls, records: Sequence[Record], sessions: Sequence[Session], price: float | None
+        cls, records: Sequence[Record], sessions: Sequence[SessionSpan], price: float | None
     ) -> Cost:
         """Price per second times the mean billed seconds: `inference`, else `total`."""
         if price is None:
@@ -380,6 +373,20 @@ class _RetryCounter(logging.Filter):
         parent = self.logger.parent
         floor = self.level or (parent.getEffectiveLevel() if parent else logging.WARNING)
         return record.levelno >= floor
+
+
+def _has_fal_credentials() -> bool:
+    """Whether fal-client would find credentials, looked for in its order (fal_client/auth.py
+    of 1.0.x) without importing it or refreshing a login: FAL_KEY, or FAL_KEY_ID with
+    FAL_KEY_SECRET (unless FAL_FORCE_AUTH_BY_USER=1), else the token `fal auth login` saved.
+    A Colab secret, which fal-client also reads, is not looked for."""
+    environ = os.environ
+    if environ.get("FAL_FORCE_AUTH_BY_USER") != "1" and (
+        environ.get("FAL_KEY") or (environ.get("FAL_KEY_ID") and environ.get("FAL_KEY_SECRET"))
+    ):
+        return True
+    home = Path(environ.get("FAL_HOME_DIR", "~/.fal")).expanduser()
+    return (home / "auth0_token").is_file()
 
 
 def _count_fal_retries() -> None:

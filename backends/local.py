@@ -37,9 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from harness.protocols import Cost, HttpMode, StandIn
-from harness.run.environment import options_of
-from harness.run.manifest import Session
+from harness.protocols import Cost, HttpMode, SessionSpan, StandIn
+from harness.registry import options_of
 from harness.types import Answer, BackendError, Query, Record
 
 DEFAULT_MODEL = "openbmb/MiniCPM-V-2_6"
@@ -146,7 +145,7 @@ class LocalBackend:
 
     @classmethod
     def estimate_cost(
-        cls, records: Sequence[Record], sessions: Sequence[Session], price: float | None
+        cls, records: Sequence[Record], sessions: Sequence[SessionSpan], price: float | None
     ) -> Cost:
         """Price per GPU-hour times the sessions' summed wall time, per sample written."""
         if price is None:

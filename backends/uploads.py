@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from harness.run.store import write_json_atomic
+from harness.files import write_json_atomic
 
 _CHUNK = 1 << 20
 

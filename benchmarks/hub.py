@@ -17,12 +17,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import fsspec
-from huggingface_hub import HfApi, hf_hub_download
-from huggingface_hub.errors import HfHubHTTPError
 
 from harness.errors import HarnessError
+from harness.files import write_bytes_atomic
 from harness.media.cache import cache_root
-from harness.run.store import write_bytes_atomic
 from harness.types import Sample
 
 BLOCK_SIZE_KB = 8192
@@ -54,6 +52,7 @@ class HubDataset:
     def annotations(self, config: str | None = None, split: str = "test", **kwargs: Any):
         """One split of the repo's annotations, as a `datasets.Dataset`."""
         import datasets  # heavy (pyarrow, pandas): loaded only when annotations are
+        from huggingface_hub.errors import HfHubHTTPError
 
         try:
             return datasets.load_dataset(
@@ -65,6 +64,9 @@ class HubDataset:
 
     def file(self, filename: str) -> Path:
         """A file of the repo, downloaded once into the HF cache."""
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import HfHubHTTPError
+
         try:
             path = hf_hub_download(
                 self.repo_id, filename, repo_type="dataset", revision=self.revision
@@ -75,6 +77,9 @@ class HubDataset:
 
     def files(self) -> list[str]:
         """The paths of every file in the repo at this revision."""
+        from huggingface_hub import HfApi
+        from huggingface_hub.errors import HfHubHTTPError
+
         try:
             return HfApi().list_repo_files(
                 self.repo_id, repo_type="dataset", revision=self.revision

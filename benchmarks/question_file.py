@@ -65,7 +65,7 @@ OptionsReader = Callable[[Any], tuple[str, ...]]
 
 
 @dataclass
-class ManifestBenchmark:
+class QuestionFileBenchmark:
     """Your own questions from a local .jsonl or .csv file."""
 
     name: ClassVar[str] = "manifest"
@@ -80,7 +80,7 @@ class ManifestBenchmark:
         self.path = Path(self.path).expanduser().absolute()
         content = _read(self.path)
         self._digest = hashlib.sha256(content).hexdigest()[:12]
-        self._samples = tuple(read_manifest(content, self.path))
+        self._samples = tuple(read_question_file(content, self.path))
 
     @property
     def version(self) -> str:
@@ -110,7 +110,7 @@ class Row:
     problem: str | None = None
 
 
-def read_manifest(content: bytes, path: Path) -> Iterator[Sample]:
+def read_question_file(content: bytes, path: Path) -> Iterator[Sample]:
     """The samples of a manifest file's `content`; bad rows as invalid samples."""
     try:
         text = content.decode("utf-8-sig")

@@ -38,11 +38,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
 
-import av
 import numpy as np
 
+from harness.files import atomic_path
 from harness.media.cache import cache_root
-from harness.run.store import atomic_path
 from harness.scoring.choice import option_letters
 from harness.scoring.prompts import multiple_choice_prompt
 from harness.scoring.rules import score_multiple_choice
@@ -200,6 +199,8 @@ def ensure_video(spec: Mapping[str, Any], directory: Path) -> Path:
 
 def write_video(spec: Mapping[str, Any], path: Path) -> None:
     """Encode the video described by `spec` to `path` (MP4, H.264, yuv420p)."""
+    import av  # only where videos are made: listing or scoring the suite does not load PyAV
+
     fps = int(spec["fps"])
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
         stream = out.add_stream("libx264", rate=fps)

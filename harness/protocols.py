@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from harness.run.manifest import Session
 from harness.types import Answer, Query, Record, Sample, Score
 
 HttpMode = Literal["live", "record", "replay"]
@@ -85,6 +84,19 @@ class Cost:
     basis: str
 
 
+class SessionSpan(Protocol):
+    """What a cost estimate reads of one session of a run (a `harness.run.manifest.Session`)."""
+
+    @property
+    def started_at(self) -> float: ...
+
+    @property
+    def finished_at(self) -> float | None: ...
+
+    @property
+    def written(self) -> int | None: ...
+
+
 @runtime_checkable
 class EstimatesCost(Protocol):
     """A backend that prices its finished runs from one price (`compare --price NAME=USD`)."""
@@ -94,7 +106,7 @@ class EstimatesCost(Protocol):
 
     @classmethod
     def estimate_cost(
-        cls, records: Sequence[Record], sessions: Sequence[Session], price: float | None
+        cls, records: Sequence[Record], sessions: Sequence[SessionSpan], price: float | None
     ) -> Cost:
         """A run's cost from its records and its manifest's sessions at `price` USD per
         `price_unit`; with no price (None), a `Cost` of None that says which is missing."""

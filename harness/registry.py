@@ -119,7 +119,7 @@ class Registry(Generic[T]):
         for part in attribute.split("."):
             cls = getattr(cls, part)
         if _check_entry(cls, self.kind) != name:
-            raise TypeError(f"{target} is named {cls.name!r}, but registered as {name!r}")
+            raise RegistryError(f"{target} is named {cls.name!r}, but registered as {name!r}")
         self._classes[name] = cls
         return cls
 
@@ -277,3 +277,22 @@ def _type_name(annotation: Any) -> str:
     if annotation is type(None):
         return "None"
     return getattr(annotation, "__name__", str(annotation))
+
+
+def options_of(instance: Any) -> dict[str, Any]:
+    """A registered dataclass's option values, JSON-ready."""
+    return {
+        f.name: _jsonable(getattr(instance, f.name))
+        for f in dataclasses.fields(instance)
+        if f.init and not f.name.startswith("_")
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)

@@ -27,12 +27,14 @@ with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.St
     except SystemExit as stop:
         code = stop.code
 heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
-print(json.dumps({{"code": code, "heavy": heavy}}))
+plugins = sorted(m for m in sys.modules if m.split(".")[0] in ("backends", "benchmarks"))
+print(json.dumps({{"code": code, "heavy": heavy, "plugins": plugins}}))
 """
 
 
 def imported(*args: str) -> dict:
-    """Run `vqa-harness ARGS` in a fresh interpreter: its exit status and heavy imports."""
+    """Run `vqa-harness ARGS` in a fresh interpreter: its exit status, the heavy libraries
+    and the plugin modules it imported."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
     result = subprocess.run(
         [sys.executable, "-c", PROBE, *args],
@@ -55,7 +57,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 def test_help_imports_no_plugin_library():
-    assert imported("--help") == {"code": 0, "heavy": []}
+    assert imported("--help") == {"code": 0, "heavy": [], "plugins": []}
 
 
 def test_commands_that_read_runs_import_no_plugin_library(shards, tmp_path):
@@ -68,4 +70,10 @@ def test_commands_that_read_runs_import_no_plugin_library(shards, tmp_path):
         "merge": ["merge", first, second, "--out", str(tmp_path / "merged")],
     }
     results = {name: imported(*args) for name, args in commands.items()}
-    assert results == {name: {"code": 0, "heavy": []} for name in commands}
+    assert results == {name: {"code": 0, "heavy": [], "plugins": []} for name in commands}
+
+
+def test_list_imports_each_plugin_module_but_none_of_their_libraries():
+    listed = imported("list")
+    assert listed["code"] == 0 and listed["heavy"] == []
+    assert {"backends.fal", "backends.local", "benchmarks.synthetic"} <= set(listed["plugins"])

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from benchmarks.question_file import read_manifest
+from benchmarks.question_file import read_question_file
 from harness.run.store import RunStore, read_records
 from harness.scoring.choice import explain_choice, option_letters
 from harness.types import ErrorInfo, Record, Score
@@ -239,14 +239,14 @@ def check_samples(rows: list[Row], samples, where: str, first: int) -> None:
 @given(rows=manifest_rows(JSONL_FAULTS))
 def test_jsonl_manifests_load_good_rows_and_name_each_bad_ones_row_and_column(rows, folder):
     content = "\n".join(jsonl_line(row) for row in rows).encode()
-    samples = list(read_manifest(content, folder / "questions.jsonl"))
+    samples = list(read_question_file(content, folder / "questions.jsonl"))
     check_samples(rows, samples, "line {}", first=1)
 
 
 @SLOWER
 @given(rows=manifest_rows(CSV_FAULTS))
 def test_csv_manifests_load_good_rows_and_name_each_bad_ones_row_and_column(rows, folder):
-    samples = list(read_manifest(csv_text(rows).encode(), folder / "questions.csv"))
+    samples = list(read_question_file(csv_text(rows).encode(), folder / "questions.csv"))
     check_samples(rows, samples, "row {}", first=2)  # the header is row 1
 
 

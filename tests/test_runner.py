@@ -260,7 +260,7 @@ def test_duplicate_sample_ids_are_refused(tmp_path):
             yield from super().samples()
 
     store = RunStore(tmp_path)
-    with pytest.raises(ValueError, match="more than once"):
+    with pytest.raises(UsageError, match="more than once"):
         asyncio.run(
             execute(
                 ScriptedBackend(),

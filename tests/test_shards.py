@@ -13,10 +13,11 @@ from fakes import TinyBenchmark
 
 from harness.analysis.summary import summarize
 from harness.cli import main
+from harness.files import write_json_atomic
 from harness.run.manifest import BackendInfo, BenchmarkInfo, Manifest, Session
 from harness.run.shards import Shard, parse_shard
 from harness.run.spec import RunSpec
-from harness.run.store import RecordLog, read_records, write_json_atomic
+from harness.run.store import RecordLog, read_records
 from harness.types import Sample
 
 LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE")

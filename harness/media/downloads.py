@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 
+from harness.files import atomic_path
 from harness.media.cache import cache_root
 from harness.media.video import VideoError
-from harness.run.store import atomic_path
 
 TIMEOUT_S = 60.0
 _CHUNK = 1 << 20

@@ -8,7 +8,7 @@ from typing import Any
 from harness.analysis.stats import LEVEL
 from harness.analysis.summary import summarize_run
 from harness.analysis.summary_file import Summary
-from harness.run.store import write_json_atomic
+from harness.files import write_bytes_atomic, write_json_atomic
 
 
 def write_report(run_dir: Path) -> str:
@@ -16,7 +16,7 @@ def write_report(run_dir: Path) -> str:
     summary = summarize_run(run_dir)
     markdown = render_markdown(summary)
     write_json_atomic(run_dir / "summary.json", summary.to_dict())
-    (run_dir / "report.md").write_text(markdown)
+    write_bytes_atomic(run_dir / "report.md", markdown.encode())
     return markdown
 
 

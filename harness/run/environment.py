@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
 import socket
@@ -65,22 +64,3 @@ def host_info() -> dict[str, Any]:
 
 def environment() -> dict[str, Any]:
     return {"packages": package_versions(), "git": git_state(), "host": host_info()}
-
-
-def options_of(instance: Any) -> dict[str, Any]:
-    """A registered dataclass's option values, JSON-ready."""
-    return {
-        f.name: _jsonable(getattr(instance, f.name))
-        for f in dataclasses.fields(instance)
-        if f.init and not f.name.startswith("_")
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return str(value)

@@ -109,7 +109,7 @@ def check_unique_ids(samples: Iterable[Sample]) -> None:
     seen: set[str] = set()
     for sample in samples:
         if sample.id in seen:
-            raise ValueError(f"benchmark yields sample id {sample.id!r} more than once")
+            raise UsageError(f"benchmark yields sample id {sample.id!r} more than once")
         seen.add(sample.id)
 
 

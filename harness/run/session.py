@@ -18,9 +18,9 @@ from pathlib import Path
 
 from harness.plugins import backends, benchmarks
 from harness.protocols import Backend, Benchmark, HttpMode, SpeaksHttp
-from harness.registry import RegistryError
+from harness.registry import RegistryError, options_of
 from harness.run.directory import Run
-from harness.run.environment import environment, options_of
+from harness.run.environment import environment
 from harness.run.manifest import (
     MANIFEST_SCHEMA,
     BackendInfo,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.question_file import OPEN_ENDED_INSTRUCTION, ManifestBenchmark
+from benchmarks.question_file import OPEN_ENDED_INSTRUCTION, QuestionFileBenchmark
 from harness.cli import main
 from harness.plugins import benchmarks
 from harness.registry import RegistryError
@@ -89,7 +89,7 @@ def write_csv(folder: Path, text: str = CSV_TEXT) -> Path:
 
 
 def test_jsonl_rows_become_samples_and_bad_rows_invalid_ones(tmp_path):
-    bench = ManifestBenchmark(path=write_jsonl(tmp_path / "m"))
+    bench = QuestionFileBenchmark(path=write_jsonl(tmp_path / "m"))
     samples = {s.id: s for s in bench.samples()}
     folder = tmp_path / "m"
     assert list(samples) == [
@@ -133,7 +133,7 @@ def test_jsonl_rows_become_samples_and_bad_rows_invalid_ones(tmp_path):
 
 
 def test_csv_rows_are_numbered_as_a_spreadsheet_does(tmp_path):
-    bench = ManifestBenchmark(path=write_csv(tmp_path))
+    bench = QuestionFileBenchmark(path=write_csv(tmp_path))
     samples = {s.id: s for s in bench.samples()}
     assert samples["c1"].options == ("red", "blue", "green")
     assert (samples["c2"].question, samples["c2"].options) == ("Which, of these?", ("red", "blue"))
@@ -148,11 +148,11 @@ def test_csv_rows_are_numbered_as_a_spreadsheet_does(tmp_path):
 
 def test_version_follows_the_file_content(tmp_path):
     path = write_csv(tmp_path)
-    first = ManifestBenchmark(path=path).version
-    assert first == ManifestBenchmark(path=path).version
+    first = QuestionFileBenchmark(path=path).version
+    assert first == QuestionFileBenchmark(path=path).version
     assert first.startswith("1-") and len(first) == len("1-") + 12
     path.write_text(CSV_TEXT.replace("What colour?", "Which colour?"))
-    assert ManifestBenchmark(path=path).version != first
+    assert QuestionFileBenchmark(path=path).version != first
 
 
 @pytest.mark.parametrize(
