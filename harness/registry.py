@@ -8,7 +8,7 @@ entry with a `shorthand` class attribute (an option's name) can also be named
 `NAME:VALUE`, which sets that option (`manifest:questions.csv`).
 
 Entries are lazy, as in lm-evaluation-harness and lmms-eval: a name is registered
-with the module that holds its class (`"backends.fal:FalBackend"`), which is
+with the module that holds its class (`"package.module:Class"`), which is
 imported only when the entry is first created or described, so listing names or
 reading a run directory imports no plugin. Third-party packages add entries the
 same way through the entry-point group given to the registry (e.g.

@@ -142,3 +142,22 @@ def test_a_replay_needs_the_cassette_to_say_where_it_was_recorded(tmp_path):
 def replay_nothing(tmp_path) -> None:
     with http_recording("replay", tmp_path / "rec"):
         pass
+
+
+def test_any_backends_secret_headers_and_parameters_are_never_recorded(tmp_path):
+    """Not only fal's: a header or query parameter named for a secret is dropped."""
+
+    def server(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"ok": True})
+
+    secrets = {"X-Api-Key": "canary-1", "X-Session-Token": "canary-2", "Cookie": "c=canary-3"}
+    url = "https://api.example.com/v1/chat?api_key=canary-4&signature=canary-5&model=m"
+    transport = httpx.MockTransport(server)
+    with (
+        http_recording("record", tmp_path, source="emulator"),
+        httpx.Client(transport=transport) as client,
+    ):
+        client.post(url, headers=secrets, json={"prompt": "hi"})
+    text = (tmp_path / CASSETTE).read_text()
+    assert not any(f"canary-{n}" in text for n in range(1, 6))
+    assert "model=m" in text  # the rest of the request is kept

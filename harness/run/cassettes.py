@@ -1,7 +1,10 @@
 """vcrpy configured for this project's cassettes: one cassette per run, looked up by exchange.
 
-Redaction (`Authorization`, `fal_webhook`, storage tokens, upload bytes) and the
-matcher every cassette uses; see `harness.run.recording` for how runs use them.
+Redaction and the matcher every cassette uses, the same for every backend; see
+`harness.run.recording` for how runs use them. A request keeps no header or query
+parameter whose name says it holds a secret (`Authorization`, any `*key*`,
+`*token*`, `*secret*`, `*signature*`, cookies, webhook URLs) and no upload bytes;
+a JSON response keeps no token or key field.
 """
 
 from __future__ import annotations
@@ -11,18 +14,22 @@ import functools
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
 import vcr
 from vcr.cassette import Cassette
+from vcr.filters import remove_headers, remove_query_parameters
 from vcr.matchers import requests_match
 from vcr.request import Request
 
 REDACTED = "REDACTED"
 NEVER_EXPIRES = "9999-12-31T23:59:59+00:00"
 _SECRET_BODY_FIELDS = ("token", "key", "secret", "access_token")
+SECRET_NAME = re.compile(r"auth|key|token|secret|signature|password|cookie|webhook", re.I)
+"""Names of request headers and query parameters whose values are never recorded."""
 
 
 class _UnredactedResponses(logging.Filter):
@@ -54,9 +61,7 @@ def register_matchers(recorder: vcr.VCR) -> None:
 def recording_config() -> dict[str, Any]:
     """Redaction and matching for every cassette (pytest-recording's `vcr_config` too)."""
     return {
-        "filter_headers": ["authorization", "x-fal-key", "cookie", "set-cookie"],
-        "filter_query_parameters": ["fal_webhook"],
-        "before_record_request": drop_upload_bytes,
+        "before_record_request": redact_request,
         "before_record_response": redact_response,
         "match_on": ["exchange"],
         "decode_compressed_response": True,
@@ -121,8 +126,20 @@ def match_content(recorded: Request, live: Request) -> None:
     if recorded_json is not None or live_json is not None:
         assert recorded_json == live_json, "JSON bodies differ"
         return
-    name = "x-fal-file-name"
-    assert recorded.headers.get(name) == live.headers.get(name), "uploaded file names differ"
+    assert _file_names(recorded) == _file_names(live), "uploaded file names differ"
+
+
+def _file_names(request: Request) -> dict[str, str]:
+    """The headers naming an uploaded file (`X-...-File-Name`)."""
+    return {k.lower(): v for k, v in request.headers.items() if k.lower().endswith("file-name")}
+
+
+def redact_request(request: Request) -> Request:
+    """The request without secret headers and query parameters (`SECRET_NAME`), and
+    without upload bytes (`drop_upload_bytes`)."""
+    headers = [name for name in request.headers if SECRET_NAME.search(name)]
+    query = [name for name, _ in request.query if SECRET_NAME.search(name)]
+    return drop_upload_bytes(remove_query_parameters(remove_headers(request, headers), query))
 
 
 def drop_upload_bytes(request: Request) -> Request:

@@ -4,36 +4,38 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError, requires, version
 from pathlib import Path
 from typing import Any
 
 # Packages whose versions can change answers, speed or scoring.
-TRACKED_PACKAGES = (
-    "vqa-harness",
-    "av",
-    "numpy",
-    "torch",
-    "transformers",
-    "accelerate",
-    "fal-client",
-    "httpx",
-    "datasets",
-    "huggingface-hub",
-)
+PROJECT = "vqa-harness"
 
 
 def package_versions() -> dict[str, str]:
+    """This project's version and those of its run-time dependencies (the `local` extra's
+    too, not the tools of `test` and `lint`) that are installed, as its metadata names them."""
+    names = [PROJECT]
+    for requirement in requires(PROJECT) or []:
+        match = _NAME.match(requirement)
+        if any(f'extra == "{tools}"' in requirement for tools in ("test", "lint")):
+            continue
+        if match and match.group(0) not in names:
+            names.append(match.group(0))
     versions = {}
-    for name in TRACKED_PACKAGES:
+    for name in names:
         try:
             versions[name] = version(name)
         except PackageNotFoundError:
             continue
     return versions
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def git_state(path: Path | None = None) -> dict[str, Any] | None:

@@ -10,8 +10,9 @@ costs time in proportion to its requests, not to their square. Uploads match on
 URL and file name, not bytes, so re-encoded but equivalent videos still replay,
 and an upload's bytes are never stored: only their size and sha256.
 
-Secrets never reach a cassette: `Authorization` headers, `fal_webhook` query
-parameters and storage tokens in response bodies are redacted when recorded
+Secrets never reach a cassette: headers and query parameters named for secrets
+(`Authorization`, keys, tokens, signatures, webhooks) and storage tokens in
+response bodies are redacted when recorded
 (and vcrpy's own log of each recorded response is cut to its request).
 Each cassette's metadata says where it was recorded (`source`). The cassette
 machinery (vcrpy) is in `harness.run.cassettes`, imported only when a run records
