@@ -40,7 +40,6 @@ from gpu_model import (
     Limits,
     Setup,
     Workload,
-    backend_module,
     build_remote,
     build_standin,
     remote_chat,
@@ -93,7 +92,9 @@ class FirstInput:
 def measure(llm: nn.Module, chat: Callable[[int, int], None], setup: Setup) -> dict[str, Any]:
     """Warm up once (2 frames, 4 tokens), then time the question: the timer's numbers,
     the prompt's length and, on CUDA, peak memory."""
-    timer = backend_module("minicpmv").ChatTimer(llm, setup.device)
+    from backends.minicpmv import ChatTimer  # torch and transformers: imported when measuring
+
+    timer = ChatTimer(llm, setup.device)
     prompt = FirstInput(llm)
     with torch.inference_mode():
         timer.start()

@@ -7,10 +7,8 @@ Both paths answer one question through `chat(frames, new_tokens)` with the LLM a
 
 from __future__ import annotations
 
-import importlib
 import math
 import sys
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,8 +337,8 @@ def build_remote(setup: Setup, attention: str, workdir: Path) -> tuple[Any, Any,
     from transformers import AutoProcessor
 
     from backends import standin_model as snapshots
+    from backends.remote_code import load_remote_code
 
-    load_remote_code = backend_module("remote_code").load_remote_code
     assert setup.remote_code is not None
     code = snapshots.published_code(setup.remote_code)
     snapshot = snapshots.write_snapshot(workdir, code, snapshots.PUBLISHED)
@@ -412,21 +410,3 @@ def remote_chat(
         max_slice_nums=setup.workload.max_slice_nums,
         use_image_id=False,
     )
-
-
-# --- imports that must work on a GPU machine set up for this script alone ---------------
-
-
-def backend_module(name: str) -> types.ModuleType:
-    """`backends.<name>`. `backends/__init__` registers every backend and so imports their
-    dependencies (fal-client, httpx, ...); where those are missing, the package is
-    entered without its `__init__`, which the modules used here do not need."""
-    try:
-        return importlib.import_module(f"backends.{name}")
-    except ImportError:
-        if "backends" in sys.modules:
-            raise
-    package = types.ModuleType("backends")
-    package.__path__ = [str(ROOT / "backends")]
-    sys.modules["backends"] = package
-    return importlib.import_module(f"backends.{name}")
