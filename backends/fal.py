@@ -71,6 +71,9 @@ _retries: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "fal_retries", default=None
 )
 
+NOT_REPORTED = "not reported by the service (fal samples the video itself)"
+"""What a record says of the frames the model saw: the endpoint does not tell."""
+
 
 @dataclass
 class FalBackend:
@@ -209,6 +212,7 @@ class FalBackend:
             "polls": polls,
             "retries": retries[0],
             "video_input": upload_kind,
+            "frames": NOT_REPORTED,
         }
         return Answer(text=output, timings=timings, meta=meta)
 

@@ -293,7 +293,11 @@ class LocalBackend:
         meta: dict[str, Any] = {
             "frames": len(images),
             "frame_indices": frames.sampled.indices,
+            "frame_times_s": frames.sampled.times,
             "frame_size": list(sizes[0]) if sizes else None,
+            "slices_per_frame": minicpmv.slices_per_frame(
+                loaded.processor, sizes[0], self.max_slice_nums
+            ),
             "frames_decoded_here": frames.decoded,
             "max_inp_length": max_inp_length,
             "max_inp_length_raised": max_inp_length > minicpmv.DEFAULT_MAX_INP_LENGTH,

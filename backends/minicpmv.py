@@ -149,6 +149,13 @@ def load(
     return LoadedModel(network, processor, device, config.get("_commit_hash"), workarounds)
 
 
+def slices_per_frame(processor: Any, size: tuple[int, int], max_slice_nums: int) -> int:
+    """How many slices chat() cuts a frame of `size` into besides the whole frame (0: none),
+    by the processor's own rule (`get_sliced_grid`, as 2.6's image processor names it)."""
+    grid = processor.image_processor.get_sliced_grid(size, max_slice_nums)
+    return int(grid[0] * grid[1]) if grid else 0
+
+
 def to_images(frames: np.ndarray) -> list[Image.Image]:
     return [Image.fromarray(frame) for frame in frames]
 

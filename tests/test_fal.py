@@ -53,6 +53,7 @@ def test_answer_carries_text_request_id_timings_and_counts(tmp_path, emulator):
         "polls": 4,  # IN_QUEUE, IN_QUEUE, IN_PROGRESS, COMPLETED
         "retries": 0,
         "video_input": "url",
+        "frames": "not reported by the service (fal samples the video itself)",
     }
     timings = answer.timings
     assert timings["upload"] == 0.0

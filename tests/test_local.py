@@ -62,6 +62,9 @@ def test_frames_prompt_and_settings_reach_the_model_as_openbmb_documents(standin
     assert chat["max_new_tokens"] == 6 and not chat["truncated"]
     assert isinstance(answer.text, str)
     assert 1 <= answer.usage["output_tokens"] <= 6 and answer.usage["decode_steps"] <= 5
+    # What the model saw: when each frame is (10 fps: index / 10), and its slices (2x1).
+    assert answer.meta["frame_times_s"] == [i / 10 for i in expected.indices]
+    assert chat["slices"] == [(2, 1)] * 5 and answer.meta["slices_per_frame"] == 2
 
 
 def test_timings_are_filled_and_consistent(standin, video):

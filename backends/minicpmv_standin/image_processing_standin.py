@@ -43,12 +43,13 @@ class StandInImageProcessor(BaseImageProcessor):
         self.vision_size = vision_size
         self.version = version
 
-    def grid(self, size, max_slice_nums=None):
-        """(columns, rows) of the slices of an image of `size`, or None when it is not cut."""
+    def get_sliced_grid(self, image_size, max_slice_nums, nerver_split=False):
+        """(columns, rows) of the slices of an image of `image_size`, or None when it is not
+        cut (the published name and signature, typo included)."""
         limit = self.max_slice_nums if max_slice_nums is None else int(max_slice_nums)
-        width, height = size
+        width, height = image_size
         cells = min(math.ceil(width * height / self.scale_resolution**2), limit)
-        if not self.slice_mode or cells <= 1:
+        if not self.slice_mode or cells <= 1 or nerver_split:
             return None
         counts = [n for n in (cells - 1, cells, cells + 1) if 1 < n <= limit]
         grids = [(m, n // m) for n in counts for m in range(1, n + 1) if n % m == 0]
@@ -59,7 +60,7 @@ class StandInImageProcessor(BaseImageProcessor):
         text = f"<image>{unk}</image>"
         if self.use_image_id if use_image_id is None else use_image_id:
             text = f"<image_id>{index}</image_id>{text}"
-        grid = self.grid(size, max_slice_nums)
+        grid = self.get_sliced_grid(size, max_slice_nums)
         if grid is not None:
             columns, rows = grid
             text += "\n".join(f"<slice>{unk}</slice>" * columns for _ in range(rows))
@@ -68,7 +69,7 @@ class StandInImageProcessor(BaseImageProcessor):
     def slices(self, image, max_slice_nums=None):
         """The image itself, then its grid's cells, left to right and top to bottom."""
         parts = [image]
-        grid = self.grid(image.size, max_slice_nums)
+        grid = self.get_sliced_grid(image.size, max_slice_nums)
         if grid is not None:
             columns, rows = grid
             width, height = image.width // columns, image.height // rows

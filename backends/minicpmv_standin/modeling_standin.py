@@ -143,7 +143,7 @@ class StandInMiniCPMV(Qwen2PreTrainedModel):
             "frame_sizes": [frame.size for frame in images],
             "frame_digests": [hashlib.sha256(frame.tobytes()).hexdigest() for frame in images],
             "question": "".join(item for item in content if isinstance(item, str)),
-            "slices": [holder.grid(frame.size, max_slice_nums) for frame in images],
+            "slices": [holder.get_sliced_grid(frame.size, max_slice_nums) for frame in images],
             "use_image_id": use_image_id,
             "max_slice_nums": max_slice_nums,
             "max_inp_length": max_inp_length,

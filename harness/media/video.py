@@ -72,10 +72,17 @@ class VideoInfo:
 
 
 class SampledFrames(NamedTuple):
-    """Decoded frames (RGB uint8, frames x H x W x 3) and their frame indices."""
+    """Decoded frames (RGB uint8, frames x H x W x 3), their frame indices, and the
+    video's average frame rate (0 when not known), which places them in time."""
 
     frames: np.ndarray
     indices: list[int]
+    avg_fps: float = 0.0
+
+    @property
+    def times(self) -> list[float]:
+        """Each frame's time in seconds, as the recipe places it (index / average fps)."""
+        return [round(i / self.avg_fps, 3) for i in self.indices] if self.avg_fps else []
 
 
 def sample_indices(
@@ -184,10 +191,10 @@ def sample_frames(
         frames = _Frames(indices, size)
         try:
             _decode_runs(name, timeline, frames)
-            return frames.result()
+            return frames.result()._replace(avg_fps=avg_fps)
         except _Inexact:
             pass
-    return _decode_sequentially(name, indices, frame_count)
+    return _decode_sequentially(name, indices, frame_count)._replace(avg_fps=avg_fps)
 
 
 _SEEK_COST_FRAMES = 8
