@@ -98,11 +98,12 @@ def keyless(result: dict) -> dict:
 
 
 @pytest.mark.vcr
-def test_a_yes_verdict_decides_correct(vcr, endpoint, delays):
+def test_a_yes_verdict_is_kept_beside_the_primary_score(vcr, endpoint, delays):
     endpoint.reply = "{'pred': 'yes', 'score': 5}"
     score = judged("The man is strumming a guitar.", judge())
-    assert score.correct and score.rule == "judge" and score.reason is None
-    assert score.metrics["exact_match"] == 0.0  # exact match alone would have said wrong
+    # The benchmark's own score (exact match) stays primary: the judge never overwrites it.
+    assert not score.correct and score.rule == "exact_match" and score.reason is None
+    assert score.metrics["exact_match"] == 0.0
     assert keyless(score.judge) == {
         "model": MODEL,
         "prompt_version": PROMPT_VERSION,
@@ -123,10 +124,10 @@ def test_a_yes_verdict_decides_correct(vcr, endpoint, delays):
 
 
 @pytest.mark.vcr
-def test_a_no_verdict_decides_wrong(vcr, endpoint):
+def test_a_no_verdict_is_kept_beside_the_primary_score(vcr, endpoint):
     endpoint.reply = "{'pred': 'no', 'score': 1}"
     score = judged("He is singing.", judge())
-    assert not score.correct and score.rule == "judge"
+    assert not score.correct and score.rule == "exact_match"
     assert keyless(score.judge)["correct"] is False and score.judge["score"] == 1.0
     assert set(score.judge) == VERDICT_KEYS
     assert statuses(vcr) == [200]

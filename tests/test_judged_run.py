@@ -43,14 +43,19 @@ def test_a_judged_run_records_verdicts_and_counts_failures_apart(tmp_path, monke
     assert len(endpoint.received) == 3
     run = tmp_path / "judged"
     records = {r.sample_id: r for r in read_records(run / "records.jsonl").records}
-    assert records["q1"].score.correct and records["q1"].score.judge["raw"].startswith("{'pred'")
-    assert not records["q2"].score.correct and records["q2"].score.judge["score"] == 1
+    # The judge's verdicts are kept apart; `correct` is the benchmark's exact match.
+    assert records["q1"].score.judge["correct"] and records["q1"].score.judge["raw"].startswith(
+        "{'pred'"
+    )
+    assert not records["q1"].score.correct and records["q1"].score.rule == "exact_match"
+    assert not records["q2"].score.judge["correct"] and records["q2"].score.judge["score"] == 1
     assert records["q3"].score.reason.startswith("judge_failed: unparseable")
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["judge"]["model"] == "judge-2024-07-18"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["judge"]["judged"] == 2 and summary["judge"]["judge_failed"] == 1
     assert summary["judge"]["accuracy"] == 0.5  # one of the two judged, the failure left out
+    assert summary["accuracy"]["value"] == 0.0  # the headline: exact match, not the judge
     for path in run.iterdir():
         assert KEY not in path.read_text()
 

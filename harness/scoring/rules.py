@@ -42,9 +42,10 @@ def references(sample: Sample) -> list[str]:
 
 
 def apply_judge(score: Score, sample: Sample, text: str, judge: Judge) -> Score:
-    """`score` with the judge's verdict: it decides `correct`; a judge failure is kept
-    in `Score.judge` and `reason`, and `correct` stays what the metrics said."""
+    """`score` with the judge's verdict kept beside it, in `Score.judge`: `correct` stays
+    the benchmark's own (primary) score, whatever the judge says; a judge failure is
+    noted in `reason` too. Summaries report the judge's accuracy on a line of its own."""
     verdict = judge.grade(sample.question, references(sample), text)
     if "error" in verdict:
         return replace(score, judge=verdict, reason=f"judge_failed: {verdict['error']}")
-    return replace(score, correct=verdict["correct"], rule="judge", judge=verdict)
+    return replace(score, judge=verdict)
