@@ -19,8 +19,11 @@ COUNTS = ["2", "3", "4", "5"]
 SHAPES = ["circle", "square", "triangle", "cross"]
 SHADES = ["red", "dark red", "green", "light green"]
 SIDES = ["to the left", "to the right", "up", "down"]
+BALLS = ["a red ball rolling left", "a red ball rolling right", "a blue cube", "nothing moves"]
+DOOR = ["The man opens the door", "The man closes the door", "A woman waves", "A dog runs out"]
+PEOPLE = ["The man opens the door", "The woman opens the door", "The man sits", "The woman sits"]
 
-RULES = {"explicit", "bare", "leading", "text", "letter", "mention"}
+RULES = {"explicit", "bare", "leading", "text", "letter", "mention", "chinese", "shortened"}
 
 CASES = [
     # terse letters, as MiniCPM-V and LLaVA answer the usual instruction
@@ -92,6 +95,50 @@ CASES = [
     ("There are 5 flashes in total.", COUNTS, "D"),
     ("The screen ends dark red.", SHADES, "B"),
     ("It is light green at the end", SHADES, "D"),
+    # several letters listed, or the options echoed: unreadable unless one is declared
+    ("A. red B. green C. blue D. yellow", COLOURS, None),
+    ("A. red\nB. green\nC. blue\nD. yellow", COLOURS, None),
+    ("(A) red (B) green (C) blue (D) yellow", COLOURS, None),
+    ("Answer: A. red B. green C. blue D. yellow", COLOURS, None),
+    ("A) circle\nB) square", SHAPES, None),
+    ("B. green C. blue", COLOURS, None),
+    ("A or C", COLOURS, None),
+    ("A B C D", COLOURS, None),
+    ("The options are A, B, C and D.", COLOURS, None),
+    ("The answer is C. (A and B are wrong)", COLOURS, "C"),
+    ("The answer is C (A and B are wrong)", COLOURS, "C"),
+    ("A. red B. green C. blue D. yellow\nAnswer: C", COLOURS, "C"),
+    ("Options: A. red B. green C. blue D. yellow. The correct answer is D.", COLOURS, "D"),
+    ("Answer: C\n\nA. red - the screen is never red\nB. green - no", COLOURS, "C"),
+    ("Answer: B. green\nC. blue is wrong, it is never blue.", COLOURS, "B"),
+    # Chinese, as MiniCPM-V often answers
+    ("答案是B", COLOURS, "B"),
+    ("选C", COLOURS, "C"),
+    ("正确答案\uff1aA", COLOURS, "A"),
+    ("答案\uff1aD。", COLOURS, "D"),
+    ("B选项", COLOURS, "B"),
+    ("\uff08C\uff09", COLOURS, "C"),
+    ("\uff22", COLOURS, "B"),
+    ("根据视频\uff0c球最后变成了蓝色\uff0c所以答案是C。", COLOURS, "C"),
+    ("A和B都不对\uff0c我选D。", COLOURS, "D"),
+    ("选项B是正确的。", COLOURS, "B"),
+    ("不是A\uff0c应该选C", COLOURS, "C"),
+    ("答案是选项D\uff1a黄色", COLOURS, "D"),
+    ("答案是A或B", COLOURS, None),
+    ("A和C都有可能。", COLOURS, None),
+    ("选项A和选项B都不对", COLOURS, None),
+    ("我无法从视频中判断答案。", COLOURS, None),
+    # an option's text without its leading article or words
+    ("red ball rolling left", BALLS, "A"),
+    ("Red ball rolling right.", BALLS, "B"),
+    ("man opens the door", DOOR, "A"),
+    ("Man closes the door.", DOOR, "B"),
+    ("The answer is man opens the door.", DOOR, "A"),
+    ("In the video, dog runs out of the room.", DOOR, "D"),
+    ("woman sits", PEOPLE, "D"),
+    ("opens the door", PEOPLE, None),
+    ("sits", PEOPLE, None),
+    ("red ball rolling", BALLS, None),
     # unreadable: the extractor refuses rather than guesses
     ("", COLOURS, None),
     ("   \n", COLOURS, None),
@@ -148,6 +195,14 @@ def test_the_table_is_large_and_covers_refusals():
         ("Answer: E", COLOURS, "answer 'E' is not among options A-D"),
         ("(F)", COLOURS, "answer 'F' is not among options A-D"),
         ("Answer: B", ["the only option"], "answer 'B' is not among options A"),
+        (
+            "A. red B. green C. blue D. yellow",
+            COLOURS,
+            "lists options A, B, C and D without choosing one",
+        ),
+        ("(B) green\n(C) blue", COLOURS, "lists options B and C without choosing one"),
+        ("答案是A或B", COLOURS, "ambiguous: mentions options A and B"),
+        ("opens the door", PEOPLE, "ambiguous: mentions options A and B"),
     ],
 )
 def test_unreadable_answers_say_why(text, options, reason):
@@ -162,6 +217,7 @@ def test_unreadable_answers_say_why(text, options, reason):
         ("(B)", "bare"),
         ("B. green", "leading"),
         ("green", "text"),
+        ("答案是B", "chinese"),
         ("Based on the video, B", "letter"),
         ("It turns green at the end.", "mention"),
     ],
@@ -174,6 +230,10 @@ def test_a_declaration_outranks_a_leading_letter():
     assert explain_choice("A is tempting, but the answer is D.", COLOURS) == ChoiceExtraction(
         "D", "explicit"
     )
+
+
+def test_an_option_without_its_leading_words_is_shortened():
+    assert explain_choice("man closes the door", DOOR) == ChoiceExtraction("B", "shortened")
 
 
 def test_out_of_range_letters_are_ignored_outside_declarations():

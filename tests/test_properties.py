@@ -21,7 +21,7 @@ from harness.types import ErrorInfo, Record, Score
 
 FAST = settings(max_examples=150, deadline=None)
 SLOWER = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-RULES = {"explicit", "bare", "leading", "text", "letter", "mention"}
+RULES = {"explicit", "bare", "leading", "text", "letter", "mention", "chinese", "shortened"}
 ANY_TEXT = st.text(st.characters(blacklist_categories=("Cs",)))
 WORD = st.text(st.characters(blacklist_categories=("Cs", "Z", "C")), min_size=1, max_size=12)
 
@@ -92,6 +92,30 @@ def test_a_bare_letter_reads_as_itself_in_either_case(question, form):
 def test_a_declared_letter_reads_as_itself_whatever_comes_before(question, cue, before):
     options, letter = question
     assert explain_choice(before + cue.format(letter), options).letter == letter
+
+
+@FAST
+@given(
+    question=choice_question(),
+    cue=st.sampled_from(
+        ["答案是{}", "答案\uff1a{}。", "选{}", "正确答案是({})", "{}选项正确", "选项{}是正确的"]
+    ),
+    before=st.sampled_from(["", "球最后是蓝色的\uff0c", "A和B都不对。"]),
+)
+def test_a_letter_declared_in_chinese_reads_as_itself(question, cue, before):
+    options, letter = question
+    assert explain_choice(before + cue.format(letter), options).letter == letter
+
+
+@FAST
+@given(question=choice_question(), form=st.sampled_from(["{}. {}", "({}) {}", "{}) {}"]))
+def test_an_echo_of_the_option_list_reads_as_nothing(question, form):
+    options, _ = question
+    echo = " ".join(
+        form.format(letter, text)
+        for letter, text in zip(option_letters(len(options)), options, strict=True)
+    )
+    assert explain_choice(echo, options).letter is None
 
 
 @FAST
