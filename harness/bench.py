@@ -5,8 +5,9 @@ The report ends with the runs compared with the first one that ran (as
 backend that is not registered or cannot run here is listed with the reason,
 never silently dropped. A backend that cannot run for real here but has a
 stand-in (`harness.protocols.HasBenchStandIn`: a committed recording to replay,
-or with `demo`, a demo model) runs that instead, and the report says so at the
-top: a stand-in's numbers are not a fresh measurement of the backend.
+or with `demo`, a demo model) runs that instead. The report opens with each run's
+provenance (`harness.analysis.provenance`) and why it ran as it did: the numbers
+of a replay or a stand-in are a pipeline check, not a measurement of the backend.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.analysis.compare import compare_runs
+from harness.analysis.provenance import PIPELINE_CHECK
 from harness.analysis.summary import summarize_run
 from harness.plugins import backends, benchmarks
 from harness.protocols import HasBenchStandIn, StandIn
 from harness.report.compare_tables import render_markdown
 from harness.report.html import default_html_path, write_html_report
-from harness.report.markdown import percent, seconds, table, write_report
+from harness.report.markdown import percent, provenance_line, seconds, table, write_report
 from harness.run.recording import Recording, http_recording
 from harness.run.runner import RunSettings
 from harness.run.session import execute_run, start_run
@@ -103,20 +105,28 @@ def _run(spec: RunSpec, out: Path, concurrency: int | None, recording: Recording
 
 
 def side_by_side(entries: list[BenchEntry], benchmark: str) -> str:
+    """The top of `bench.md`: what produced each run, what did not run, and a row per run."""
     lines = [f"# Bench: {benchmark}", ""]
-    notes = [e for e in entries if e.note]
     skipped = [e for e in entries if e.skipped]
-    ran = [(e, e.run_dir) for e in entries if e.run_dir is not None]
-    if notes:
-        lines += ["**Not live:**", *(f"- `{e.backend}`: {e.note}" for e in notes), ""]
+    ran = [(e, summarize_run(e.run_dir)) for e in entries if e.run_dir is not None]
+    if ran:
+        lines += [
+            "**Provenance:**",
+            *(
+                f"- `{e.backend}`: {provenance_line(s)}{f'; {e.note}' if e.note else ''}"
+                for e, s in ran
+            ),
+            "",
+        ]
+    if any(not (s.provenance or {}).get("measurement") for _, s in ran):
+        lines += [f"**Not live:** the numbers of a run that is not live are {PIPELINE_CHECK}.", ""]
     if skipped:
         lines += ["Not compared:", *(f"- `{e.backend}`: {e.skipped}" for e in skipped), ""]
     if not ran:
         lines.append("No backend could run here, so there is nothing to compare yet.")
         return "\n".join(lines) + "\n"
     rows = []
-    for entry, run_dir in ran:
-        summary = summarize_run(run_dir)
+    for entry, summary in ran:
         total = summary.latency.get("total")
         rows.append(
             [
@@ -126,7 +136,7 @@ def side_by_side(entries: list[BenchEntry], benchmark: str) -> str:
                 summary.samples["failed"],
                 seconds(total["p50"]) if total else "n/a",
                 seconds(total["p90"]) if total else "n/a",
-                str(run_dir),
+                str(entry.run_dir),
             ]
         )
     header = ["backend", "mode", "accuracy", "failed", "total p50 (s)", "total p90 (s)", "run"]

@@ -148,9 +148,7 @@ def test_bench_replays_the_committed_set_without_a_key_and_says_so(
     monkeypatch.chdir(tmp_path)  # the committed recording is package data: any directory will do
     markdown = run_bench(["fal", "local"], "synthetic", tmp_path / "bench", limit=8)
     assert "**Not live:**" in markdown.split("| backend |")[0]
-    assert (
-        "`fal`: replayed from the committed recording backends/recordings/fal-synthetic" in markdown
-    )
+    assert "; replayed from the committed recording backends/recordings/fal-synthetic" in markdown
     assert f"(recorded against: {EMULATOR_SOURCE})" in markdown
     assert "`local`: CUDA is not available" in markdown  # and no demo model was given
     (row,) = [line for line in markdown.splitlines() if line.startswith("| fal |")]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import date
 
 import fal_client
 import httpx
@@ -125,12 +126,15 @@ def test_a_request_is_compared_only_with_recorded_requests_to_its_url(tmp_path, 
 
 
 def test_a_replay_needs_the_cassette_to_say_where_it_was_recorded(tmp_path):
+    """... and says on which day, where the cassette has it."""
     with http_recording("record", tmp_path / "rec", source="test"):
         url = "https://queue.fal.run/app/requests/0/status"
         asyncio.run(poll_each([url], 1, serve_numbered_replies()))
     cassette = tmp_path / "rec" / CASSETTE
     with http_recording("replay", tmp_path / "rec") as recording:
         assert recording.source == "test"
+        assert recording.recorded_at == date.today().isoformat()
+        assert recording.to_dict()["recorded_at"] == recording.recorded_at
     data = yaml.safe_load(cassette.read_text())
     del data["metadata"]
     cassette.write_text(yaml.safe_dump(data))

@@ -18,7 +18,10 @@ benchmarks, or of different versions of one, are refused.
   same after normalisation (WER 0).
 - Latency: per timing component both runs have, other over baseline of the
   median and of the p90, in the steady state: warm-up samples and cold starts
-  (each session's first answer) left out, as in a run's summary.
+  (each session's first answer) left out, as in a run's summary. A component
+  whose medians are both below the timer's useful resolution (1 ms) has no ratio.
+- Provenance: what produced each run (`harness.analysis.provenance`); unless
+  every run is live, the comparison is a pipeline check, not a measurement.
 - Cost per 1,000 samples, estimated from the prices given, by the manifest's
   backend name: each backend estimates its own (`harness.protocols.EstimatesCost`)
   from its records and sessions and one price in a unit it names.
@@ -30,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.analysis.provenance import Provenance, provenance
 from harness.analysis.stats import bootstrap_ci, mcnemar_p, paired_bootstrap_ci
 from harness.analysis.summary import cold_starts, latency_stats
 from harness.errors import HarnessError
@@ -39,6 +43,8 @@ from harness.scoring.open_ended import word_error_rate
 from harness.types import Record
 
 Interval = tuple[float, float]
+TIMER_RESOLUTION_S = 0.001
+"""Below this, a timing is mostly the timer's own noise: no ratio of two such medians."""
 
 
 class CompareError(HarnessError):
@@ -89,6 +95,11 @@ class LatencyRatio:
     other_p90: float
 
     @property
+    def resolved(self) -> bool:
+        """Whether either median is at or above `TIMER_RESOLUTION_S`, so a ratio means something."""
+        return max(self.baseline_p50, self.other_p50) >= TIMER_RESOLUTION_S
+
+    @property
     def p50_ratio(self) -> float | None:
         return _ratio(self.other_p50, self.baseline_p50)
 
@@ -137,12 +148,18 @@ class Comparison:
     """Every run against the first: the join, each pair, categories and costs."""
 
     runs: list[Run]
+    provenance: list[Provenance]  # per run
     coverage: list[Coverage]
     joined: list[str]  # sample ids answered in every run, by (video, sample id)
     pairs: list[Pair]  # runs[1:] against runs[0]
     categories: list[CategoryRow]
     prices: Prices
     costs: list[Cost]  # per run
+
+    @property
+    def measurement(self) -> bool:
+        """Whether every run is live, so differences measure backends, not only the pipeline."""
+        return all(p.measurement for p in self.provenance)
 
     @property
     def seen(self) -> int:
@@ -308,6 +325,7 @@ def compare_runs(paths: Sequence[Path], prices: Prices | None = None) -> Compari
     ]
     return Comparison(
         runs=runs,
+        provenance=[provenance(run.manifest) for run in runs],
         coverage=coverage,
         joined=joined,
         pairs=pairs,

@@ -6,6 +6,8 @@ wrong (its reason is counted). Each accuracy has a 95% interval from a seeded
 cluster bootstrap that resamples whole videos (`harness.analysis.stats`), since the
 questions about one video are not independent; `ci_method` says how.
 
+Every summary starts with the run's provenance (`harness.analysis.provenance`).
+
 Latency statistics are the steady state: they leave out warm-up samples and
 cold starts. A cold start is the first answer of each session (a start, a
 `--resume`, each shard's process), which `harness.run.session` records in the
@@ -27,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.analysis.provenance import provenance
 from harness.analysis.stats import LEVEL, RESAMPLES, bootstrap_ci
 from harness.analysis.summary_file import Summary
 from harness.run.directory import Run
@@ -67,6 +70,7 @@ def summarize(log: RecordLog, manifest: Manifest) -> Summary:
     timed = [r for r in ok if not r.warmup and r not in cold]
     return Summary(
         run_id=manifest.run_id,
+        provenance=provenance(manifest).to_dict(),
         status=manifest.status,
         mode=manifest.mode,
         backend=manifest.backend.name,

@@ -5,6 +5,8 @@ Like `Record`, `Summary` turns into plain JSON with `to_dict()` and back with
 statistics...) stay plain JSON, as `harness.analysis.summary` documents them.
 `schema` versions the format: 1 is the first to carry it; a summary without one
 (written before) reads as schema 0, which has the same fields or fewer.
+`provenance` (what produced the run: `harness.analysis.provenance`) comes first;
+summaries written before it have none.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ SUMMARY_SCHEMA = 1
 """Version of the `summary.json` format written by this package."""
 READABLE_SUMMARY_SCHEMAS = (UNVERSIONED, 1)
 # Parts left out of the JSON when empty: breakdowns and metrics no record has.
-_OPTIONAL = ("metrics", "judge", "tasks", "durations")
+_OPTIONAL = ("provenance", "metrics", "judge", "tasks", "durations")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,6 +28,7 @@ class Summary:
     """A run in numbers: see `harness.analysis.summary.summarize` for each part."""
 
     run_id: str
+    provenance: dict[str, Any] | None = None
     status: str | None = None
     mode: str
     backend: str

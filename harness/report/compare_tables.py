@@ -6,7 +6,8 @@ HTML report (`harness.report.html`) show the same numbers.
 
 from __future__ import annotations
 
-from harness.analysis.compare import Comparison, Interval
+from harness.analysis.compare import TIMER_RESOLUTION_S, Comparison, Interval, LatencyRatio
+from harness.analysis.provenance import PIPELINE_CHECK
 from harness.report.markdown import number, percent, seconds, table
 
 Table = tuple[list[str], list[list[str]]]
@@ -19,6 +20,11 @@ ACCURACY_NOTE = (
 LATENCY_NOTE = (
     "Steady state, over the joined samples: warm-up samples and cold starts "
     "(each session's first answer) left out."
+)
+BELOW_RESOLUTION = f"—, below {TIMER_RESOLUTION_S * 1000:g} ms"
+NOT_MEASURED = (
+    f"Not every run is live: the accuracy deltas, McNemar tests and latency ratios below are "
+    f"{PIPELINE_CHECK}."
 )
 NO_TIMINGS = "No timing component is in both runs."
 NO_JOINED = "No sample was answered in every run."
@@ -39,6 +45,17 @@ def interval(value: Interval | None) -> str:
 
 def ratio(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}x"
+
+
+def titled(comparison: Comparison, title: str) -> str:
+    """A section title, marked a pipeline check where not every run is live."""
+    return title if comparison.measurement else f"{title}: pipeline check (not a measurement)"
+
+
+def provenance_lines(comparison: Comparison) -> list[str]:
+    """What produced each run, one line each; then, unless every run is live, why that matters."""
+    lines = [f"{run_label(comparison, i)}: {p.line}" for i, p in enumerate(comparison.provenance)]
+    return lines if comparison.measurement else [*lines, NOT_MEASURED]
 
 
 def run_label(comparison: Comparison, index: int) -> str:
@@ -93,7 +110,10 @@ def accuracy_table(comparison: Comparison) -> Table:
 
 
 def latency_table(comparison: Comparison) -> Table:
-    """Median and p90 of each timing component in each run and the baseline, and their ratios."""
+    """Median and p90 of each timing component in each run and the baseline, and their ratios.
+
+    A component whose medians are both below the timer's resolution shows no ratio.
+    """
     header = ["run", "component", "p50 (s)", "baseline p50 (s)", "p50 ratio"]
     header += ["p90 (s)", "baseline p90 (s)", "p90 ratio"]
     rows = [
@@ -102,10 +122,10 @@ def latency_table(comparison: Comparison) -> Table:
             key,
             seconds(lat.other_p50),
             seconds(lat.baseline_p50),
-            ratio(lat.p50_ratio),
+            _ratio_cell(lat, lat.p50_ratio),
             seconds(lat.other_p90),
             seconds(lat.baseline_p90),
-            ratio(lat.p90_ratio),
+            _ratio_cell(lat, lat.p90_ratio),
         ]
         for index, pair in enumerate(comparison.pairs, start=1)
         for key, lat in pair.latency.items()
@@ -147,31 +167,39 @@ def render_markdown(comparison: Comparison, depth: int = 1) -> str:
     lines = [
         f"{top} Side by side: `{benchmark.name}` v{benchmark.version}",
         "",
+        "Provenance:",
+        "",
+        *(f"- {line}" for line in provenance_lines(comparison)),
+        "",
         f"Baseline: `{comparison.runs[0].name}`. Every statistic is over the "
         f"**{len(comparison.joined)}** samples answered in every run, of {comparison.seen} "
         "with an outcome in any run; samples missing from a run or failed in one are left out.",
         "",
         *table(*runs_table(comparison)),
         "",
-        f"{section} Accuracy and agreement",
+        f"{section} {titled(comparison, 'Accuracy and agreement')}",
         "",
         *table(*accuracy_table(comparison)),
         "",
         ACCURACY_NOTE,
         "",
-        f"{section} Latency against the baseline",
+        f"{section} {titled(comparison, 'Latency against the baseline')}",
         "",
         LATENCY_NOTE,
         "",
     ]
     latency = latency_table(comparison)
     lines += table(*latency) if latency[1] else [NO_TIMINGS]
-    lines += ["", f"{section} By category", ""]
+    lines += ["", f"{section} {titled(comparison, 'By category')}", ""]
     categories = category_table(comparison)
     lines += table(*categories) if categories[1] else [NO_JOINED]
     lines += ["", f"{section} Cost per 1,000 samples (estimate)", ""]
     lines += table(*cost_table(comparison)) if comparison.prices else [NO_PRICES]
     return "\n".join(lines) + "\n"
+
+
+def _ratio_cell(latency: LatencyRatio, value: float | None) -> str:
+    return ratio(value) if latency.resolved else BELOW_RESOLUTION
 
 
 def _share(count: int, total: int) -> str:

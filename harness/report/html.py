@@ -9,6 +9,9 @@ styles inline, and a Content-Security-Policy of `default-src 'none'` makes a
 browser refuse any request all the same. Every text taken from records and
 manifests is escaped.
 
+The page opens with what produced each run (its provenance); unless every run
+is live, the sections with deltas, tests and ratios are titled a pipeline check.
+
 Plots: a latency CDF per timing component (joined samples, steady state),
 each category's accuracy per run with 95 % cluster-bootstrap intervals, and
 the share of joined samples where each run answers as the baseline does.
@@ -33,7 +36,9 @@ from harness.report.compare_tables import (
     category_table,
     cost_table,
     latency_table,
+    provenance_lines,
     runs_table,
+    titled,
 )
 from harness.report.plots import bar_plot, cdf_plot, share_plot
 
@@ -74,20 +79,23 @@ def render_html(comparison: Comparison) -> str:
     categories = category_table(comparison)
     body = [
         f"<h1>{escape(title)}</h1>",
+        '<ul id="provenance">'
+        + "".join(f"<li>{escape(line)}</li>" for line in provenance_lines(comparison))
+        + "</ul>",
         f"<p>Baseline: <code>{escape(comparison.runs[0].name)}</code>. Every statistic is over "
         f"the <strong>{len(comparison.joined)}</strong> samples answered in every run, of "
         f"{comparison.seen} with an outcome in any run; samples missing from a run or failed "
         "in one are left out.</p>",
         _table("runs", runs_table(comparison)),
-        "<h2>Accuracy and agreement</h2>",
+        f"<h2>{escape(titled(comparison, 'Accuracy and agreement'))}</h2>",
         _table("comparison", accuracy_table(comparison)),
         f'<p class="note">{escape(ACCURACY_NOTE)}</p>',
         _figure(_agreement_plot(comparison)),
-        "<h2>Latency against the baseline</h2>",
+        f"<h2>{escape(titled(comparison, 'Latency against the baseline'))}</h2>",
         f'<p class="note">{escape(LATENCY_NOTE)}</p>',
         _table("latency", latency) if latency[1] else f"<p>{escape(NO_TIMINGS)}</p>",
         *(_figure(plot) for plot in _latency_plots(comparison)),
-        "<h2>By category</h2>",
+        f"<h2>{escape(titled(comparison, 'By category'))}</h2>",
         _figure(_category_plot(comparison)),
         _table("categories", categories) if categories[1] else f"<p>{escape(NO_JOINED)}</p>",
         "<h2>Cost per 1,000 samples (estimate)</h2>",

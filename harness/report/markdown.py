@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harness.analysis.provenance import Provenance
 from harness.analysis.stats import LEVEL
 from harness.analysis.summary import summarize_run
 from harness.analysis.summary_file import Summary
@@ -112,11 +113,20 @@ def _cold_start_line(cold: dict[str, Any]) -> list[str]:
     ]
 
 
+def provenance_line(summary: Summary) -> str:
+    """What produced the run, from its summary; a summary from before says it does not know."""
+    if summary.provenance is None:
+        return "not recorded (a summary written before provenance was)"
+    return Provenance.from_dict(summary.provenance).line
+
+
 def render_markdown(summary: Summary) -> str:
     samples = summary.samples
     accuracy = summary.accuracy
     lines = [
         f"# Run {summary.run_id}",
+        "",
+        f"**Provenance:** {provenance_line(summary)}",
         "",
         f"backend `{summary.backend}` · benchmark `{summary.benchmark}` "
         f"v{summary.benchmark_version} · status {summary.status} · mode {summary.mode}",

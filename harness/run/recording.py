@@ -14,7 +14,8 @@ Secrets never reach a cassette: headers and query parameters named for secrets
 (`Authorization`, keys, tokens, signatures, webhooks) and storage tokens in
 response bodies are redacted when recorded
 (and vcrpy's own log of each recorded response is cut to its request).
-Each cassette's metadata says where it was recorded (`source`). The cassette
+Each cassette's metadata says where it was recorded (`source`) and on which day
+(`recorded_at`, an ISO date; cassettes from before have none). The cassette
 machinery (vcrpy) is in `harness.run.cassettes`, imported only when a run records
 or replays.
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +43,17 @@ class RecordingError(HarnessError):
 
 @dataclass(frozen=True)
 class Recording:
-    """Where a run's HTTP came from: `mode`, the cassette, and its `source`."""
+    """Where a run's HTTP came from: `mode`, the cassette, its `source` and `recorded_at`."""
 
     mode: HttpMode
     cassette: Path | None = None
     source: str | None = None
+    recorded_at: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         cassette = str(self.cassette) if self.cassette else None
-        return {"mode": self.mode, "cassette": cassette, "source": self.source}
+        data = {"mode": self.mode, "cassette": cassette, "source": self.source}
+        return data | ({"recorded_at": self.recorded_at} if self.recorded_at else {})
 
 
 def cassette_source(directory: Path) -> str:
@@ -99,7 +103,11 @@ def http_recording(
             source = cassette.get_metadata("source", source)
         except MissingMetadataError:
             raise _no_source(path) from None
-        yield Recording(mode, path, source)
+        try:
+            recorded_at = cassette.get_metadata("recorded_at", date.today().isoformat())
+        except MissingMetadataError:  # recorded before cassettes carried the day
+            recorded_at = None
+        yield Recording(mode, path, source, recorded_at)
 
 
 def _recorded_cassette(directory: Path) -> Path:
