@@ -1,5 +1,5 @@
 """ActivityNet-QA (Yu et al., AAAI 2019): open-ended questions on long web videos,
-the 8,000-question test split from the Hub mirror `lmms-lab/ActivityNetQA`.
+the 8,000-question test split from the Hub mirror `lmms-eval/ActivityNetQA`.
 
 Annotations are `data/test-*.parquet` (config `default`): `video_name`,
 `question_id`, `question`, `answer`, `type`. The videos, `v_<video_name>` with
@@ -21,14 +21,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from benchmarks.hub import HubBenchmark, revision_option
+from benchmarks.hub import HubBenchmark, repo_option, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field
 from benchmarks.zipindex import ZipIndex
 from harness.scoring.rules import score_open_ended
 from harness.scoring.text import normalize
 from harness.types import Sample, Score
 
-REPO_ID = "lmms-lab/ActivityNetQA"
+REPO_ID = "lmms-eval/ActivityNetQA"
 VIDEO_ZIPS = "videos_chunked_*.zip"
 
 # lmms-eval, lmms_eval/tasks/activitynetqa/_default_template_yaml: the post_prompt
@@ -57,9 +57,9 @@ class ActivityNetQA(HubBenchmark):
 
     name: ClassVar[str] = "activitynetqa"
     version: ClassVar[str] = "1"
-    repo_id: ClassVar[str] = REPO_ID
 
-    revision: str | None = revision_option("Hub revision of lmms-lab/ActivityNetQA (default: main)")
+    repo: str = repo_option(REPO_ID)
+    revision: str | None = revision_option("revision of the dataset repo (default: main)")
     _videos: ZipIndex = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

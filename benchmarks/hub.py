@@ -4,17 +4,19 @@ Annotations load with `datasets`; a video stored as a file in a dataset repo is
 downloaded with `hf_hub_download` into the standard HF cache; a video inside
 one of a repo's multi-GB zips is read with HTTP range requests through fsspec's
 zip filesystem over `hf://` (only the zip's central directory and that
-member's bytes) and kept under the harness cache. Pin `revision` to a commit
-for runs that must be comparable over time.
+member's bytes) and kept under the harness cache. A run records the commit its
+revision is at (`HubBenchmark.data_revisions`) and will not resume or merge across
+another; pin `revision` to a commit for runs that must be comparable over time.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import fsspec
 
@@ -25,6 +27,7 @@ from harness.types import Sample
 
 BLOCK_SIZE_KB = 8192
 """KiB per range request inside zips, unless a benchmark's `block_size_kb` says otherwise."""
+_COMMIT = re.compile(r"[0-9a-f]{40}")
 
 
 class HubError(HarnessError):
@@ -87,6 +90,27 @@ class HubDataset:
         except (OSError, HfHubHTTPError) as exc:
             raise HubError(f"cannot list the files of {self.repo_id}: {exc}") from None
 
+    def commit(self) -> str | None:
+        """The commit this revision is at now: asked of the Hub, or where that fails or
+        HF_HUB_OFFLINE is set, what the HF cache last saw; None when neither can tell."""
+        from huggingface_hub import HfApi, constants
+        from huggingface_hub.errors import HfHubHTTPError
+
+        revision = self.revision or "main"
+        if _COMMIT.fullmatch(revision):
+            return revision
+        if not constants.HF_HUB_OFFLINE:
+            try:
+                info = HfApi().repo_info(self.repo_id, repo_type="dataset", revision=revision)
+                return info.sha
+            except (OSError, HfHubHTTPError):
+                pass
+        folder = Path(constants.HF_HUB_CACHE) / f"datasets--{self.repo_id.replace('/', '--')}"
+        try:
+            return (folder / "refs" / revision).read_text().strip() or None
+        except OSError:
+            return None
+
     def zip_members(self, zip_name: str) -> list[str]:
         """The names in one of the repo's zips, read from its central directory only."""
         index = self._cache_dir() / f"{zip_name}.members.json"
@@ -131,6 +155,13 @@ class HubDataset:
         return self._locks.setdefault(key, threading.Lock())
 
 
+def repo_option(default: str) -> Any:
+    """A Hub benchmark's `repo` option: the dataset repo's id, `default` unless told."""
+    return field(
+        default=default, metadata={"help": f"dataset repo on the Hub (default: {default})"}
+    )
+
+
 def revision_option(help: str, default: str | None = None) -> Any:
     """A Hub benchmark's `revision` option: the dataset repo's branch, tag or commit."""
     return field(default=default, metadata={"help": help})
@@ -143,11 +174,11 @@ def block_size_option(help: str) -> Any:
 
 class HubBenchmark:
     """What the benchmarks on a Hub dataset repo share, as a base of their dataclass: the
-    repo (`repo_id`) at the `revision` option, read in blocks of `block_size_kb` (an option
-    where a benchmark declares it), as `_hub`; and `fetch_video` for a video given as
-    `<zip>:<member>`, reading only that member."""
+    `repo` option at the `revision` option, read in blocks of `block_size_kb` (an option
+    where a benchmark declares it), as `_hub`; `fetch_video` for a video given as
+    `<zip>:<member>`, reading only that member; and `data_revisions` (`DescribesData`)."""
 
-    repo_id: ClassVar[str]
+    repo: str
     revision: str | None
     block_size_kb: int = BLOCK_SIZE_KB
     _hub: HubDataset
@@ -155,7 +186,11 @@ class HubBenchmark:
     def __post_init__(self) -> None:
         if self.block_size_kb < 1:
             raise ValueError(f"block_size_kb must be at least 1, got {self.block_size_kb}")
-        self._hub = HubDataset(self.repo_id, self.revision, block_size=self.block_size_kb * 1024)
+        self._hub = HubDataset(self.repo, self.revision, block_size=self.block_size_kb * 1024)
+
+    def data_revisions(self) -> dict[str, str | None]:
+        """The repo and the commit its revision is at now (None: cannot tell)."""
+        return {self.repo: self._hub.commit()}
 
     def fetch_video(self, sample: Sample) -> str:
         """Read only this sample's member of its zip (kept on disk); its local path."""

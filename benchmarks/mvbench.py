@@ -16,7 +16,8 @@ two revisions:
 This adapter reads the `video` layout, as lmms-eval's mvbench task does
 (`revision: video`, its `DATA_LIST` maps task to folder): annotations and videos
 from one revision, so they match, and a selected sample downloads just its file.
-`revision` defaults to `video`; pin it to a commit of that branch.
+`revision` defaults to `video`, a branch that moves: a run records the commit it was
+at, and `-S revision=<commit>` pins one.
 
 The README declares one config per task, `data_files: json/<task>.json` and no
 split name (so `train`); they load with `datasets` through
@@ -31,7 +32,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, TypeGuard
 
-from benchmarks.hub import HubBenchmark, revision_option
+from benchmarks.hub import HubBenchmark, repo_option, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field, text_value
 from harness.scoring.choice import option_letters
 from harness.scoring.prompts import lettered
@@ -92,14 +93,14 @@ class MVBench(HubBenchmark):
 
     name: ClassVar[str] = "mvbench"
     version: ClassVar[str] = "1"
-    repo_id: ClassVar[str] = REPO_ID
 
     tasks: str = field(
         default="",
         metadata={"help": "comma-separated tasks to run, all 20 when empty: " + ", ".join(TASKS)},
     )
+    repo: str = repo_option(REPO_ID)
     revision: str | None = revision_option(
-        f"revision of {REPO_ID} with one file per video: the `video` branch"
+        "revision of the dataset repo with one file per video: the `video` branch"
         " (default) or one of its commits; main keeps its videos in zips, not read here",
         default=VIDEO_REVISION,
     )

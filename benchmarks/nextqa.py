@@ -1,5 +1,5 @@
 """NExT-QA (Xiao et al., CVPR 2021): causal, temporal and descriptive questions on
-everyday videos, from the Hub mirror `lmms-lab/NExTQA`.
+everyday videos, from the Hub mirror `lmms-eval/NExTQA`.
 
 The repo has two configs. `MC` (MC/test-*.parquet) is 5-way multiple choice:
 `video`, `frame_count`, `width`, `height`, `question`, `answer` (the correct
@@ -22,14 +22,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from benchmarks.hub import HubBenchmark, revision_option
+from benchmarks.hub import HubBenchmark, repo_option, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field
 from harness.scoring.choice import option_letters
 from harness.scoring.prompts import multiple_choice_prompt
 from harness.scoring.rules import score_multiple_choice, score_open_ended
 from harness.types import Sample, Score
 
-REPO_ID = "lmms-lab/NExTQA"
+REPO_ID = "lmms-eval/NExTQA"
 VIDEOS_ZIP = "videos.zip"
 VIDEO_FOLDER = "NExTVideo"
 CHOICES = 5
@@ -59,7 +59,6 @@ class NExTQA(HubBenchmark):
 
     name: ClassVar[str] = "nextqa"
     version: ClassVar[str] = "1"
-    repo_id: ClassVar[str] = REPO_ID
 
     mode: Literal["mc", "oe"] = field(
         default="mc", metadata={"help": "mc: 5-way multiple choice; oe: open-ended answers"}
@@ -67,7 +66,8 @@ class NExTQA(HubBenchmark):
     split: str = field(
         default="test", metadata={"help": "annotation split: test (mc, oe) or validation (oe)"}
     )
-    revision: str | None = revision_option("Hub revision of lmms-lab/NExTQA (default: main)")
+    repo: str = repo_option(REPO_ID)
+    revision: str | None = revision_option("revision of the dataset repo (default: main)")
 
     def samples(self) -> Iterator[Sample]:
         rows = self._hub.annotations(CONFIGS[self.mode], split=self.split)

@@ -1,4 +1,4 @@
-"""TempCompass (`lmms-lab/TempCompass`; Liu et al., ACL 2024 Findings): temporal perception.
+"""TempCompass (`lmms-eval/TempCompass`; Liu et al., ACL 2024 Findings): temporal perception.
 
 Short videos built in conflicting pairs and triplets (same content, different
 speed, direction, order...), asked about one temporal dimension each: `action`,
@@ -20,14 +20,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from benchmarks.hub import HubBenchmark, block_size_option, revision_option
+from benchmarks.hub import HubBenchmark, block_size_option, repo_option, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field
 from harness.scoring.choice import option_letters, option_span
 from harness.scoring.prompts import lettered
 from harness.scoring.rules import score_multiple_choice
 from harness.types import Sample, Score
 
-REPO_ID = "lmms-lab/TempCompass"
+REPO_ID = "lmms-eval/TempCompass"
 VIDEO_ZIP = "tempcompass_videos.zip"
 SPLIT = "test"
 YES_NO = ("yes", "no")
@@ -49,14 +49,12 @@ class TempCompass(HubBenchmark):
 
     name: ClassVar[str] = "tempcompass"
     version: ClassVar[str] = "1"
-    repo_id: ClassVar[str] = REPO_ID
 
     config: Literal["multi-choice", "yes_no"] = field(
         default="multi-choice", metadata={"help": "task format: multi-choice or yes_no"}
     )
-    revision: str | None = revision_option(
-        f"revision of the {REPO_ID} dataset repo (default: main)"
-    )
+    repo: str = repo_option(REPO_ID)
+    revision: str | None = revision_option("revision of the dataset repo (default: main)")
     block_size_kb: int = block_size_option(f"KiB per range request when reading {VIDEO_ZIP}")
 
     def samples(self) -> Iterator[Sample]:

@@ -1,4 +1,4 @@
-"""Video-MME (`lmms-lab/Video-MME`): 2,700 four-way multiple-choice questions, 3 per video.
+"""Video-MME (`lmms-eval/Video-MME`): 2,700 four-way multiple-choice questions, 3 per video.
 
 The 900 YouTube videos (11 s to 1 h) are bucketed by `duration` (short,
 medium, long) and `domain` (Knowledge, Film & Television, ...; the category
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, ClassVar, TypeGuard
 
-from benchmarks.hub import HubBenchmark, block_size_option, revision_option
+from benchmarks.hub import HubBenchmark, block_size_option, repo_option, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field
 from benchmarks.zipindex import ZipIndex
 from harness.scoring.choice import option_letters
@@ -29,7 +29,7 @@ from harness.scoring.prompts import lettered
 from harness.scoring.rules import score_multiple_choice
 from harness.types import Sample, Score
 
-REPO_ID = "lmms-lab/Video-MME"
+REPO_ID = "lmms-eval/Video-MME"
 CONFIG = "videomme"
 SUBTITLE_ZIP = "subtitle.zip"
 VIDEO_ZIPS = "videos_chunked_*.zip"
@@ -65,15 +65,13 @@ class VideoMME(HubBenchmark):
 
     name: ClassVar[str] = "videomme"
     version: ClassVar[str] = "1"
-    repo_id: ClassVar[str] = REPO_ID
 
     subtitles: bool = field(
         default=False,
         metadata={"help": "put each video's subtitles (from subtitle.zip) in the prompt"},
     )
-    revision: str | None = revision_option(
-        f"revision of the {REPO_ID} dataset repo (default: main)"
-    )
+    repo: str = repo_option(REPO_ID)
+    revision: str | None = revision_option("revision of the dataset repo (default: main)")
     block_size_kb: int = block_size_option("KiB per range request when reading the repo's zips")
     _videos: ZipIndex = field(init=False, repr=False, compare=False)
 

@@ -6,7 +6,8 @@ backend that `PreparesVideos` gets per-video work done ahead; one that
 `SpeaksHttp` is told whether its HTTP is live, recorded or replayed; one that
 `EstimatesCost` prices its runs in `compare`; one that `HasBenchStandIn` says
 what `bench` runs in its place where it cannot run for real. A benchmark that
-`FetchesVideos` downloads a selected sample's video shortly before it runs.
+`FetchesVideos` downloads a selected sample's video shortly before it runs; one
+that `DescribesData` names the commits of the data it reads.
 """
 
 from __future__ import annotations
@@ -170,4 +171,18 @@ class FetchesVideos(Protocol):
 
     def fetch_video(self, sample: Sample) -> str:
         """This sample's video as a local path or URL a backend can read (blocking)."""
+        ...
+
+
+@runtime_checkable
+class DescribesData(Protocol):
+    """A benchmark whose data is versioned (dataset repos on the Hub).
+
+    A run records what `data_revisions` says in its manifest, once at the start;
+    `--resume` and `merge` refuse a repo whose commit has changed since.
+    """
+
+    def data_revisions(self) -> dict[str, str | None]:
+        """Each data repo by id, and the commit it is at now (None: cannot tell, e.g.
+        offline with nothing cached); resolving it must not fail the run."""
         ...

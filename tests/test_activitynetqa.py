@@ -1,6 +1,6 @@
 """ActivityNet-QA against a fixture repo in the real layout, served by the Hub emulator.
 
-The repo mirrors `lmms-lab/ActivityNetQA`: its dataset card (config `default`),
+The repo mirrors `lmms-eval/ActivityNetQA`: its dataset card (config `default`),
 `data/test-00000-of-00001.parquet` with the real columns (all text), and two
 `videos_chunked_NN.zip` holding `all_test/v_<video_name>.<ext>` with nothing
 saying which zip holds which video. Malformed rows follow the good ones.
@@ -25,7 +25,7 @@ from benchmarks.hub import HubError
 from harness.plugins import benchmarks as registry
 from harness.types import Sample
 
-REPO = "lmms-lab/ActivityNetQA"
+REPO = "lmms-eval/ActivityNetQA"
 # video_name -> (zip, extension)
 VIDEOS = {
     "-x9Yt3kQw0A": ("videos_chunked_01.zip", "mp4"),

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hub_emulator import HubEmulator
+from huggingface_hub import constants
 
 from benchmarks.hub import HubDataset, HubError
 
@@ -63,3 +64,16 @@ def test_missing_things_are_clear_errors(repo):
         HubDataset(REPO).zip_member("videos.zip", "videos/99.mp4")
     with pytest.raises(HubError, match="lab/absent"):
         HubDataset("lab/absent").annotations(split="test")
+
+
+def test_the_commit_is_asked_of_the_hub_or_read_from_the_hf_cache_offline(repo, monkeypatch):
+    assert HubDataset(REPO).commit() == repo.sha(REPO)
+    pinned = "0123456789abcdef0123456789abcdef01234567"
+    assert HubDataset(REPO, pinned).commit() == pinned
+    assert HubDataset("lab/absent").commit() is None
+    HubDataset(REPO).file("clip.mp4")  # a download leaves refs/main in the HF cache
+    asked = len(repo.requests)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert HubDataset(REPO).commit() == repo.sha(REPO)
+    assert HubDataset(REPO, "v2").commit() is None  # never fetched
+    assert len(repo.requests) == asked

@@ -213,3 +213,15 @@ def test_a_fetch_downloads_only_that_samples_video(hub, tmp_path):
 def test_an_unknown_task_is_refused():
     with pytest.raises(RegistryError, match=r"unknown task.*nope"):
         registry.create("mvbench", tasks="action_sequence,nope")
+
+
+def test_the_video_branch_resolves_to_its_commit_and_a_commit_pins_it(hub):
+    commit = hub.sha(REPO)
+    benchmark, _ = scored_samples(tasks="moving_count")
+    assert benchmark.data_revisions() == {REPO: commit}
+    assert f"https://huggingface.co/api/datasets/{REPO}/revision/video" in [
+        url for _, url in hub.requests
+    ]
+    pinned, samples = scored_samples(tasks="moving_count", revision=commit)
+    assert pinned.data_revisions() == {REPO: commit} and len(samples) == len(MOVING_COUNT)
+    assert f"{REPO}/resolve/{commit}/" in " ".join(url for _, url in hub.requests)

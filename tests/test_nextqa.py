@@ -1,6 +1,6 @@
 """NExT-QA against a fixture repo in the real layout, served by the Hub emulator.
 
-The repo mirrors `lmms-lab/NExTQA`: a dataset card with configs `MC` and `OE`,
+The repo mirrors `lmms-eval/NExTQA`: a dataset card with configs `MC` and `OE`,
 `MC/test-00000-of-00001.parquet` and `OE/{test,validation}-00000-of-00001.parquet`
 with the real columns, and `videos.zip` holding `NExTVideo/<video>.mp4` for four
 small videos. Malformed rows follow the good ones.
@@ -23,7 +23,7 @@ from videos import write_video
 from benchmarks import nextqa
 from harness.plugins import benchmarks as registry
 
-REPO = "lmms-lab/NExTQA"
+REPO = "lmms-eval/NExTQA"
 VIDEOS = ("4010069381", "2435100235", "5333075105", "6106574393")
 MC_TYPES = ("CW", "CH", "TN", "TC", "TP", "DC", "DL", "DO", "DB", "CW", "TN", "DO")
 

@@ -1,6 +1,6 @@
 """TempCompass against a fixture repo in the real layout, served by the Hub emulator.
 
-The repo mirrors `lmms-lab/TempCompass`: its dataset card (one config per task
+The repo mirrors `lmms-eval/TempCompass`: its dataset card (one config per task
 format), `multi-choice/` and `yes_no/test-00000-of-00001.parquet` with the real
 columns (`video_id`, `question`, `answer`, `dim`), and `tempcompass_videos.zip`
 holding `videos/<video_id>.mp4`. Malformed rows follow the good ones.
@@ -18,7 +18,7 @@ import pytest
 from hub_emulator import loaded, serving
 from videos import write_video
 
-REPO = "lmms-lab/TempCompass"
+REPO = "lmms-eval/TempCompass"
 ZIP = "tempcompass_videos.zip"
 VIDEO_IDS = [str(1000 + i) for i in range(12)]
 

@@ -1,6 +1,6 @@
 """Video-MME against a fixture repo in the real layout, served by the Hub emulator.
 
-The repo mirrors `lmms-lab/Video-MME`: its dataset card (config `videomme`),
+The repo mirrors `lmms-eval/Video-MME`: its dataset card (config `videomme`),
 `videomme/test-00000-of-00001.parquet` with the real columns, three
 `videos_chunked_NN.zip` holding `data/<videoID>.mp4` (30 small videos, 90
 questions) and `subtitle.zip` holding `subtitle/<videoID>.srt` for half of them.
@@ -26,7 +26,7 @@ from harness.plugins import benchmarks as registry
 from harness.run.store import read_records
 from harness.types import Sample
 
-REPO = "lmms-lab/Video-MME"
+REPO = "lmms-eval/Video-MME"
 ZIPS = ("videos_chunked_01.zip", "videos_chunked_02.zip", "videos_chunked_03.zip")
 VIDEOS_PER_ZIP = 10
 DOMAINS = ("Knowledge", "Film & Television", "Sports Competition")

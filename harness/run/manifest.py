@@ -72,7 +72,9 @@ class Manifest:
     `status` is the run's (`created`, `running`, `completed`, `partial`,
     `interrupted`, `failed`); `mode` its HTTP mode (`live`, `record`, `replay`)
     and `http` the recording's details; `spec` carries the resolved options;
-    `merged_from` lists the shard directories of a merged run.
+    `merged_from` lists the shard directories of a merged run; `data` the commit
+    of each dataset repo the benchmark read (`DescribesData`; None where it could
+    not tell).
     """
 
     run_id: str
@@ -89,6 +91,7 @@ class Manifest:
     environment: dict[str, Any] | None = None
     command: list[str] = field(default_factory=list)
     merged_from: list[dict[str, Any]] | None = None
+    data: dict[str, str | None] | None = None
     sessions: tuple[Session, ...] = ()
     schema: int = MANIFEST_SCHEMA
 
@@ -118,6 +121,18 @@ class Manifest:
             )
         except (AttributeError, KeyError, TypeError) as exc:
             raise ValueError(f"not a run manifest ({exc})") from None
+
+
+def data_change(
+    recorded: dict[str, str | None] | None, now: dict[str, str | None] | None
+) -> tuple[str, str, str] | None:
+    """The first dataset repo whose commit is known in both and differs, as (repo, recorded
+    commit, commit now); None when there is none."""
+    for repo, commit in (recorded or {}).items():
+        other = (now or {}).get(repo)
+        if commit and other and commit != other:
+            return repo, commit, other
+    return None
 
 
 def _without_none(data: dict[str, Any]) -> dict[str, Any]:

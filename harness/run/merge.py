@@ -2,13 +2,14 @@
 
 The shards must belong together: the same benchmark (name, version, options),
 backend and backend options, selection (categories, sample and seed, limit),
-HTTP mode and shard count, and every shard index exactly once. Records are
-copied line for line, never rewritten: each sample keeps its best record (an
-OK one, else its latest failure), and a sample with an OK record in two shards
-is refused, since the shards should be disjoint. The merged manifest says where
-everything came from (`merged_from`) and holds every shard's sessions; it is
-otherwise an ordinary run, so `report` and `--resume` work on it. Merging writes
-no report: the `merge` command reports the merged run as `report` does.
+HTTP mode and shard count, the same commit of each dataset repo where the shards
+know it, and every shard index exactly once. Records are copied line for line,
+never rewritten: each sample keeps its best record (an OK one, else its latest
+failure), and a sample with an OK record in two shards is refused, since the
+shards should be disjoint. The merged manifest says where everything came from
+(`merged_from`) and holds every shard's sessions; it is otherwise an ordinary
+run, so `report` and `--resume` work on it. Merging writes no report: the
+`merge` command reports the merged run as `report` does.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.run.directory import Run
-from harness.run.manifest import Manifest
+from harness.run.manifest import Manifest, data_change
 from harness.run.shards import Shard
 from harness.run.spec import RunSpec, new_run_id
 from harness.run.store import RunStore
@@ -78,6 +79,7 @@ def check_shards(runs: Sequence[ShardRun]) -> None:
                     f"{first.path} and {run.path} are not shards of one run: "
                     f"{what} {mine} vs {theirs}"
                 )
+    _data(runs)  # refuses two commits of one dataset repo
     seen = Counter(run.shard.index for run in runs)
     twice = sorted(index for index, n in seen.items() if n > 1)
     if twice:
@@ -125,6 +127,7 @@ def merged_manifest(runs: Sequence[ShardRun], run_id: str) -> Manifest:
         samples_planned=sum(run.manifest.samples_planned or 0 for run in runs),
         command=sys.argv,
         merged_from=[_source(run) for run in runs],
+        data=_data(runs),
         sessions=tuple(
             replace(session, run_dir=str(run.path))
             for run in runs
@@ -155,6 +158,25 @@ def _source(run: ShardRun) -> dict[str, Any]:
     return {"run_dir": str(run.path), "shard": run.shard.index} | {
         key: manifest.get(key) for key in _SOURCE_KEYS
     }
+
+
+def _data(runs: Sequence[ShardRun]) -> dict[str, str | None] | None:
+    """The commit of each dataset repo, from the first shard that knows it; shards that know
+    two commits of one repo are refused."""
+    data: dict[str, str | None] = {}
+    source: dict[str, Path] = {}
+    for run in runs:
+        change = data_change(data, run.manifest.data)
+        if change:
+            repo, mine, theirs = change
+            raise MergeError(
+                f"{source[repo]} and {run.path} are not shards of one run: "
+                f"dataset {repo} commit {mine} vs {theirs}"
+            )
+        for repo, commit in (run.manifest.data or {}).items():
+            if not data.get(repo):
+                data[repo], source[repo] = commit, run.path
+    return data or None
 
 
 def _identity(run: ShardRun) -> dict[str, Any]:

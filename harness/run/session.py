@@ -4,8 +4,9 @@ The manifest is written before the first sample and completed at the end of
 each session (a start or a resume), so a crashed or interrupted run still says
 what it was; a session ends by naming its cold start, the first sample it
 answered. A resume rebuilds the backend and benchmark from the manifest, so it
-cannot silently continue with other settings, and a selection (`--category`,
-`--sample`, `--limit`) and a shard stay what they were.
+cannot silently continue with other settings or on another commit of its data
+(`DescribesData`), and a selection (`--category`, `--sample`, `--limit`) and a
+shard stay what they were.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from harness.plugins import backends, benchmarks
-from harness.protocols import Backend, Benchmark, HttpMode, SpeaksHttp
+from harness.protocols import Backend, Benchmark, DescribesData, HttpMode, SpeaksHttp
 from harness.registry import RegistryError, options_of
 from harness.run.directory import Run
 from harness.run.environment import environment
@@ -28,12 +29,13 @@ from harness.run.manifest import (
     ColdStart,
     Manifest,
     Session,
+    data_change,
 )
 from harness.run.recording import Recording
 from harness.run.runner import Progress, RunSettings, execute
 from harness.run.selection import select
 from harness.run.spec import RunSpec, new_run_id
-from harness.run.store import RecordLog, RunStore
+from harness.run.store import RecordLog, RunDirError, RunStore
 from harness.scoring.judge import Judge, JudgeError
 from harness.types import Sample
 
@@ -54,6 +56,7 @@ def start_run(
     recording = recording or Recording("live")
     benchmark, backend = _build(spec, recording.mode)
     judge = _judge(spec, recording)
+    data = _data_revisions(benchmark)
     samples = _select(benchmark, spec)
     manifest = Manifest(
         run_id=new_run_id(spec, run_id),
@@ -69,6 +72,7 @@ def start_run(
         benchmark=BenchmarkInfo(benchmark.name, benchmark.version),
         judge=judge.describe() if judge else None,
         samples_planned=len(samples),
+        data=data,
         environment=environment(),
         command=sys.argv,
     )
@@ -85,6 +89,13 @@ def resume_run(run_dir: Path) -> ReadyRun:
         raise RegistryError(
             f"benchmark {spec.benchmark!r} is now version {benchmark.version}, "
             f"but {run_dir} was run with version {manifest.benchmark.version}; "
+            "start a new run"
+        )
+    change = data_change(manifest.data, _data_revisions(benchmark))
+    if change:
+        repo, recorded, now = change
+        raise RunDirError(
+            f"dataset {repo} is now at commit {now}, but {run_dir} was run on {recorded}; "
             "start a new run"
         )
     judge = _judge(spec, Recording("live"))
@@ -144,6 +155,10 @@ def _build(spec: RunSpec, mode: HttpMode) -> tuple[Benchmark, Backend]:
     if isinstance(backend, SpeaksHttp):
         backend.use_http_mode(mode)
     return benchmark, backend
+
+
+def _data_revisions(benchmark: Benchmark) -> dict[str, str | None] | None:
+    return benchmark.data_revisions() if isinstance(benchmark, DescribesData) else None
 
 
 def _select(benchmark: Benchmark, spec: RunSpec) -> list[Sample]:
