@@ -67,3 +67,40 @@ def test_a_missing_judge_key_fails_once_before_any_work(tmp_path, monkeypatch, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "JUDGE_API_KEY" in err[0]
     assert list(tmp_path.iterdir()) == []
+
+
+def judged_and_unjudged(tmp_path, monkeypatch) -> tuple:
+    """The same answers twice: graded by a judge, and not."""
+    monkeypatch.setenv("JUDGE_API_KEY", KEY)
+    questions = open_ended_manifest(tmp_path)
+    base = ["run", "--backend", "scripted", "-B", "reply=a man", "--no-progress"]
+    base += ["--benchmark", f"manifest:{questions}", "--out", str(tmp_path)]
+    assert main([*base, "--run-id", "plain"]) == 0
+    with OpenAIEmulator(api_key=KEY, reply=verdict).installed():
+        assert main([*base, "--run-id", "judged", "--judge-model", "judge-2024-07-18"]) == 0
+    return tmp_path / "plain", tmp_path / "judged"
+
+
+def test_gate_says_the_scoring_differs_before_any_check(tmp_path, monkeypatch, capsys):
+    plain, judged = judged_and_unjudged(tmp_path, monkeypatch)
+    capsys.readouterr()
+    assert main(["gate", str(judged), "--baseline", str(plain / "summary.json")]) == 0
+    out = capsys.readouterr().out
+    difference = out.index("scoring differs: run judged was graded by judge judge-2024-07-18")
+    assert "by no judge" in out and difference < out.index("| metric |")
+
+
+def test_compare_says_the_scoring_differs_and_shows_no_delta_between_definitions(
+    tmp_path, monkeypatch, capsys
+):
+    plain, judged = judged_and_unjudged(tmp_path, monkeypatch)
+    capsys.readouterr()
+    assert main(["compare", str(plain), str(judged)]) == 0
+    out = capsys.readouterr().out
+    said = out.index("Scoring differs: plain (baseline): no judge; judged: judge judge-2024-07-18")
+    assert said < out.index("| run |")  # before the first table
+    # The same answers under the same (benchmark) scoring: the accuracies are equal.
+    summaries = [json.loads((run / "summary.json").read_text()) for run in (plain, judged)]
+    assert summaries[0]["accuracy"]["value"] == summaries[1]["accuracy"]["value"] == 1 / 3
+    assert "+100.0 pp" not in out and "judged_by" not in summaries[0]
+    assert summaries[1]["judged_by"] == "judge judge-2024-07-18 (prompt video-chatgpt-v1)"

@@ -250,6 +250,8 @@ def test_merge_refuses_runs_that_do_not_belong_together(tmp_path, capsys):
     edit_manifest(version, lambda m: m["benchmark"].update(version="2"))
     backend = run(tmp_path / "n", "n", "--shard", "1/3")
     edit_manifest(backend, lambda m: m["spec"].update(backend="fal"))
+    judged = run(tmp_path / "j", "j", "--shard", "1/3")
+    edit_manifest(judged, lambda m: m.update(judge={"model": "j-1", "prompt_version": "p"}))
     capsys.readouterr()
 
     def refused(replacement: Path) -> str:
@@ -267,6 +269,7 @@ def test_merge_refuses_runs_that_do_not_belong_together(tmp_path, capsys):
     assert refused(other["shard count"]) == "shard count 3 vs 2"
     assert refused(version) == "benchmark tiny v1 vs tiny v2"
     assert refused(backend) == "backend scripted vs fal"
+    assert refused(judged) == "scoring no judge vs judge j-1 (prompt p)"
 
 
 def test_merge_refuses_duplicate_missing_and_unsharded_runs(tmp_path, capsys):

@@ -80,6 +80,8 @@ class GateResult:
     subject: str
     checks: list[Check]
     notes: list[str] = field(default_factory=list)
+    scoring: str | None = None
+    """How the run's and the baseline's scoring differ, said before any check; None: alike."""
 
     @property
     def breached(self) -> list[str]:
@@ -141,7 +143,20 @@ def gate(
         f"(`{baseline.run_id}`, {baseline.backend}, {baseline.mode}) · "
         f"benchmark `{run.benchmark}` v{run.benchmark_version}"
     )
-    return GateResult(subject, checks, notes)
+    return GateResult(subject, checks, notes, _scoring_difference(run, baseline, baseline_name))
+
+
+def _scoring_difference(run: Summary, baseline: Summary, baseline_name: str) -> str | None:
+    """A judge graded one side only, or another judge: accuracy is still alike (the
+    benchmark's own scoring, which no judge changes); judge accuracies are not compared."""
+    mine, theirs = run.judged_by or "no judge", baseline.judged_by or "no judge"
+    if mine == theirs:
+        return None
+    return (
+        f"scoring differs: run {run.run_id} was graded by {mine}, {baseline_name} by {theirs}. "
+        "The gate holds the benchmark's own accuracy, which is alike in both (a judge never "
+        "changes it); judge accuracies are not compared."
+    )
 
 
 def _accuracy_check(run: Summary, baseline: Summary, drop: float) -> Check:

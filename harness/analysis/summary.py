@@ -36,6 +36,7 @@ from harness.run.directory import Run
 from harness.run.manifest import Manifest, Session
 from harness.run.store import RecordLog
 from harness.scoring.groups import DURATION_ORDER
+from harness.scoring.judge import judge_label
 from harness.types import INVALID_SAMPLE, Record
 
 # The latency vocabulary of DESIGN.md, in report order; other keys follow sorted.
@@ -71,6 +72,7 @@ def summarize(log: RecordLog, manifest: Manifest) -> Summary:
     return Summary(
         run_id=manifest.run_id,
         provenance=provenance(manifest).to_dict(),
+        judged_by=judge_label(manifest.judge) if manifest.judge else None,
         status=manifest.status,
         mode=manifest.mode,
         backend=manifest.backend.name,

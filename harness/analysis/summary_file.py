@@ -20,7 +20,7 @@ SUMMARY_SCHEMA = 1
 """Version of the `summary.json` format written by this package."""
 READABLE_SUMMARY_SCHEMAS = (UNVERSIONED, 1)
 # Parts left out of the JSON when empty: breakdowns and metrics no record has.
-_OPTIONAL = ("provenance", "metrics", "judge", "tasks", "durations")
+_OPTIONAL = ("provenance", "judged_by", "metrics", "judge", "tasks", "durations")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +29,8 @@ class Summary:
 
     run_id: str
     provenance: dict[str, Any] | None = None
+    judged_by: str | None = None
+    """The run's LLM judge (`judge_label`), when one graded its open-ended answers."""
     status: str | None = None
     mode: str
     backend: str

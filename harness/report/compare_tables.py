@@ -9,6 +9,7 @@ from __future__ import annotations
 from harness.analysis.compare import TIMER_RESOLUTION_S, Comparison, Interval, LatencyRatio
 from harness.analysis.provenance import PIPELINE_CHECK
 from harness.report.markdown import number, percent, seconds, table
+from harness.scoring.judge import judge_label
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -55,7 +56,21 @@ def titled(comparison: Comparison, title: str) -> str:
 def provenance_lines(comparison: Comparison) -> list[str]:
     """What produced each run, one line each; then, unless every run is live, why that matters."""
     lines = [f"{run_label(comparison, i)}: {p.line}" for i, p in enumerate(comparison.provenance)]
+    lines += scoring_lines(comparison)
     return lines if comparison.measurement else [*lines, NOT_MEASURED]
+
+
+def scoring_lines(comparison: Comparison) -> list[str]:
+    """Where a judge graded some runs only, or another judge: said before any number."""
+    judges = [judge_label(run.manifest.judge) for run in comparison.runs]
+    if len(set(judges)) == 1:
+        return []
+    each = "; ".join(f"{run_label(comparison, i)}: {j}" for i, j in enumerate(judges))
+    return [
+        f"Scoring differs: {each}. Accuracy, agreement and their tests here are each run's "
+        "benchmark scoring, alike in every run (a judge never changes it); judge accuracies "
+        "are not compared."
+    ]
 
 
 def run_label(comparison: Comparison, index: int) -> str:

@@ -19,6 +19,8 @@ def render_gate(result: GateResult) -> str:
         for check in result.checks
     ]
     lines = [f"# Gate: {result.subject}", ""]
+    if result.scoring:
+        lines += [f"**{result.scoring}**", ""]
     lines += table(["metric", "baseline", "run", "bound", "result"], rows)
     if result.notes:
         lines += ["", "Notes:", *(f"- {note}" for note in result.notes)]

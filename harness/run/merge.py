@@ -28,6 +28,7 @@ from harness.run.manifest import Manifest, data_change
 from harness.run.shards import Shard
 from harness.run.spec import RunSpec, new_run_id
 from harness.run.store import RunStore
+from harness.scoring.judge import judge_label
 from harness.types import Record
 
 # What each shard's manifest contributes to `merged_from`, besides its directory.
@@ -192,6 +193,7 @@ def _identity(run: ShardRun) -> dict[str, Any]:
         "seed": spec.seed,
         "limit": spec.limit,
         "HTTP mode": run.manifest.mode,
+        "scoring": judge_label(run.manifest.judge),
         "shard count": run.shard.count,
     }
 

@@ -21,7 +21,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -72,6 +72,14 @@ _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": 
 
 
 DEFAULT_JUDGE_URL = "https://api.openai.com/v1"
+
+
+def judge_label(described: Mapping[str, Any] | None) -> str:
+    """A judge as a run records it (`Judge.describe()`, in the manifest), in a few words:
+    its model and prompt version, which together define its verdicts; "no judge"."""
+    if not described:
+        return "no judge"
+    return f"judge {described.get('model')} (prompt {described.get('prompt_version')})"
 
 
 class JudgeError(HarnessError):
