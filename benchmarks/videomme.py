@@ -11,15 +11,23 @@ the videos as `data/<videoID>.mp4` members spread over twenty multi-GB
 only (and, with subtitles, `subtitle.zip`'s directory). The first
 `fetch_video` lists the video zips' central directories (cached on disk) to
 find which zip holds which video; each fetch then reads just that member.
+
+`videomme-subtitles` puts in the prompt the cues at the sampled frames' times,
+the Video-MME authors' rule: for each frame the model is shown, the cue whose
+span holds the frame's time, each cue once, in order. The frames are those of
+the frame recipe in the benchmark's options (MiniCPM-V 2.6's, the local
+backend's defaults), placed in time by probing the fetched video. With
+`subtitle_rule=all` (and in `videomme -S subtitles=true`) every cue goes in.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any, ClassVar, TypeGuard
+from typing import Any, ClassVar, Literal, NamedTuple, TypeGuard
 
 from benchmarks.hub import HubBenchmark, block_size_option, repo_option, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field
@@ -52,11 +60,21 @@ SUBTITLE_INSTRUCTION = (
 )
 ANSWER_CUE = "The best answer is:"
 NO_SUBTITLES = "no subtitles for this video in subtitle.zip: asked without them"
+UNPROBED = "the video could not be probed for its frames' times: every cue is in the prompt"
 
 _REQUIRED = ("question_id", "videoID", "question", "answer", "duration", "domain", "task_type")
 _OPTIONAL = ("video_id", "sub_category", "url")
 _LETTERED = re.compile(r"(?P<letter>[A-Z])\.\s*(?P<text>.*)", re.S)
 _MARKUP = re.compile(r"<[^>]*>")
+_TIME = re.compile(r"(\d+):(\d{1,2}):(\d{1,2})(?:[,.](\d{1,3}))?")
+
+
+class Cue(NamedTuple):
+    """One subtitle cue: its span in seconds (NaN when unreadable) and its text."""
+
+    start: float
+    end: float
+    text: str
 
 
 @dataclass
@@ -68,7 +86,7 @@ class VideoMME(HubBenchmark):
 
     subtitles: bool = field(
         default=False,
-        metadata={"help": "put each video's subtitles (from subtitle.zip) in the prompt"},
+        metadata={"help": "put each video's subtitles, every cue (subtitle.zip), in the prompt"},
     )
     repo: str = repo_option(REPO_ID)
     revision: str | None = revision_option("revision of the dataset repo (default: main)")
@@ -94,8 +112,9 @@ class VideoMME(HubBenchmark):
         member = sample.meta.get("subtitle")
         if member:
             srt = self._hub.zip_member(SUBTITLE_ZIP, member).read_bytes()
-            text = subtitle_text(srt.decode("utf-8-sig", errors="replace"))
-            if text:
+            cues = self._chosen(sample, subtitle_cues(srt.decode("utf-8-sig", errors="replace")))
+            if cues:
+                text = "\n".join(cue.text for cue in cues)
                 return f"{SUBTITLE_HEADER}\n{text}\n{SUBTITLE_INSTRUCTION}\n{body}"
         return f"{INSTRUCTION}\n{body}"
 
@@ -139,6 +158,10 @@ class VideoMME(HubBenchmark):
             meta=meta,
         )
 
+    def _chosen(self, sample: Sample, cues: list[Cue]) -> list[Cue]:
+        """The cues that go in the prompt: all of them."""
+        return cues
+
     def _subtitle_members(self) -> dict[str, str]:
         """videoID -> its .srt member in subtitle.zip (the zip's directory only)."""
         members = self._hub.zip_members(SUBTITLE_ZIP)
@@ -150,20 +173,59 @@ class VideoMMESubtitles(VideoMME):
     """Video-MME with each video's subtitles in the prompt (`videomme` with subtitles on)."""
 
     name: ClassVar[str] = "videomme-subtitles"
+    # 2: the cues at the sampled frames' times (the authors' rule), no longer every cue.
+    version: ClassVar[str] = "2"
 
     subtitles: bool = field(
         default=True,
         metadata={"help": "put each video's subtitles (from subtitle.zip) in the prompt"},
     )
+    subtitle_rule: Literal["frames", "all"] = field(
+        default="frames",
+        metadata={
+            "help": "frames: the cues at the sampled frames' times (the Video-MME authors'"
+            " rule); all: every cue"
+        },
+    )
+    fps: float = field(
+        default=1.0,
+        metadata={"help": "frames per second of the frame recipe the cues are chosen for"},
+    )
+    max_frames: int = field(
+        default=64, metadata={"help": "most frames of the frame recipe the cues are chosen for"}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"fps must be a positive number, got {self.fps}")
+        if self.max_frames < 1:
+            raise ValueError(f"max_frames must be at least 1, got {self.max_frames}")
+
+    def _chosen(self, sample: Sample, cues: list[Cue]) -> list[Cue]:
+        """The cues at the times of the frames the recipe samples from the sample's video.
+
+        The video is fetched already (the runner fetches it before asking for the
+        prompt; `fetch_video` then returns the copy on disk) and only probed, not
+        decoded. A video that cannot be probed gets every cue, with a note saying so.
+        """
+        if self.subtitle_rule == "all":
+            return cues
+        from harness.media import video  # lazily: PyAV is for runs, not for listing
+
+        try:
+            info = video.probe(self.fetch_video(sample))
+            indices = video.sample_indices(
+                info.frame_count, info.fps, fps=self.fps, max_frames=self.max_frames
+            )
+        except (video.VideoError, ValueError) as exc:
+            sample.meta["note"] = f"{UNPROBED} ({exc})"
+            return cues
+        return cues_at(cues, [index / info.fps for index in indices])
 
 
-def subtitle_text(srt: str) -> str:
-    """The text of an SRT file's cues, one line per cue, with markup such as `<font>` removed.
-
-    Every cue is kept, as lmms-eval's "full subtitle" mode does: its default keeps
-    only the cues at 32 frames sampled from the video, and VLMEvalKit those at the
-    model's frames, which would tie the prompt to one backend's frame sampling.
-    """
+def subtitle_cues(srt: str) -> list[Cue]:
+    """An SRT file's cues with text, in order, their markup (such as `<font>`) removed."""
     cues = []
     for block in re.split(r"\n[ \t]*\n", srt.replace("\r\n", "\n").replace("\r", "\n")):
         lines = block.strip().split("\n")
@@ -172,8 +234,28 @@ def subtitle_text(srt: str) -> str:
             continue
         text = " ".join(_MARKUP.sub(" ", " ".join(lines[timing + 1 :])).split())
         if text:
-            cues.append(text)
-    return "\n".join(cues)
+            start, _, end = lines[timing].partition("-->")
+            cues.append(Cue(_seconds(start), _seconds(end), text))
+    return cues
+
+
+def cues_at(cues: Sequence[Cue], times: Sequence[float]) -> list[Cue]:
+    """The cues whose span [start, end) holds one of `times`, each once, in cue order.
+
+    This is the Video-MME authors' rule as lmms-eval's `videomme_doc_to_text_subtitle`
+    applies it (there to 32 uniformly sampled frames; here to the run's frame recipe).
+    """
+    return [cue for cue in cues if any(cue.start <= time < cue.end for time in times)]
+
+
+def _seconds(stamp: str) -> float:
+    """An SRT timestamp (`HH:MM:SS,mmm`) in seconds; NaN when it is not one."""
+    match = _TIME.fullmatch(stamp.strip())
+    if match is None:
+        return math.nan
+    hours, minutes, seconds, millis = match.groups()
+    fraction = int((millis or "0").ljust(3, "0")) / 1000
+    return int(hours) * 3600 + int(minutes) * 60 + int(seconds) + fraction
 
 
 def _is_text(value: Any) -> TypeGuard[str]:

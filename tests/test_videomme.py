@@ -4,11 +4,15 @@ The repo mirrors `lmms-eval/Video-MME`: its dataset card (config `videomme`),
 `videomme/test-00000-of-00001.parquet` with the real columns, three
 `videos_chunked_NN.zip` holding `data/<videoID>.mp4` (30 small videos, 90
 questions) and `subtitle.zip` holding `subtitle/<videoID>.srt` for half of them.
-Three malformed rows follow the good ones.
+Three malformed rows follow the good ones. Video 0 lasts 10 s (20 frames at
+2 fps) and its subtitles have cues at known times, for the frames rule; the
+others last 1 s (8 frames at 8 fps).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import zipfile
 from pathlib import Path
 
@@ -17,12 +21,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hub_emulator import serving
-from videos import write_video
+from videos import index_pattern, write_video
 
 from benchmarks.hub import HubError
-from benchmarks.videomme import NO_SUBTITLES, subtitle_text
+from benchmarks.videomme import NO_SUBTITLES, UNPROBED, Cue, subtitle_cues
 from harness.cli import main
 from harness.plugins import benchmarks as registry
+from harness.registry import RegistryError
 from harness.run.store import read_records
 from harness.types import Sample
 
@@ -78,7 +83,23 @@ def video_key(v: int) -> str:
     return f"Yt{v:02d}-x_Q7ab"
 
 
+# Video 0's cues: frames at 0, 1, ..., 9 s (1 per second) fall in cues 1, 3 and 5.
+VIDEO_0_CUES = (
+    ("00:00:00,000", "00:00:00,500", "Hello from video 0."),
+    ("00:00:00,500", "00:00:01,000", "Goodbye."),
+    ("00:00:01,000", "00:00:02,500", "One and two."),
+    ("00:00:02,500", "00:00:02,900", "Between frames."),
+    ("00:00:05,000", "00:00:07,000", "Five and six."),
+    ("00:00:09,500", "00:00:12,000", "After the last frame."),
+)
+
+
 def srt(v: int) -> str:
+    if v == 0:
+        return "".join(
+            f'{n}\n{start} --> {end}\n<font color="white">{text}</font>\n\n'
+            for n, (start, end, text) in enumerate(VIDEO_0_CUES, 1)
+        )
     return (
         f'1\n00:00:00,000 --> 00:00:00,500\n<font color="white" size=".72c">Hello from video {v}.'
         "</font>\n\n"
@@ -134,7 +155,10 @@ def repo_folder(tmp_path_factory) -> Path:
     for z, zip_name in enumerate(ZIPS):
         with zipfile.ZipFile(folder / zip_name, "w", zipfile.ZIP_STORED) as archive:
             for v in range(z * VIDEOS_PER_ZIP, (z + 1) * VIDEOS_PER_ZIP):
-                video = write_video(folder / "clip.mp4", 8, 8, frame=noise)
+                if v == 0:  # 10 s, for the subtitles at the frames' times
+                    video = write_video(folder / "clip.mp4", 20, 2, frame=index_pattern)
+                else:
+                    video = write_video(folder / "clip.mp4", 8, 8, frame=noise)
                 archive.write(video, f"data/{video_key(v)}.mp4")
     (folder / "clip.mp4").unlink()
     with zipfile.ZipFile(folder / "subtitle.zip", "w", zipfile.ZIP_DEFLATED) as archive:
@@ -240,6 +264,21 @@ def test_the_prompt_is_the_official_one(hub):
     )
 
 
+def subtitled(cues: str) -> str:
+    """Video 0's first question asked with `cues` as its subtitles."""
+    return (
+        f"This video's subtitles are listed below: \n{cues}\n"
+        "Select the best answer to the following multiple-choice question based on the video"
+        " and the subtitles. Respond with only the letter (A, B, C, or D) of the correct option.\n"
+        "Question 1 about video 0?\n"
+        "A. Choice a 0-0.\nB. Choice b 0-0.\nC. Choice c 0-0.\nD. Choice d 0-0.\n"
+        "The best answer is:"
+    )
+
+
+ALL_CUES = "\n".join(text for _, _, text in VIDEO_0_CUES)
+
+
 def test_subtitles_go_in_the_prompt_read_from_subtitle_zip(hub, tmp_path):
     benchmark = registry.create("videomme-subtitles", block_size_kb="16")
     assert benchmark.subtitles and registry.create("videomme", subtitles="true").subtitles
@@ -250,24 +289,66 @@ def test_subtitles_go_in_the_prompt_read_from_subtitle_zip(hub, tmp_path):
     assert "note" not in with_subs.meta
     assert without.meta["subtitle"] is None and without.meta["note"] == NO_SUBTITLES
 
-    assert benchmark.prompt(with_subs) == (
-        "This video's subtitles are listed below: \n"
-        "Hello from video 0.\nGoodbye.\n"
-        "Select the best answer to the following multiple-choice question based on the video"
-        " and the subtitles. Respond with only the letter (A, B, C, or D) of the correct option.\n"
-        "Question 1 about video 0?\n"
-        "A. Choice a 0-0.\nB. Choice b 0-0.\nC. Choice c 0-0.\nD. Choice d 0-0.\n"
-        "The best answer is:"
+    benchmark.fetch_video(with_subs)  # as the runner does before asking for the prompt
+    video_reads = [url for _, url in hub.requests if "videos_chunked" in url]
+    # The frames at 0, 1, ..., 9 s (1 fps, at most 64): the cues holding those times.
+    assert benchmark.prompt(with_subs) == subtitled(
+        "Hello from video 0.\nOne and two.\nFive and six."
     )
+    # The video is probed on disk: no new reads of the video zips.
+    assert [url for _, url in hub.requests if "videos_chunked" in url] == video_reads
+    assert "note" not in with_subs.meta
     assert benchmark.prompt(without) == registry.create("videomme").prompt(without)
     assert cached(tmp_path, "subtitle.zip/**/*.srt") == ["subtitle.zip/subtitle/Yt00-x_Q7ab.srt"]
-    assert not [url for _, url in hub.requests if "videos_chunked" in url]
 
 
-def test_subtitle_text_keeps_every_cue_without_markup():
+def test_the_subtitle_cues_follow_the_frame_recipe_and_all_stay_available(hub):
+    sample = next(registry.create("videomme-subtitles").samples())
+    four = registry.create("videomme-subtitles", max_frames="4")  # frames at 1, 3, 6, 8 s
+    assert four.prompt(sample) == subtitled("One and two.\nFive and six.")
+    two = registry.create("videomme-subtitles", fps="2")  # every frame: 0, 0.5, ..., 9.5 s
+    assert two.prompt(sample) == subtitled(ALL_CUES)
+    every = registry.create("videomme-subtitles", subtitle_rule="all")
+    assert every.prompt(sample) == subtitled(ALL_CUES)
+    assert registry.create("videomme", subtitles="true").prompt(sample) == subtitled(ALL_CUES)
+    with pytest.raises(RegistryError, match="fps must be a positive number"):
+        registry.create("videomme-subtitles", fps="0")
+
+
+def test_a_video_that_cannot_be_probed_gets_every_cue_and_a_note(hub, tmp_path, monkeypatch):
+    benchmark = registry.create("videomme-subtitles")
+    sample = next(benchmark.samples())
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    monkeypatch.setattr(benchmark, "fetch_video", lambda _: str(broken))
+    assert benchmark.prompt(sample) == subtitled(ALL_CUES)
+    assert sample.meta["note"].startswith(UNPROBED)
+
+
+def test_the_subtitles_rule_is_versioned_and_in_the_options(hub, tmp_path):
+    assert registry.create("videomme-subtitles").version == "2"
+    assert registry.create("videomme").version == "1"  # its prompts are unchanged
+    args = ["run", "--backend", "scripted", "--benchmark", "videomme-subtitles"]
+    args += ["--limit", "1", "--out", str(tmp_path / "runs"), "--run-id", "subs"]
+    assert main([*args, "--no-progress"]) == 0
+    manifest = json.loads((tmp_path / "runs" / "subs" / "manifest.json").read_text())
+    assert manifest["benchmark"]["version"] == "2"
+    assert manifest["spec"]["benchmark_options"]["subtitle_rule"] == "frames"
+    assert manifest["spec"]["benchmark_options"]["fps"] == 1.0
+    assert manifest["spec"]["benchmark_options"]["max_frames"] == 64
+    [record] = read_records(tmp_path / "runs" / "subs" / "records.jsonl").records
+    assert record.prompt == subtitled("Hello from video 0.\nOne and two.\nFive and six.")
+
+
+def test_subtitle_cues_keep_their_times_and_text_without_markup():
     text = "\ufeff1\r\n00:00:01,000 --> 00:00:02,000\r\n<i>Two</i>\r\nlines\r\n\r\n\r\n2\r\n"
-    assert subtitle_text(text + "00:00:03,000 --> 00:00:04,000\r\n\r\n") == "Two lines"
-    assert subtitle_text("no cues here") == ""
+    assert subtitle_cues(text + "00:00:03,000 --> 00:00:04,000\r\n\r\n") == [
+        Cue(1.0, 2.0, "Two lines")
+    ]
+    assert subtitle_cues("1\n01:02:03,5 --> 01:02:04\nLate.") == [Cue(3723.5, 3724.0, "Late.")]
+    [unreadable] = subtitle_cues("1\nsoon --> later\nWhen?")
+    assert unreadable.text == "When?" and math.isnan(unreadable.start)
+    assert subtitle_cues("no cues here") == []
 
 
 def test_known_answers_score_to_the_expected_accuracy(hub):
