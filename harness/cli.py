@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from harness.analysis.compare import Prices, compare_runs
 from harness.analysis.gate import Bounds, gate_run
@@ -27,6 +27,7 @@ from harness.report.gate_table import render_gate
 from harness.report.html import default_html_path, write_html_report
 from harness.report.markdown import percent, write_report
 from harness.run.merge import merge_runs
+from harness.run.presets import PRESETS, get_preset
 from harness.run.recording import Recording, http_recording
 from harness.run.runner import RunSettings
 from harness.run.session import ReadyRun, execute_run, resume_run, start_run
@@ -74,8 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", help="backend name (see `list`)")
     run.add_argument(
         "--benchmark",
-        default="synthetic",
-        help="benchmark name, or manifest:PATH for a local .jsonl/.csv file (default: %(default)s)",
+        help="benchmark name, or manifest:PATH for a local .jsonl/.csv file (default: synthetic, "
+        "or the preset's)",
+    )
+    run.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="the benchmark and local backend settings behind a published number "
+        "(README: Protocols and published results)",
     )
     run.add_argument(
         "-B",
@@ -373,6 +380,7 @@ def _start(args: argparse.Namespace, recording: Recording) -> ReadyRun:
                 ("--run-id", args.run_id),
                 ("--shard", args.shard),
                 ("--judge-model", args.judge_model),
+                ("--preset", args.preset),
             )
             if value
         ]
@@ -385,22 +393,29 @@ def _start(args: argparse.Namespace, recording: Recording) -> ReadyRun:
         raise UsageError("--backend is required (see `vqa-harness list`)")
     if args.seed is not None and args.sample is None:
         raise UsageError("--seed only makes sense with --sample N")
-    benchmark, shorthand = benchmarks.parse_reference(args.benchmark)
+    benchmark, shorthand = benchmarks.parse_reference(args.benchmark or "synthetic")
     options = parse_assignments(args.benchmark_opt, "--benchmark-opt")
     if shorthand.keys() & options.keys():
         (key,) = shorthand
         raise UsageError(f"--benchmark {args.benchmark} sets {key} already; drop -S {key}=...")
+    backend_options: dict[str, Any] = parse_assignments(args.backend_opt, "--backend-opt")
+    benchmark_options: dict[str, Any] = {**options, **shorthand}
+    if args.preset:
+        benchmark, backend_options, benchmark_options = get_preset(args.preset).apply(
+            args.backend, args.benchmark and benchmark, backend_options, benchmark_options
+        )
     spec = RunSpec(
         backend=args.backend,
         benchmark=benchmark,
-        backend_options=parse_assignments(args.backend_opt, "--backend-opt"),
-        benchmark_options={**options, **shorthand},
+        backend_options=backend_options,
+        benchmark_options=benchmark_options,
         categories=tuple(sorted(set(args.categories or ()))),
         sample=args.sample,
         seed=args.seed or 0,
         limit=args.limit,
         shard=args.shard,
         judge=_judge_spec(args),
+        preset=args.preset,
     )
     return start_run(spec, args.out, args.run_id, recording)
 

@@ -7,6 +7,8 @@ cluster bootstrap that resamples whole videos (`harness.analysis.stats`), since 
 questions about one video are not independent; `ci_method` says how.
 
 Every summary starts with the run's provenance (`harness.analysis.provenance`).
+`published` sets the run beside the number published for its model and
+benchmark, if any (`harness.analysis.published`).
 
 Latency statistics are the steady state: they leave out warm-up samples and
 cold starts. A cold start is the first answer of each session (a start, a
@@ -30,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from harness.analysis.provenance import provenance
+from harness.analysis.published import comparison
 from harness.analysis.stats import LEVEL, RESAMPLES, bootstrap_ci
 from harness.analysis.summary_file import Summary
 from harness.run.directory import Run
@@ -69,6 +72,8 @@ def summarize(log: RecordLog, manifest: Manifest) -> Summary:
     failed = [r for r in outcomes if not r.ok]
     cold = cold_starts(ok, manifest.sessions)
     timed = [r for r in ok if not r.warmup and r not in cold]
+    overall = accuracy(outcomes)
+    missing = max(planned - len(outcomes), 0)
     return Summary(
         run_id=manifest.run_id,
         provenance=provenance(manifest).to_dict(),
@@ -81,12 +86,13 @@ def summarize(log: RecordLog, manifest: Manifest) -> Summary:
         samples={
             "planned": planned,
             "recorded": len(outcomes),
-            "missing": max(planned - len(outcomes), 0),
+            "missing": missing,
             "ok": len(ok),
             "failed": len(failed),
             "unparsed": sum(1 for r in ok if r.score is not None and r.score.prediction is None),
         },
-        accuracy=accuracy(outcomes),
+        accuracy=overall,
+        published=comparison(manifest, overall, missing),
         ci_method=ci_method(outcomes),
         metrics=metric_means(outcomes),
         judge=judge_stats(outcomes),

@@ -20,7 +20,7 @@ SUMMARY_SCHEMA = 1
 """Version of the `summary.json` format written by this package."""
 READABLE_SUMMARY_SCHEMAS = (UNVERSIONED, 1)
 # Parts left out of the JSON when empty: breakdowns and metrics no record has.
-_OPTIONAL = ("provenance", "judged_by", "metrics", "judge", "tasks", "durations")
+_OPTIONAL = ("provenance", "judged_by", "published", "metrics", "judge", "tasks", "durations")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +38,8 @@ class Summary:
     benchmark_version: str
     samples: dict[str, int]
     accuracy: dict[str, Any]
+    published: dict[str, Any] | None = None
+    """The published number for the run's model and benchmark (`harness.analysis.published`)."""
     ci_method: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] | None = None
     judge: dict[str, Any] | None = None

@@ -113,6 +113,22 @@ def _cold_start_line(cold: dict[str, Any]) -> list[str]:
     ]
 
 
+def published_line(published: dict[str, Any], accuracy: dict[str, Any]) -> str:
+    """The run beside the published number for its model and benchmark, or that there is none."""
+    if published["value"] is None:
+        return "No published number for this model on this benchmark."
+    head = f"Published: {published['value']:.1%} ({published['source']})"
+    if "partial" in published:
+        return f"{head} · this run is partial ({published['partial']}), so not compared."
+    ci = accuracy["ci"]
+    within = "within" if published["within_interval"] else "outside"
+    return (
+        f"{head} · this run: {percent(accuracy['value'])} "
+        f"{LEVEL:.0%} CI {interval(ci)} · "
+        f"difference: {published['difference'] * 100:+.1f} pp (published value {within} the CI)"
+    )
+
+
 def provenance_line(summary: Summary) -> str:
     """What produced the run, from its summary; a summary from before says it does not know."""
     if summary.provenance is None:
@@ -139,6 +155,8 @@ def render_markdown(summary: Summary) -> str:
         "",
         _ci_line(accuracy["ci"], summary.ci_method),
     ]
+    if summary.published:
+        lines += ["", published_line(summary.published, accuracy)]
     if samples["missing"]:
         lines += [
             "",

@@ -74,7 +74,8 @@ class Manifest:
     and `http` the recording's details; `spec` carries the resolved options;
     `merged_from` lists the shard directories of a merged run; `data` the commit
     of each dataset repo the benchmark read (`DescribesData`; None where it could
-    not tell).
+    not tell); `preset` the settings, source and unstated settings of the preset
+    the spec names (`Preset.to_dict`).
     """
 
     run_id: str
@@ -92,11 +93,14 @@ class Manifest:
     command: list[str] = field(default_factory=list)
     merged_from: list[dict[str, Any]] | None = None
     data: dict[str, str | None] | None = None
+    preset: dict[str, Any] | None = None
     sessions: tuple[Session, ...] = ()
     schema: int = MANIFEST_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        if self.spec.preset is None:  # as specs from before presets read
+            del data["spec"]["preset"]
         data["sessions"] = [_without_none(session) for session in data["sessions"]]
         return _without_none(data)
 

@@ -31,6 +31,7 @@ from harness.run.manifest import (
     Session,
     data_change,
 )
+from harness.run.presets import get_preset
 from harness.run.recording import Recording
 from harness.run.runner import Progress, RunSettings, execute
 from harness.run.selection import select
@@ -73,6 +74,7 @@ def start_run(
         judge=judge.describe() if judge else None,
         samples_planned=len(samples),
         data=data,
+        preset=get_preset(spec.preset).to_dict() if spec.preset else None,
         environment=environment(),
         command=sys.argv,
     )

@@ -25,6 +25,8 @@ class RunSpec:
     shard: Shard | None = None
     judge: dict[str, Any] | None = None
     """An LLM judge for open-ended answers: `Judge` fields (`base_url`, `model`, ...)."""
+    preset: str | None = None
+    """The preset (`harness.run.presets`) whose settings the options above include."""
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
