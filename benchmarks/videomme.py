@@ -22,6 +22,7 @@ backend's defaults), placed in time by probing the fetched video. With
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -211,17 +212,25 @@ class VideoMMESubtitles(VideoMME):
         """
         if self.subtitle_rule == "all":
             return cues
-        from harness.media import video  # lazily: PyAV is for runs, not for listing
+        from harness.media.video import VideoError  # lazily: PyAV is for runs, not listing
 
         try:
-            info = video.probe(self.fetch_video(sample))
-            indices = video.sample_indices(
-                info.frame_count, info.fps, fps=self.fps, max_frames=self.max_frames
-            )
-        except (video.VideoError, ValueError) as exc:
+            times = _frame_times(self.fetch_video(sample), self.fps, self.max_frames)
+        except (VideoError, ValueError) as exc:
             sample.meta["note"] = f"{UNPROBED} ({exc})"
             return cues
-        return cues_at(cues, [index / info.fps for index in indices])
+        return cues_at(cues, list(times))
+
+
+@functools.lru_cache(maxsize=64)
+def _frame_times(path: str, fps: float, max_frames: int) -> tuple[float, ...]:
+    """The times of the frames the recipe samples from the video at `path`: probed once
+    per video, not once per question (Video-MME asks three about each)."""
+    from harness.media import video
+
+    info = video.probe(path)
+    indices = video.sample_indices(info.frame_count, info.fps, fps=fps, max_frames=max_frames)
+    return tuple(index / info.fps for index in indices)
 
 
 def subtitle_cues(srt: str) -> list[Cue]:

@@ -51,6 +51,8 @@ from PIL import Image
 from results import Column, Section, table
 from torch import nn
 
+from backends.remote_code import first_line
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = "results-gpu"
 
@@ -113,7 +115,7 @@ def measure(llm: nn.Module, chat: Callable[[int, int], None], setup: Setup) -> d
         "prefill": timings["prefill"],
         "decode": timings["decode"],
         "decode_steps": steps,
-        "tpot": timings["decode"] / steps if steps else None,
+        "tpot": timings.get("tpot"),  # the local backend's own: decode / decode steps
     }
     row["tpot_ms"] = row["tpot"] * 1e3 if row["tpot"] is not None else None
     if setup.device.type == "cuda":
@@ -193,11 +195,6 @@ def _measure_configuration(
         row["weights_gib"] = torch.cuda.memory_allocated(setup.device) / 2**30
     row.update(measure(model.llm, chat, setup))
     ideal(row, llm_counts(model.llm), setup)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _prepared(
