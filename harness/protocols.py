@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from harness.types import Answer, Query, Record, Sample, Score
+from harness.types import Answer, OfficialScore, Query, Record, Sample, Score
 
 HttpMode = Literal["live", "record", "replay"]
 """How a run's HTTP goes: to the network, to the network and into a cassette, or from one."""
@@ -185,4 +185,21 @@ class DescribesData(Protocol):
     def data_revisions(self) -> dict[str, str | None]:
         """Each data repo by id, and the commit it is at now (None: cannot tell, e.g.
         offline with nothing cached); resolving it must not fail the run."""
+        ...
+
+
+@runtime_checkable
+class ScoresOfficially(Protocol):
+    """A benchmark with an official scoring rule: its authors' own, or where they
+    publish none, that of the peer most of the field uses (named in `scorer`).
+
+    The runner scores every answer by it as well, on the same text, and keeps its
+    verdict beside the benchmark's (`Score.official`); reports show both
+    accuracies and the answers they read differently. The benchmark's own `score`
+    stays primary: `correct` and every accuracy delta are its.
+    """
+
+    def official_score(self, sample: Sample, text: str) -> OfficialScore:
+        """The official rule's verdict on `text`; a rule that cannot run (a resource it
+        needs is missing) returns an `OfficialScore` with `error` set, never raises."""
         ...

@@ -12,11 +12,11 @@ from typing import Any, Literal
 
 from harness.errors import HarnessError
 
-RECORD_SCHEMA = 2
+RECORD_SCHEMA = 3
 """Version of the `records.jsonl` line format written by this package.
 
-2 added `groups`; schema-1 records are still read, with no groups."""
-READABLE_SCHEMAS = (1, 2)
+2 added `groups`, 3 `score.official`; older records are still read, without them."""
+READABLE_SCHEMAS = (1, 2, 3)
 UNVERSIONED = 0
 """The `schema` of a run-directory document written before it had one (`schema_of`)."""
 
@@ -121,6 +121,25 @@ class ErrorInfo:
 
 
 @dataclass(frozen=True)
+class OfficialScore:
+    """A second verdict on the same answer, by the benchmark authors' own scoring rule
+    (or, where they publish none, the most used peer's), named by `scorer`.
+
+    `correct` is None where the rule defines no accuracy (a similarity such as
+    WUPS, in `metrics`); `prediction` is what the rule read, None when it read
+    nothing (`reason` says why); `error` says why the rule could not run at all
+    (then nothing else is set and the answer is not scored by it).
+    """
+
+    scorer: str
+    correct: bool | None = None
+    prediction: str | None = None
+    reason: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class Score:
     """A benchmark's verdict on one answer text.
 
@@ -139,6 +158,14 @@ class Score:
     """An LLM judge's verdict when one graded the answer: `model`, `raw` (its whole
     output), and `correct` and `score`, or `error` when the judge failed, in which
     case the judge has no verdict and the sample is not scored by it at all."""
+    official: OfficialScore | None = None
+    """The benchmark's official scoring of the same answer, where it has one
+    (`harness.protocols.ScoresOfficially`); `correct` is never changed by it."""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Score:
+        official = data.get("official")
+        return cls(**{**data, "official": OfficialScore(**official) if official else None})
 
 
 @dataclass(frozen=True)
@@ -186,7 +213,7 @@ class Record:
         return cls(
             **{
                 **data,
-                "score": Score(**score) if score is not None else None,
+                "score": Score.from_dict(score) if score is not None else None,
                 "error": ErrorInfo(**error) if error is not None else None,
             }
         )

@@ -86,8 +86,10 @@ def test_gate_says_the_scoring_differs_before_any_check(tmp_path, monkeypatch, c
     capsys.readouterr()
     assert main(["gate", str(judged), "--baseline", str(plain / "summary.json")]) == 0
     out = capsys.readouterr().out
-    difference = out.index("scoring differs: run judged was graded by judge judge-2024-07-18")
-    assert "by no judge" in out and difference < out.index("| metric |")
+    difference = out.index(
+        "scoring differs (judge: judge judge-2024-07-18 (prompt video-chatgpt-v1) for run"
+    )
+    assert "none for" in out and difference < out.index("| metric |")
 
 
 def test_compare_says_the_scoring_differs_and_shows_no_delta_between_definitions(

@@ -55,7 +55,7 @@ def test_records_are_json_lines_with_schema(tmp_path):
     run(ready)
     lines = ready.store.records_path.read_text().splitlines()
     assert len(lines) == 3
-    assert all(json.loads(line)["schema"] == 2 == RECORD_SCHEMA for line in lines)
+    assert all(json.loads(line)["schema"] == 3 == RECORD_SCHEMA for line in lines)
     assert Record.from_dict(json.loads(lines[0])).to_dict() == json.loads(lines[0])
     assert json.loads(lines[0])["groups"] == {"category": "cat0"}
 
@@ -70,8 +70,9 @@ def test_schema_1_records_are_still_read(tmp_path):
     )
     record = Record.from_dict(line)
     assert (record.schema, record.groups, record.correct) == (1, {}, True)
-    with pytest.raises(ValueError, match="record schema 3 is not supported"):
-        Record.from_dict({**line, "schema": 3})
+    assert record.score is not None and record.score.official is None
+    with pytest.raises(ValueError, match="record schema 4 is not supported"):
+        Record.from_dict({**line, "schema": 4})
 
 
 def test_manifest_describes_the_run(tmp_path):

@@ -20,6 +20,9 @@ benchmarks, or of different versions of one, are refused.
   median and of the p90, in the steady state: warm-up samples and cold starts
   (each session's first answer) left out, as in a run's summary. A component
   whose medians are both below the timer's useful resolution (1 ms) has no ratio.
+- Official scoring: where the benchmark has an official rule, each run's
+  accuracy by it over the joined samples, beside (never instead of) its own;
+  runs whose official scorers differ are said to.
 - Provenance: what produced each run (`harness.analysis.provenance`); unless
   every run is live, the comparison is a pipeline check, not a measurement.
 - Cost per 1,000 samples, estimated from the prices given, by the manifest's
@@ -170,6 +173,26 @@ class Comparison:
         """Run `index`'s records of the joined samples, in join order."""
         outcomes = self.runs[index].outcomes
         return [outcomes[sample] for sample in self.joined]
+
+    def official_scorer(self, index: int) -> str:
+        """The official scorer(s) that scored run `index`'s answers, or "none"."""
+        scorers = {
+            r.score.official.scorer
+            for r in self.runs[index].outcomes.values()
+            if r.score is not None and r.score.official is not None
+        }
+        return ", ".join(sorted(scorers)) or "none"
+
+    def official_accuracy(self, index: int) -> float | None:
+        """Run `index`'s accuracy over the joined samples by the benchmark's official rule;
+        None unless that rule gave a verdict on every one of them."""
+        verdicts = [
+            r.score.official.correct if r.score and r.score.official else None
+            for r in self.records(index)
+        ]
+        if not verdicts or None in verdicts:
+            return None
+        return sum(map(bool, verdicts)) / len(verdicts)
 
     def timed(self, index: int) -> list[Record]:
         """Run `index`'s joined records in the steady state (see `steady_state`)."""

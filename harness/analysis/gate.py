@@ -147,16 +147,28 @@ def gate(
 
 
 def _scoring_difference(run: Summary, baseline: Summary, baseline_name: str) -> str | None:
-    """A judge graded one side only, or another judge: accuracy is still alike (the
-    benchmark's own scoring, which no judge changes); judge accuracies are not compared."""
-    mine, theirs = run.judged_by or "no judge", baseline.judged_by or "no judge"
-    if mine == theirs:
+    """A judge graded one side only, or another judge, or the official scorers differ:
+    accuracy is still alike (the benchmark's own scoring, which neither changes); judge
+    and official accuracies are not compared."""
+    differences = [
+        f"{what}: {mine} for run {run.run_id}, {theirs} for {baseline_name}"
+        for what, mine, theirs in (
+            ("judge", run.judged_by or "none", baseline.judged_by or "none"),
+            ("official scoring", _official(run), _official(baseline)),
+        )
+        if mine != theirs
+    ]
+    if not differences:
         return None
     return (
-        f"scoring differs: run {run.run_id} was graded by {mine}, {baseline_name} by {theirs}. "
-        "The gate holds the benchmark's own accuracy, which is alike in both (a judge never "
-        "changes it); judge accuracies are not compared."
+        f"scoring differs ({'; '.join(differences)}). The gate holds the benchmark's own "
+        "accuracy, which is alike in both (neither a judge nor an official scorer changes it); "
+        "judge and official accuracies are not compared."
     )
+
+
+def _official(summary: Summary) -> str:
+    return summary.official["scorer"] if summary.official else "none"
 
 
 def _accuracy_check(run: Summary, baseline: Summary, drop: float) -> Check:

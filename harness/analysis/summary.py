@@ -20,6 +20,11 @@ records carry them (`Record.groups`). Open-ended answers add the mean of each
 of their metrics, and answers graded by an LLM judge add the judge's accuracy
 over the samples it judged: a judge failure is counted apart, never as wrong.
 These appear overall and per group, only where some record has them.
+
+A benchmark with an official scoring rule (`ScoresOfficially`) adds `official`:
+that rule's accuracy beside ours over the same samples (failed ones counting
+as not correct in both), the answers the two read or score differently, with
+examples, and the answers the rule could not score, by reason.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from harness.run.manifest import Manifest, Session
 from harness.run.store import RecordLog
 from harness.scoring.groups import DURATION_ORDER
 from harness.scoring.judge import judge_label
-from harness.types import INVALID_SAMPLE, Record
+from harness.types import INVALID_SAMPLE, OfficialScore, Record
 
 # The latency vocabulary of DESIGN.md, in report order; other keys follow sorted.
 TIMING_ORDER = (
@@ -56,6 +61,9 @@ TIMING_ORDER = (
 )
 # Seed of the accuracy intervals' resampling: the same records give the same interval.
 CI_SEED = 0
+# Answers that the official scoring reads differently, shown as examples, and their length.
+OFFICIAL_EXAMPLES = 5
+EXAMPLE_CHARS = 160
 
 
 def summarize_run(run_dir: Path) -> Summary:
@@ -96,6 +104,7 @@ def summarize(log: RecordLog, manifest: Manifest) -> Summary:
         ci_method=ci_method(outcomes),
         metrics=metric_means(outcomes),
         judge=judge_stats(outcomes),
+        official=official_stats(outcomes),
         categories=breakdown(outcomes, lambda r: r.category or "(none)"),
         tasks=breakdown(outcomes, lambda r: r.groups.get("task")),
         durations=breakdown(outcomes, lambda r: r.groups.get("duration"), DURATION_ORDER),
@@ -148,24 +157,28 @@ def latency_stats(records: Sequence[Record]) -> dict[str, dict[str, float]]:
     return stats
 
 
-def accuracy(records: Sequence[Record]) -> dict[str, Any]:
+def accuracy(
+    records: Sequence[Record], correct: Callable[[Record], bool] = lambda r: r.correct
+) -> dict[str, Any]:
     """Share of `records` correct, with counts and a cluster bootstrap interval by video.
 
+    `correct` says which scorer's verdict counts (the benchmark's, by default).
     `ci` is [low, high], or None without records. Records are ordered by video
     first, so the interval does not depend on the order they were written in.
     """
     ordered = sorted(records, key=lambda r: (r.video, r.sample_id))
-    correct = sum(r.correct for r in ordered)
+    verdicts = [correct(r) for r in ordered]
     ci = bootstrap_ci(
-        [float(r.correct) for r in ordered],
+        [float(v) for v in verdicts],
         [r.video for r in ordered],
         resamples=RESAMPLES,
         seed=CI_SEED,
         level=LEVEL,
     )
+    right = sum(verdicts)
     return {
-        "value": correct / len(ordered) if ordered else None,
-        "correct": correct,
+        "value": right / len(ordered) if ordered else None,
+        "correct": right,
         "n": len(ordered),
         "ci": list(ci) if ci else None,
     }
@@ -246,6 +259,71 @@ def judge_stats(records: Iterable[Record]) -> dict[str, Any] | None:
         "accuracy": correct / len(judged) if judged else None,
         "mean_score": float(np.mean(scores)) if scores else None,
         "judge_failed": len(verdicts) - len(judged),
+    }
+
+
+def official_stats(outcomes: Sequence[Record]) -> dict[str, Any] | None:
+    """The official rule's accuracy over its own denominator (the samples it gave a
+    verdict on, and the failed ones), its metric means, the answers it reads or scores
+    otherwise than ours, with examples, and the answers it could not score, by reason."""
+    scored = [r for r in outcomes if r.ok and r.score is not None and r.score.official]
+    if not scored:
+        return None
+    verdicts = {r.sample_id: _official(r) for r in scored}
+    ran = [r for r in scored if verdicts[r.sample_id].error is None]
+    counted = {r.sample_id for r in ran if verdicts[r.sample_id].correct is not None}
+    read = [r for r in ran if _choice(r) and verdicts[r.sample_id].prediction != _prediction(r)]
+    judged = [r for r in ran if verdicts[r.sample_id].correct != r.correct]
+    means: dict[str, list[float]] = defaultdict(list)
+    for record in ran:
+        for name, value in verdicts[record.sample_id].metrics.items():
+            means[name].append(value)
+    differ = {r.sample_id: r for r in [*judged, *read]}
+    return {
+        "scorer": ", ".join(sorted({o.scorer for o in verdicts.values()})),
+        "scored": len(ran),
+        "accuracy": (
+            accuracy([r for r in outcomes if not r.ok or r.sample_id in counted], _correct)
+            if counted
+            else None
+        ),
+        "metrics": {name: float(np.mean(values)) for name, values in means.items()},
+        "read_differently": len(read),
+        "scored_differently": len(judged),
+        "examples": [_difference(r) for r in list(differ.values())[:OFFICIAL_EXAMPLES]],
+        "unscored": dict(Counter(o.error for o in verdicts.values() if o.error is not None)),
+    }
+
+
+def _official(record: Record) -> OfficialScore:
+    assert record.score is not None and record.score.official is not None
+    return record.score.official
+
+
+def _prediction(record: Record) -> str | None:
+    return record.score.prediction if record.score else None
+
+
+def _choice(record: Record) -> bool:
+    """Whether ours scored the answer as multiple choice (open-ended scores carry metrics)."""
+    return record.score is not None and not record.score.metrics
+
+
+def _correct(record: Record) -> bool:
+    """The official rule's verdict (a failed sample is not correct)."""
+    return record.ok and bool(_official(record).correct)
+
+
+def _difference(record: Record) -> dict[str, Any]:
+    """One answer the two scorers read or scored differently, as reports show it."""
+    response = record.response or ""
+    official = _official(record)
+    return {
+        "sample_id": record.sample_id,
+        "response": response[:EXAMPLE_CHARS] + ("…" if len(response) > EXAMPLE_CHARS else ""),
+        "target": record.target,
+        "ours": {"prediction": _prediction(record), "correct": record.correct},
+        "official": {"prediction": official.prediction, "correct": official.correct},
     }
 
 

@@ -20,7 +20,16 @@ SUMMARY_SCHEMA = 1
 """Version of the `summary.json` format written by this package."""
 READABLE_SUMMARY_SCHEMAS = (UNVERSIONED, 1)
 # Parts left out of the JSON when empty: breakdowns and metrics no record has.
-_OPTIONAL = ("provenance", "judged_by", "published", "metrics", "judge", "tasks", "durations")
+_OPTIONAL = (
+    "provenance",
+    "judged_by",
+    "published",
+    "metrics",
+    "judge",
+    "official",
+    "tasks",
+    "durations",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +52,8 @@ class Summary:
     ci_method: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] | None = None
     judge: dict[str, Any] | None = None
+    official: dict[str, Any] | None = None
+    """The benchmark's official scoring beside its own, where it has one."""
     categories: dict[str, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     durations: dict[str, dict[str, Any]] = field(default_factory=dict)

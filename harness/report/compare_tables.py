@@ -61,16 +61,25 @@ def provenance_lines(comparison: Comparison) -> list[str]:
 
 
 def scoring_lines(comparison: Comparison) -> list[str]:
-    """Where a judge graded some runs only, or another judge: said before any number."""
+    """Where a judge graded some runs only, or another judge, or the official scorers
+    differ: said before any number."""
+    lines = []
     judges = [judge_label(run.manifest.judge) for run in comparison.runs]
-    if len(set(judges)) == 1:
-        return []
-    each = "; ".join(f"{run_label(comparison, i)}: {j}" for i, j in enumerate(judges))
-    return [
-        f"Scoring differs: {each}. Accuracy, agreement and their tests here are each run's "
-        "benchmark scoring, alike in every run (a judge never changes it); judge accuracies "
-        "are not compared."
-    ]
+    if len(set(judges)) > 1:
+        each = "; ".join(f"{run_label(comparison, i)}: {j}" for i, j in enumerate(judges))
+        lines.append(
+            f"Scoring differs: {each}. Accuracy, agreement and their tests here are each run's "
+            "benchmark scoring, alike in every run (a judge never changes it); judge accuracies "
+            "are not compared."
+        )
+    official = [comparison.official_scorer(i) for i in range(len(comparison.runs))]
+    if len(set(official)) > 1:
+        each = "; ".join(f"{run_label(comparison, i)}: {o}" for i, o in enumerate(official))
+        lines.append(
+            f"Official scoring differs: {each}. Deltas and tests here are the benchmark's own "
+            "scoring, alike in every run; official accuracies are shown, not compared."
+        )
+    return lines
 
 
 def run_label(comparison: Comparison, index: int) -> str:
@@ -100,13 +109,16 @@ def accuracy_table(comparison: Comparison) -> Table:
     agreements = [pair.agreement for pair in comparison.pairs]
     choice = any(a.choice_n for a in agreements)
     open_ended = any(a.open_n for a in agreements)
+    official = [comparison.official_accuracy(i) for i in range(len(comparison.runs))]
+    shown = any(value is not None for value in official)
     header = ["run", "backend", "accuracy", "delta (95% CI)", "only baseline right"]
     header += ["only this right", "McNemar p"]
     header += ["same choice"] if choice else []
     header += ["same open answer", "mean WER vs baseline"] if open_ended else []
+    header += ["official accuracy"] if shown else []
     baseline = percent(comparison.pairs[0].accuracy.baseline)
     rows = [[run_label(comparison, 0), comparison.runs[0].manifest.backend.name, baseline]]
-    rows[0] += ["-"] * (len(header) - 3)
+    rows[0] += ["-"] * (len(header) - 3 - shown) + ([percent(official[0])] if shown else [])
     for index, pair in enumerate(comparison.pairs, start=1):
         acc, agree = pair.accuracy, pair.agreement
         row = [
@@ -120,6 +132,7 @@ def accuracy_table(comparison: Comparison) -> Table:
         row += [_share(agree.choice_same, agree.choice_n)] if choice else []
         if open_ended:
             row += [_share(agree.open_same, agree.open_n), number(agree.open_mean_wer)]
+        row += [percent(official[index])] if shown else []
         rows.append(row)
     return header, rows
 

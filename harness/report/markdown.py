@@ -93,6 +93,51 @@ def _overall_lines(summary: Summary) -> list[str]:
     return lines
 
 
+def official_lines(official: dict[str, Any]) -> list[str]:
+    """The official rule's accuracy beside ours, and the answers the two read differently."""
+    lines = [f"Scorer: {official['scorer']}, on {official['scored']} answers. Ours stays primary."]
+    theirs = official["accuracy"]
+    if theirs is not None:
+        lines += [
+            "",
+            f"Official accuracy: **{percent(theirs['value'])}** {interval(theirs['ci'])} "
+            f"({theirs['correct']} correct of {theirs['n']}: the answers it gave a verdict on "
+            "and the failed samples) · "
+            f"{official['read_differently']} answer(s) read differently from ours, "
+            f"{official['scored_differently']} scored differently.",
+        ]
+    if official["metrics"]:
+        means = " · ".join(f"{name} {number(v)}" for name, v in official["metrics"].items())
+        lines += ["", f"Official metric means: {means}"]
+    for reason, count in official["unscored"].items():
+        lines += ["", f"Not scored by it: {count} answer(s): {reason}"]
+    if official["examples"]:
+        lines += [
+            "",
+            *table(
+                ["sample", "response", "target", "ours", "official"],
+                [
+                    [
+                        e["sample_id"],
+                        e["response"],
+                        e["target"],
+                        _reading(e["ours"]),
+                        _reading(e["official"]),
+                    ]
+                    for e in official["examples"]
+                ],
+            ),
+        ]
+    return lines
+
+
+def _reading(verdict: dict[str, Any]) -> str:
+    """A scorer's reading of an answer: what it read, and whether that is correct."""
+    read = "unreadable" if verdict["prediction"] is None else repr(verdict["prediction"])
+    mark = {True: "correct", False: "wrong", None: "no verdict"}[verdict["correct"]]
+    return f"{read}, {mark}"
+
+
 def _ci_line(ci: list[float] | None, method: dict[str, Any]) -> str:
     return (
         f"{method['level']:.0%} CI {interval(ci)}: {method['method']} over "
@@ -163,6 +208,8 @@ def render_markdown(summary: Summary) -> str:
             f"Incomplete: {samples['missing']} of {samples['planned']} samples have no record yet.",
         ]
     lines += _overall_lines(summary)
+    if summary.official:
+        lines += ["", "## Official scoring beside ours", "", *official_lines(summary.official)]
     for label, groups in (
         ("category", summary.categories),
         ("task", summary.tasks),

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from tqdm import tqdm
 
 from harness.errors import UsageError
-from harness.protocols import Backend, Benchmark
+from harness.protocols import Backend, Benchmark, ScoresOfficially
 from harness.run.prefetch import Preparation, Prepared, Turn
 from harness.run.store import RecordLog, RunStore, read_records
 from harness.scoring.answer_text import readable
@@ -234,10 +234,12 @@ async def _answer_one(
 
 def _score(benchmark: Benchmark, sample: Sample, text: str, judge: Judge | None) -> Score:
     """The benchmark's score of the text without special-token markup, saying when
-    markup was removed; with a judge, open-ended answers also get its verdict (the one
-    place a judge is applied)."""
+    markup was removed, with its official score beside it where it has one; with a
+    judge, open-ended answers also get its verdict (the one place a judge is applied)."""
     answer = readable(text)
     score = benchmark.score(sample, answer.text)
+    if isinstance(benchmark, ScoresOfficially):
+        score = replace(score, official=benchmark.official_score(sample, answer.text))
     if judge is not None and not sample.options:
         score = apply_judge(score, sample, answer.text, judge)
     if not answer.removed:
