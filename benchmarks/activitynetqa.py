@@ -24,9 +24,10 @@ from typing import Any, ClassVar
 from benchmarks.hub import HubBenchmark, repo_option, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field
 from benchmarks.zipindex import ZipIndex
+from harness.scoring.official import activitynetqa as official
 from harness.scoring.rules import score_open_ended
 from harness.scoring.text import normalize
-from harness.types import Sample, Score
+from harness.types import OfficialScore, Sample, Score
 
 REPO_ID = "lmms-eval/ActivityNetQA"
 VIDEO_ZIPS = "videos_chunked_*.zip"
@@ -83,6 +84,10 @@ class ActivityNetQA(HubBenchmark):
     def score(self, sample: Sample, text: str) -> Score:
         return score_open_ended(sample, text)
 
+    def official_score(self, sample: Sample, text: str) -> OfficialScore:
+        # The reference as the dataset writes it: the official rule compares it verbatim.
+        return official.score(text, sample.meta.get("answer_text", sample.answer))
+
     def fetch_video(self, sample: Sample) -> str:
         """Find the sample's video in the zips' directories and read only that member."""
         return str(self._videos.fetch(sample.meta["video_file"]))
@@ -110,5 +115,6 @@ def _sample(key: str, row: Mapping[str, Any]) -> Sample:
             "question_type": TYPES[code] if code in QUESTION_TYPES else "free",
             "video_name": video_name,
             "video_file": video_file,
+            "answer_text": text_field(row, "answer"),
         },
     )

@@ -35,9 +35,10 @@ from typing import Any, ClassVar, TypeGuard
 from benchmarks.hub import HubBenchmark, repo_option, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field, text_value
 from harness.scoring.choice import option_letters
+from harness.scoring.official import mvbench as official
 from harness.scoring.prompts import lettered
 from harness.scoring.rules import score_multiple_choice
-from harness.types import Sample, Score
+from harness.types import OfficialScore, Sample, Score
 
 REPO_ID = "OpenGVLab/MVBench"
 VIDEO_REVISION = "video"
@@ -130,6 +131,9 @@ class MVBench(HubBenchmark):
 
     def score(self, sample: Sample, text: str) -> Score:
         return score_multiple_choice(sample, text)
+
+    def official_score(self, sample: Sample, text: str) -> OfficialScore:
+        return official.score(text, sample.options, sample.answer)
 
 
 def _sample(task: str, index: int, row: Mapping[str, Any]) -> Sample:

@@ -25,9 +25,10 @@ from typing import Any, ClassVar, Literal
 from benchmarks.hub import HubBenchmark, repo_option, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field
 from harness.scoring.choice import option_letters
+from harness.scoring.official import nextqa as official
 from harness.scoring.prompts import multiple_choice_prompt
-from harness.scoring.rules import score_multiple_choice, score_open_ended
-from harness.types import Sample, Score
+from harness.scoring.rules import references, score_multiple_choice, score_open_ended
+from harness.types import OfficialScore, Sample, Score
 
 REPO_ID = "lmms-eval/NExTQA"
 VIDEOS_ZIP = "videos.zip"
@@ -92,6 +93,11 @@ class NExTQA(HubBenchmark):
         if self.mode == "mc":
             return score_multiple_choice(sample, text)
         return score_open_ended(sample, text)
+
+    def official_score(self, sample: Sample, text: str) -> OfficialScore:
+        if self.mode == "mc":
+            return official.score_choice(text, sample.options, sample.answer)
+        return official.score_open(text, references(sample), sample.meta["task"])
 
     def _sample(self, key: str, row: Mapping[str, Any]) -> Sample:
         video, qid = text_field(row, "video"), text_field(row, "qid")

@@ -23,9 +23,10 @@ from typing import Any, ClassVar, Literal
 from benchmarks.hub import HubBenchmark, block_size_option, repo_option, revision_option
 from benchmarks.rows import BadField, invalid_sample, text_field
 from harness.scoring.choice import option_letters, option_span
+from harness.scoring.official import tempcompass as official
 from harness.scoring.prompts import lettered
 from harness.scoring.rules import score_multiple_choice
-from harness.types import Sample, Score
+from harness.types import OfficialScore, Sample, Score
 
 REPO_ID = "lmms-eval/TempCompass"
 VIDEO_ZIP = "tempcompass_videos.zip"
@@ -67,6 +68,11 @@ class TempCompass(HubBenchmark):
 
     def score(self, sample: Sample, text: str) -> Score:
         return score_multiple_choice(sample, text)
+
+    def official_score(self, sample: Sample, text: str) -> OfficialScore:
+        if self.config == "multi-choice":
+            return official.score_choice(text, sample.meta["answer_text"])
+        return official.score_yes_no(text, sample.answer)
 
     def _sample(self, index: int, row: Mapping[str, Any]) -> Sample:
         sample_id = f"tempcompass/{self.config}/{index}"

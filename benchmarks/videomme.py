@@ -34,9 +34,10 @@ from benchmarks.hub import HubBenchmark, block_size_option, repo_option, revisio
 from benchmarks.rows import BadField, invalid_sample, text_field
 from benchmarks.zipindex import ZipIndex
 from harness.scoring.choice import option_letters
+from harness.scoring.official import videomme as official
 from harness.scoring.prompts import lettered
 from harness.scoring.rules import score_multiple_choice
-from harness.types import Sample, Score
+from harness.types import OfficialScore, Sample, Score
 
 REPO_ID = "lmms-eval/Video-MME"
 CONFIG = "videomme"
@@ -121,6 +122,9 @@ class VideoMME(HubBenchmark):
 
     def score(self, sample: Sample, text: str) -> Score:
         return score_multiple_choice(sample, text)
+
+    def official_score(self, sample: Sample, text: str) -> OfficialScore:
+        return official.score(text, sample.answer)
 
     def _sample(
         self, index: int, row: Mapping[str, Any], subtitles: Mapping[str, str] | None

@@ -11,7 +11,9 @@ os.environ["VQA_HARNESS_CACHE"] = tempfile.mkdtemp(prefix="vqa-harness-cache-")
 
 from pathlib import Path
 
+import nltk
 import pytest
+import tiny_nltk
 from fakes import register_fakes
 from vcr.persisters.filesystem import FilesystemPersister
 from videos import write_video
@@ -20,6 +22,8 @@ from backends.standin_model import build_standin
 from harness.run.cassettes import recording_config, register_matchers
 
 register_fakes()
+# NLTK finds only the data a test gives it (`nltk_data`), never a developer's own.
+nltk.data.path[:] = []
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -60,6 +64,16 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 5 s clip at 10 fps: OpenBMB's recipe samples 5 frames."""
     return write_video(tmp_path_factory.mktemp("videos") / "clip.mp4", 50, fps=10)
+
+
+@pytest.fixture
+def nltk_data(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """NLTK's data path holding only the tiny WordNet and tagger of `tiny_nltk`."""
+    root = tmp_path_factory.getbasetemp() / "nltk_data"
+    monkeypatch.setattr(nltk.data, "path", [str(root)])  # NLTK writes only inside its path
+    if not root.exists():
+        tiny_nltk.build(root)
+    return root
 
 
 @pytest.fixture(scope="module")

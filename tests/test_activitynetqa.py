@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from hub_emulator import SMALL_BLOCK as BLOCK
 from hub_emulator import serving
+from official_runs import run_with_reply
 from videos import write_video
 
 from benchmarks import activitynetqa
@@ -138,6 +139,7 @@ def test_rows_become_samples_by_type(hub):
         "question_type": "motion",
         "video_name": "-x9Yt3kQw0A",
         "video_file": "v_-x9Yt3kQw0A",
+        "answer_text": "skiing",
     }
     assert [s.category for s in samples[:12]] == [
         "motion",
@@ -219,3 +221,19 @@ def test_a_video_in_no_zip_is_a_clear_error(hub):
     missing = Sample("activitynetqa/x", "", "", "", meta={"video_file": "v_Zz0000000zZ"})
     with pytest.raises(HubError, match="v_Zz0000000zZ is in none of"):
         benchmark.fetch_video(missing)
+
+
+def test_the_official_exact_match_is_reported_beside_ours(hub, tmp_path):
+    """The dataset writes one yes/no answer "Yes": "yes" is right to us (normalised) and
+    wrong by the official rule, which compares verbatim; "Yes" is right to both."""
+    summary, report = run_with_reply(tmp_path, "activitynetqa", "yes")
+    official = summary["official"]
+    assert official["scorer"].startswith("ActivityNet-QA evaluation/eval.py exact match")
+    assert summary["accuracy"]["correct"] == 1 and official["accuracy"]["correct"] == 0
+    assert official["scored_differently"] == 1 and official["read_differently"] == 0
+    [example] = official["examples"]
+    assert example["ours"] == {"prediction": "yes", "correct": True}
+    assert example["official"] == {"prediction": "yes", "correct": False}
+    assert "1 scored differently" in report
+    summary, _ = run_with_reply(tmp_path / "capital", "activitynetqa", "Yes")
+    assert summary["accuracy"]["correct"] == 1 == summary["official"]["accuracy"]["correct"]

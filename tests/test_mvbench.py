@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 from hub_emulator import loaded, serving
+from official_runs import run_with_reply
 from videos import write_video
 
 from benchmarks.mvbench import BOUNDS, TASKS
 from harness.plugins import benchmarks as registry
 from harness.registry import RegistryError
+from harness.run.store import read_records
 
 REPO = "OpenGVLab/MVBench"
 
@@ -225,3 +227,17 @@ def test_the_video_branch_resolves_to_its_commit_and_a_commit_pins_it(hub):
     pinned, samples = scored_samples(tasks="moving_count", revision=commit)
     assert pinned.data_revisions() == {REPO: commit} and len(samples) == len(MOVING_COUNT)
     assert f"{REPO}/resolve/{commit}/" in " ".join(url for _, url in hub.requests)
+
+
+def test_the_official_check_is_reported_beside_ours(hub, tmp_path):
+    """ "Answer: B" is B to us; the authors' check_ans compares "(answer:" with "(b)"."""
+    summary, report = run_with_reply(tmp_path, "mvbench", "Answer: B", "--limit", "4")
+    official = summary["official"]
+    records = read_records(tmp_path / "runs" / "official" / "records.jsonl").records
+    records = [r for r in records if r.ok]
+    assert official["scorer"].startswith("MVBench check_ans")
+    assert official["read_differently"] == len(records) > 1
+    assert official["accuracy"]["correct"] == 0
+    assert summary["accuracy"]["correct"] == sum(r.target == "B" for r in records) > 0
+    assert official["scored_differently"] == summary["accuracy"]["correct"]
+    assert "Official accuracy: **0.0%**" in report

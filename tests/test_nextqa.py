@@ -18,10 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 from hub_emulator import SMALL_BLOCK as BLOCK
 from hub_emulator import serving
+from official_runs import run_with_reply
 from videos import write_video
 
 from benchmarks import nextqa
 from harness.plugins import benchmarks as registry
+from harness.run.store import read_records
 
 REPO = "lmms-eval/NExTQA"
 VIDEOS = ("4010069381", "2435100235", "5333075105", "6106574393")
@@ -276,3 +278,34 @@ def test_selected_samples_read_only_their_videos_from_the_zip(hub, repo_folder, 
     before = dict(hub.bytes_served)
     assert Path(benchmark.fetch_video(selected[0])) in paths  # kept on disk: no new reads
     assert dict(hub.bytes_served) == before
+
+
+def test_the_peers_multiple_choice_parser_is_reported_beside_ours(hub, tmp_path):
+    """A lone lowercase "c" is C to us; lmms-eval's parser would guess, so it reads nothing."""
+    summary, _ = run_with_reply(tmp_path, "nextqa", "c", "--limit", "4")
+    official = summary["official"]
+    records = read_records(tmp_path / "runs" / "official" / "records.jsonl").records
+    records = [r for r in records if r.ok]
+    assert official["scorer"].startswith("lmms-eval nextqa parse_multi_choice_response")
+    assert official["read_differently"] == len(records) > 1
+    assert official["accuracy"]["correct"] == 0
+    assert official["scored_differently"] == sum(r.target == "C" for r in records)
+
+
+def test_open_ended_answers_get_the_official_wups(hub, tmp_path, nltk_data):
+    summary, report = run_with_reply(tmp_path, "nextqa", "a dog", "-S", "mode=oe", "--limit", "3")
+    official = summary["official"]
+    assert official["scorer"].startswith("NExT-OE eval_oe.py WUPS")
+    assert official["scored"] == 3 and official["accuracy"] is None
+    assert set(official["metrics"]) == {"wups_0", "wups_0.9"}
+    assert 0 <= official["metrics"]["wups_0.9"] <= official["metrics"]["wups_0"] <= 1
+    assert "Official metric means: wups_0" in report
+
+
+def test_without_nltk_data_the_report_says_why_wups_is_missing(hub, tmp_path):
+    summary, report = run_with_reply(tmp_path, "nextqa", "a dog", "-S", "mode=oe", "--limit", "2")
+    official = summary["official"]
+    assert official["scored"] == 0 and not official["metrics"]
+    [reason] = official["unscored"]
+    assert official["unscored"][reason] == 2 and "nltk.downloader wordnet" in reason
+    assert f"Not scored by it: 2 answer(s): {reason}" in report

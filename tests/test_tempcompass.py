@@ -16,7 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hub_emulator import loaded, serving
+from official_runs import run_with_reply
 from videos import write_video
+
+from harness.run.store import read_records
 
 REPO = "lmms-eval/TempCompass"
 ZIP = "tempcompass_videos.zip"
@@ -218,3 +221,23 @@ def test_selected_samples_read_only_their_zip_members(hub, tmp_path):
         wanted = sum(archive.getinfo(s.video.split(":", 1)[1]).file_size for s in chosen)
     size = (tmp_path / "repo" / ZIP).stat().st_size
     assert wanted < hub.bytes_served[ZIP] < wanted + 64 * 1024 < size / 3
+
+
+@pytest.mark.parametrize(
+    ("config", "reply", "official_reads"),
+    [("multi-choice", "(B)", None), ("yes_no", "not sure", "B")],
+)
+def test_the_official_rules_are_reported_beside_ours(hub, tmp_path, config, reply, official_reads):
+    """ "(B)" is B to us and matches no rule of the authors'; "not sure" is no to them."""
+    summary, _ = run_with_reply(
+        tmp_path, "tempcompass", reply, "-S", f"config={config}", "--limit", "4"
+    )
+    official = summary["official"]
+    records = read_records(tmp_path / "runs" / "official" / "records.jsonl").records
+    records = [r for r in records if r.ok]
+    assert official["scorer"].startswith("TempCompass")
+    assert official["read_differently"] == len(records) > 1
+    assert {r.score.official.prediction for r in records} == {official_reads}
+    assert {r.score.prediction for r in records} == {"B" if official_reads is None else None}
+    expected = 0 if official_reads is None else sum(r.target == "B" for r in records)
+    assert official["accuracy"]["correct"] == expected

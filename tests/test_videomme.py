@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hub_emulator import serving
+from official_runs import run_with_reply
 from videos import index_pattern, write_video
 
 from benchmarks.hub import HubError
@@ -389,3 +390,47 @@ def test_a_sampled_run_of_ten_fetches_only_their_videos(hub, repo_folder, tmp_pa
     per_video = max(p.stat().st_size for p in (tmp_path / "cache").rglob("*.mp4"))
     assert served < len(wanted) * (per_video + 2 * 16 * 1024) + len(ZIPS) * 16 * 1024
     assert served < sizes / 2
+
+
+def test_the_official_extraction_is_reported_beside_ours(hub, tmp_path):
+    """ "Best option: X" is X to us and B (of "Best") to the official script."""
+    summary, report = run_with_reply(tmp_path, "videomme", "Best option: C", "--limit", "6")
+    official = summary["official"]
+    assert official["scorer"].startswith("Video-MME eval_your_results.py")
+    records = read_records(tmp_path / "runs" / "official" / "records.jsonl").records
+    answers = [r.target for r in records]
+    assert official["read_differently"] == 6 == summary["samples"]["ok"]
+    assert summary["accuracy"]["correct"] == sum(1 for t in answers if t == "C")
+    assert official["accuracy"]["correct"] == sum(1 for t in answers if t == "B")
+    assert official["scored_differently"] == sum(1 for t in answers if t in "BC")
+    example = official["examples"][0]
+    assert example["ours"]["prediction"] == "C" and example["official"]["prediction"] == "B"
+    section = report.index("## Official scoring beside ours")
+    assert "6 answer(s) read differently from ours" in report[section:]
+    assert "'B', " in report[section:] and "'C', " in report[section:]
+
+
+def test_compare_and_gate_show_official_accuracy_and_say_when_official_scorers_differ(
+    hub, tmp_path, capsys
+):
+    run_with_reply(tmp_path / "a", "videomme", "Best option: C", "--limit", "4")
+    run_with_reply(tmp_path / "b", "videomme", "C", "--limit", "4")
+    first, second = tmp_path / "a" / "runs" / "official", tmp_path / "b" / "runs" / "official"
+    capsys.readouterr()
+    assert main(["compare", str(first), str(second)]) == 0
+    out = capsys.readouterr().out
+    assert "official accuracy" in out and "Official scoring differs" not in out
+    # The second run as a run from before official scoring: its records have none.
+    records = second / "records.jsonl"
+    lines = [json.loads(line) for line in records.read_text().splitlines()]
+    for line in lines:
+        if line["score"]:
+            line["score"].pop("official")
+    records.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert main(["compare", str(first), str(second)]) == 0
+    out = capsys.readouterr().out
+    said = out.index("Official scoring differs: official (baseline): Video-MME eval_your")
+    assert "official: none" in out and said < out.index("| run | backend | accuracy")
+    assert main(["gate", str(second), "--baseline", str(first / "summary.json")]) == 0
+    out = capsys.readouterr().out
+    assert "official scoring: none for run official, Video-MME" in out
