@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from typing import Any
 
 import pytest
@@ -88,6 +89,21 @@ def test_a_preset_run_on_the_tiny_model_records_the_preset(hub, standin, tmp_pat
     # the tiny stand-in is not MiniCPM-V 2.6: there is no number to compare with
     report = (tmp_path / "p" / "report.md").read_text()
     assert "No published number for this model on this benchmark." in report
+    # The same answers as a run without the preset: compare and gate say so first.
+    shutil.copytree(tmp_path / "p", tmp_path / "plain")
+    data["spec"]["preset"], data["preset"], data["run_id"] = None, None, "plain"
+    (tmp_path / "plain" / "manifest.json").write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "plain"), str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    said = out.index("Protocol presets differ: plain (baseline): none; p: openbmb-videomme")
+    assert said < out.index("| run | backend | accuracy")
+    assert main(["report", str(tmp_path / "plain")]) == 0
+    baseline = str(tmp_path / "plain" / "summary.json")
+    capsys.readouterr()
+    assert main(["gate", str(tmp_path / "p"), "--baseline", baseline]) == 0
+    out = capsys.readouterr().out
+    assert "protocol preset: openbmb-videomme for run p, none for" in out
 
 
 def minicpm(**fields: Any) -> Manifest:

@@ -252,6 +252,8 @@ def test_merge_refuses_runs_that_do_not_belong_together(tmp_path, capsys):
     edit_manifest(backend, lambda m: m["spec"].update(backend="fal"))
     judged = run(tmp_path / "j", "j", "--shard", "1/3")
     edit_manifest(judged, lambda m: m.update(judge={"model": "j-1", "prompt_version": "p"}))
+    preset = run(tmp_path / "p", "p", "--shard", "1/3")
+    edit_manifest(preset, lambda m: m["spec"].update(preset="openbmb-videomme"))
     capsys.readouterr()
 
     def refused(replacement: Path) -> str:
@@ -270,6 +272,7 @@ def test_merge_refuses_runs_that_do_not_belong_together(tmp_path, capsys):
     assert refused(version) == "benchmark tiny v1 vs tiny v2"
     assert refused(backend) == "backend scripted vs fal"
     assert refused(judged) == "scoring no judge vs judge j-1 (prompt p)"
+    assert refused(preset) == "preset none vs openbmb-videomme"
 
 
 def test_merge_refuses_duplicate_missing_and_unsharded_runs(tmp_path, capsys):

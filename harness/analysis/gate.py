@@ -155,6 +155,7 @@ def _scoring_difference(run: Summary, baseline: Summary, baseline_name: str) -> 
         for what, mine, theirs in (
             ("judge", run.judged_by or "none", baseline.judged_by or "none"),
             ("official scoring", _official(run), _official(baseline)),
+            ("protocol preset", run.preset or "none", baseline.preset or "none"),
         )
         if mine != theirs
     ]

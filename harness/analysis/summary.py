@@ -86,6 +86,7 @@ def summarize(log: RecordLog, manifest: Manifest) -> Summary:
         run_id=manifest.run_id,
         provenance=provenance(manifest).to_dict(),
         judged_by=judge_label(manifest.judge) if manifest.judge else None,
+        preset=manifest.spec.preset,
         status=manifest.status,
         mode=manifest.mode,
         backend=manifest.backend.name,

@@ -16,13 +16,15 @@ from typing import Any
 
 from harness.types import UNVERSIONED, schema_of
 
-SUMMARY_SCHEMA = 1
-"""Version of the `summary.json` format written by this package."""
-READABLE_SUMMARY_SCHEMAS = (UNVERSIONED, 1)
+SUMMARY_SCHEMA = 2
+"""Version of the `summary.json` format written by this package: 2 added `official`
+and `preset`, which summaries of schema 1 and 0 lack."""
+READABLE_SUMMARY_SCHEMAS = (UNVERSIONED, 1, 2)
 # Parts left out of the JSON when empty: breakdowns and metrics no record has.
 _OPTIONAL = (
     "provenance",
     "judged_by",
+    "preset",
     "published",
     "metrics",
     "judge",
@@ -40,6 +42,8 @@ class Summary:
     provenance: dict[str, Any] | None = None
     judged_by: str | None = None
     """The run's LLM judge (`judge_label`), when one graded its open-ended answers."""
+    preset: str | None = None
+    """The protocol preset the run was asked under (`harness.run.presets`), if any."""
     status: str | None = None
     mode: str
     backend: str

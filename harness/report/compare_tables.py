@@ -72,6 +72,13 @@ def scoring_lines(comparison: Comparison) -> list[str]:
             "benchmark scoring, alike in every run (a judge never changes it); judge accuracies "
             "are not compared."
         )
+    presets = [run.manifest.spec.preset or "none" for run in comparison.runs]
+    if len(set(presets)) > 1:
+        each = "; ".join(f"{run_label(comparison, i)}: {p}" for i, p in enumerate(presets))
+        lines.append(
+            f"Protocol presets differ: {each}. The runs were asked under different settings "
+            "(frames, slices, prompt): deltas here measure the protocol with the backend."
+        )
     official = [comparison.official_scorer(i) for i in range(len(comparison.runs))]
     if len(set(official)) > 1:
         each = "; ".join(f"{run_label(comparison, i)}: {o}" for i, o in enumerate(official))

@@ -194,6 +194,7 @@ def _identity(run: ShardRun) -> dict[str, Any]:
         "limit": spec.limit,
         "HTTP mode": run.manifest.mode,
         "scoring": judge_label(run.manifest.judge),
+        "preset": spec.preset or "none",
         "shard count": run.shard.count,
     }
 
