@@ -45,6 +45,10 @@ DEFAULT_MODEL = "openbmb/MiniCPM-V-2_6"
 _DTYPES = {"bfloat16", "float16", "float32"}
 # How `bench --demo` runs the demo model: on the CPU, with short answers.
 DEMO_OPTIONS = {"device": "cpu", "max_new_tokens": 8}
+MAX_NEW_TOKENS = 2048
+STANDIN_MAX_NEW_TOKENS = 16
+"""The default answer length on a random-weight stand-in: its answers are noise, and at
+2,048 tokens a sample takes a minute on a CPU."""
 
 
 def _local_file(video: str) -> str:
@@ -78,7 +82,13 @@ class LocalBackend:
     max_slice_nums: int = field(
         default=2, metadata={"help": "image slices per frame (1 saves memory)"}
     )
-    max_new_tokens: int = field(default=2048, metadata={"help": "longest answer in tokens"})
+    max_new_tokens: int | None = field(
+        default=None,
+        metadata={
+            "help": f"longest answer in tokens (default {MAX_NEW_TOKENS}; "
+            f"{STANDIN_MAX_NEW_TOKENS} on a random-weight stand-in)"
+        },
+    )
     sampling: bool = field(default=False, metadata={"help": "sample instead of greedy decoding"})
     num_beams: int = field(default=1, metadata={"help": "beams when not sampling (1: greedy)"})
     temperature: float = field(default=0.7, metadata={"help": "with sampling"})
@@ -96,7 +106,7 @@ class LocalBackend:
 
     def __post_init__(self) -> None:
         for option in ("max_frames", "max_slice_nums", "max_new_tokens", "num_beams", "top_k"):
-            if getattr(self, option) < 1:
+            if (getattr(self, option) or 1) < 1:
                 raise ValueError(f"{option} must be at least 1, got {getattr(self, option)}")
         if self.fps <= 0:
             raise ValueError(f"fps must be positive, got {self.fps}")
@@ -110,6 +120,9 @@ class LocalBackend:
             raise minicpmv.ModelLoadError(f"cannot load {self.model}: {exc}") from None
         dtype = getattr(minicpmv.torch, self.dtype)
         self._model = minicpmv.load(self.model, self.revision, device, dtype, attention)
+        if self.max_new_tokens is None:
+            standin = getattr(self._model.model.config, "standin", False)
+            self.max_new_tokens = STANDIN_MAX_NEW_TOKENS if standin else MAX_NEW_TOKENS
         if self.device == "auto" and device.type == "cpu":
             warnings.warn(
                 "CUDA is not available: the local backend runs on the CPU, which is far slower",

@@ -323,3 +323,15 @@ def test_the_runners_preparation_decodes_each_video_once_so_answers_find_frames_
     assert backend._frames.decodes == 2  # once per video, by the runner's preparation
     assert not any(r.meta["frames_decoded_here"] for r in records)
     assert {r.meta["frames"] for r in records} == {5, 3}
+
+
+def test_a_stand_in_answers_briefly_unless_asked_and_the_real_default_stays(standin):
+    """The random-weight demo model defaults to 16 new tokens (its answers are noise);
+    an explicit max_new_tokens is kept, and the real model's default is 2,048."""
+    from backends.local import MAX_NEW_TOKENS, STANDIN_MAX_NEW_TOKENS
+
+    brief = LocalBackend(model=str(standin), device="cpu")
+    assert brief.describe()["max_new_tokens"] == STANDIN_MAX_NEW_TOKENS == 16
+    assert local(standin, max_new_tokens=40).describe()["max_new_tokens"] == 40
+    assert MAX_NEW_TOKENS == 2048
+    assert LocalBackend.__dataclass_fields__["max_new_tokens"].default is None
