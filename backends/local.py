@@ -141,7 +141,7 @@ class LocalBackend:
             m for m in ("torch", "transformers", "PIL") if importlib.util.find_spec(m) is None
         ]
         if missing:
-            return f"needs {', '.join(missing)}: pip install 'vqa-harness[local]'"
+            return f"needs {', '.join(missing)}: pip install -e '.[local]' (from a checkout)"
         return None
 
     @classmethod
