@@ -15,9 +15,10 @@ Secrets never reach a cassette: headers and query parameters named for secrets
 response bodies are redacted when recorded
 (and vcrpy's own log of each recorded response is cut to its request).
 Each cassette's metadata says where it was recorded (`source`) and on which day
-(`recorded_at`, an ISO date; cassettes from before have none). The cassette
-machinery (vcrpy) is in `harness.run.cassettes`, imported only when a run records
-or replays.
+(`recorded_at`, an ISO date; cassettes from before have none). A replayed
+request the cassette does not hold raises `NotRecorded`, which fails its sample
+with kind `not_recorded`. The cassette machinery (vcrpy) is in
+`harness.run.cassettes`, imported only when a run records or replays.
 """
 
 from __future__ import annotations
@@ -33,12 +34,20 @@ import yaml
 
 from harness.errors import HarnessError
 from harness.protocols import HttpMode
+from harness.types import NOT_RECORDED, BackendError
 
 CASSETTE = "http.yaml"
 
 
 class RecordingError(HarnessError):
     """A cassette directory that cannot be recorded into or replayed from."""
+
+
+class NotRecorded(BackendError):
+    """A request a replay's recording does not hold: its sample fails, kind `not_recorded`."""
+
+    def __init__(self, request: str, recording: Path, why: str) -> None:
+        super().__init__(NOT_RECORDED, f"{request} is not in the recording {recording}: {why}")
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from harness.scoring.judge import Judge
 from harness.scoring.rules import apply_judge
 from harness.types import (
     INVALID_SAMPLE,
+    NOT_RECORDED,
     Answer,
     BackendError,
     ErrorInfo,
@@ -264,6 +265,8 @@ async def _answer_one(
             answer = await _ask(backend, query, settings.deadline)
         except Exception as exc:  # one sample's failure never stops the run
             error = ErrorInfo.from_exception(exc)
+            if error.kind == NOT_RECORDED:  # the recording cannot tell which sample asked
+                error = replace(error, message=f"sample {sample.id}: {error.message}")
     elapsed = time.perf_counter() - clock
     if answer is not None:
         try:  # in a thread: scoring may ask an LLM judge over HTTP
