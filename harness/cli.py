@@ -30,11 +30,12 @@ from harness.report.html import default_html_path, write_html_report
 from harness.report.markdown import percent, write_report
 from harness.run.merge import merge_runs
 from harness.run.presets import PRESETS, get_preset
-from harness.run.recording import Recording, http_recording
+from harness.run.recording import Recording, explain_misses, http_recording
 from harness.run.runner import RunSettings, SystemicFailure
 from harness.run.session import ReadyRun, execute_run, resume_run, start_run
 from harness.run.shards import Shard, parse_shard
 from harness.run.spec import RunSpec
+from harness.run.store import read_records
 from harness.scoring.judge import DEFAULT_JUDGE_URL
 
 PROG = "vqa-harness"
@@ -367,10 +368,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
             return EXIT_INTERRUPTED
         except SystemicFailure as exc:
+            _explain_replay_misses(recording, ready)
             print(f"{PROG}: {exc}", file=sys.stderr)
             if recording.mode != "replay":  # a replay is not resumed: it is run again
                 print(f"{_resume_line(ready)} --retry-failed", file=sys.stderr)
             return EXIT_USAGE
+        _explain_replay_misses(recording, ready)
     write_report(ready.store.path)
     print(
         f"accuracy {percent(progress.correct / progress.total if progress.total else None)} "
@@ -382,6 +385,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _resume_line(ready: ReadyRun) -> str:
     return f"resume with: {PROG} run --resume {ready.store.path}"
+
+
+def _explain_replay_misses(recording: Recording, ready: ReadyRun) -> None:
+    """Once per run: what a replay's recording holds, when samples asked for more."""
+    note = explain_misses(recording, read_records(ready.store.records_path).records)
+    if note:
+        print(note, file=sys.stderr)
 
 
 def _start(args: argparse.Namespace, recording: Recording) -> ReadyRun:

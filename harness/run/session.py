@@ -79,6 +79,8 @@ def start_run(
         command=sys.argv,
     )
     store = RunStore.create(out / manifest.run_id, manifest)
+    ids = [sample.id for sample in samples]
+    recording.keep_selection(benchmark.name, manifest.spec.benchmark_options, ids, sys.argv)
     return ReadyRun(store, backend, benchmark, samples, judge)
 
 
