@@ -37,7 +37,7 @@ import httpx
 from backends.uploads import UploadCache, file_sha256
 from harness.media.cache import cache_root
 from harness.protocols import Cost, HttpMode, SessionSpan, StandIn
-from harness.run.recording import cassette_source
+from harness.run.recording import NotRecorded, cassette_source
 from harness.types import Answer, BackendError, Query, Record
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class FalBackend:
                 raise ValueError(f"{option} must be positive, got {getattr(self, option)}")
         if self.poll_backoff < 0:
             raise ValueError(f"poll_backoff must be 0 or more, got {self.poll_backoff}")
-        _count_fal_retries()
+        _filter_fal_logs()
 
     @classmethod
     def unavailable_reason(cls, mode: HttpMode = "live") -> str | None:
@@ -316,6 +316,8 @@ def _as_backend_error(
     from fal_client.auth import MissingCredentialsError
 
     details: dict[str, Any] = {"request_id": request_id} if request_id else {}
+    if isinstance(exc, BackendError):  # a replay's miss (`NotRecorded`) keeps its kind
+        return BackendError(exc.kind, exc.message, **exc.details, **details)
     prefix = f"{kind_prefix}_" if kind_prefix else ""
     if isinstance(exc, fal_client.FalClientHTTPError):
         details["status_code"] = exc.status_code
@@ -393,9 +395,20 @@ def _has_fal_credentials() -> bool:
     return (home / "auth0_token").is_file()
 
 
-def _count_fal_retries() -> None:
+class _NoReplayMisses(logging.Filter):
+    """Drops fal-client's warning that an upload failed, before it tries another storage,
+    when a replay did not hold the upload: the sample's record says so, and the run once."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(isinstance(arg, NotRecorded) for arg in args)
+
+
+def _filter_fal_logs() -> None:
+    """Count fal-client's retries (`_RetryCounter`) and quiet its replay misses."""
     logger = logging.getLogger("fal_client.client")
     if any(isinstance(f, _RetryCounter) for f in logger.filters):
         return
+    logger.addFilter(_NoReplayMisses())
     logger.addFilter(_RetryCounter(logger, logger.level))
     logger.setLevel(logging.DEBUG)

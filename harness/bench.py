@@ -26,7 +26,7 @@ from harness.report.compare_tables import render_markdown
 from harness.report.html import default_html_path, write_html_report
 from harness.report.markdown import percent, provenance_line, seconds, table, write_report
 from harness.run.recording import Recording, http_recording
-from harness.run.runner import RunSettings
+from harness.run.runner import RunSettings, SystemicFailure
 from harness.run.session import execute_run, start_run
 from harness.run.spec import RunSpec
 
@@ -90,8 +90,12 @@ def _bench_one(
         return BenchEntry(name, skipped=how)
     spec = RunSpec(name, benchmark, how.options if how else {}, limit=limit)
     replay = how.replay if how else None
-    with http_recording("replay" if replay else "live", replay) as recording:
-        run_dir = _run(spec, out, concurrency, recording)
+    try:
+        with http_recording("replay" if replay else "live", replay) as recording:
+            run_dir = _run(spec, out, concurrency, recording)
+    except SystemicFailure as exc:  # its run directory keeps the records, but is not compared
+        print(f"backend {name}: {exc}")
+        return BenchEntry(name, skipped=str(exc))
     return BenchEntry(name, run_dir=run_dir, note=how.note if how else None)
 
 

@@ -1,6 +1,8 @@
 """`vqa-harness` command line: run, list, report, merge, bench, gate, compare.
 
-Bad input ends with one line on stderr and exit status 2, never a traceback.
+Bad input ends with one line on stderr and exit status 2, never a traceback; so
+does a run stopped by a systemic failure (`--systemic-failures`), with the line
+that resumes it once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -28,11 +30,12 @@ from harness.report.html import default_html_path, write_html_report
 from harness.report.markdown import percent, write_report
 from harness.run.merge import merge_runs
 from harness.run.presets import PRESETS, get_preset
-from harness.run.recording import Recording, http_recording
-from harness.run.runner import RunSettings
+from harness.run.recording import Recording, explain_misses, http_recording
+from harness.run.runner import RunSettings, SystemicFailure
 from harness.run.session import ReadyRun, execute_run, resume_run, start_run
 from harness.run.shards import Shard, parse_shard
 from harness.run.spec import RunSpec
+from harness.run.store import read_records
 from harness.scoring.judge import DEFAULT_JUDGE_URL
 
 PROG = "vqa-harness"
@@ -137,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_float,
         default=600.0,
         help="seconds a sample may take before it fails (default: %(default)s)",
+    )
+    run.add_argument(
+        "--systemic-failures",
+        type=non_negative_int,
+        default=RunSettings.systemic_failures,
+        metavar="N",
+        help="stop the run, exit status 2, when the first N samples all fail with the same "
+        "error kind (a wrong key, a model that cannot load); invalid samples are not "
+        "counted; 0: never stop (default: %(default)s)",
     )
     run.add_argument(
         "--warmup",
@@ -343,6 +355,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             deadline=args.deadline,
             warmup=args.warmup,
             retry_failed=args.retry_failed,
+            systemic_failures=args.systemic_failures,
         )
         print(f"run directory: {ready.store.path}", file=sys.stderr)
         try:
@@ -350,10 +363,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         except (KeyboardInterrupt, asyncio.CancelledError):
             print(
                 f"\ninterrupted: completed samples are kept in {ready.store.path}\n"
-                f"resume with: {PROG} run --resume {ready.store.path}",
+                f"{_resume_line(ready)}",
                 file=sys.stderr,
             )
             return EXIT_INTERRUPTED
+        except SystemicFailure as exc:
+            _explain_replay_misses(recording, ready)
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            if recording.mode != "replay":  # a replay is not resumed: it is run again
+                print(f"{_resume_line(ready)} --retry-failed", file=sys.stderr)
+            return EXIT_USAGE
+        _explain_replay_misses(recording, ready)
     write_report(ready.store.path)
     print(
         f"accuracy {percent(progress.correct / progress.total if progress.total else None)} "
@@ -361,6 +381,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"report: {ready.store.path / 'report.md'}"
     )
     return 0
+
+
+def _resume_line(ready: ReadyRun) -> str:
+    return f"resume with: {PROG} run --resume {ready.store.path}"
+
+
+def _explain_replay_misses(recording: Recording, ready: ReadyRun) -> None:
+    """Once per run: what a replay's recording holds, when samples asked for more."""
+    note = explain_misses(recording, read_records(ready.store.records_path).records)
+    if note:
+        print(note, file=sys.stderr)
 
 
 def _start(args: argparse.Namespace, recording: Recording) -> ReadyRun:

@@ -24,6 +24,8 @@ Status = Literal["ok", "failed"]
 
 INVALID_SAMPLE = "invalid_sample"
 """The error kind of a sample its benchmark could not read (`Sample.invalid`)."""
+NOT_RECORDED = "not_recorded"
+"""The error kind of a sample that asked a replay for HTTP its recording does not hold."""
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,7 @@ def test_the_fal_backend_refuses_bad_local_files_before_uploading_them(
     local_only = {k: v for k, v in inputs.items() if not k.startswith("url-")}
     args = ["run", "--backend", "fal", "-B", "poll_interval=0.001"]
     args += ["--benchmark", f"manifest:{manifest(tmp_path, local_only)}"]
+    args += ["--systemic-failures", "0"]  # bad files in a row, on purpose: each its own failure
     with FalEmulator(reply="A").installed() as emulator:
         assert main([*args, "--out", str(tmp_path), "--run-id", "fal", "--no-progress"]) == 0
     # Files are probed before upload, so what cannot be read here is not uploaded.

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +17,8 @@ from record_fal import EMULATOR_SOURCE, REPLAY_SET, guessing_reply
 
 from harness.bench import run_bench
 from harness.cli import main
+from harness.plugins import benchmarks
+from harness.run.recording import http_recording
 from harness.run.store import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,6 +164,80 @@ def test_committed_replay_set_exists_and_says_where_it_came_from():
     cassette = (REPLAY_SET / "http.yaml").read_text()
     assert "source: " in cassette
     assert cassette.count("/files/upload") >= 1
+
+
+def test_the_committed_replay_set_says_which_samples_it_holds(synthetic_cache):
+    """As `tests/record_fal.py` would record it now: the whole synthetic suite, seed 0."""
+    with http_recording("replay", REPLAY_SET) as recording:
+        pass
+    suite = benchmarks.create("synthetic", cache_dir=synthetic_cache)
+    assert recording.samples == tuple(sample.id for sample in suite.samples())
+    assert (recording.benchmark, recording.command) == ("synthetic (seed=0)", "tests/record_fal.py")
+
+
+def test_a_replay_over_samples_it_lacks_says_so_once_and_stops(tmp_path):
+    """Another seed, other videos: no upload is in the recording. Each sample fails
+    `not_recorded`, the run stops after the first five, and vcrpy's advice never shows."""
+    args = ["run", "--backend", "fal", "--replay", str(REPLAY_SET), "--concurrency", "2"]
+    args += ["-S", "seed=1", "-S", f"cache_dir={tmp_path / 'videos'}", "--no-progress"]
+    out = tmp_path / "runs"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "run_cli.py"), *args, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "FAL_KEY": "", "HOME": "/nonexistent"},
+    )
+    assert done.returncode == 2, done.stderr
+    (run_dir,) = out.iterdir()
+    records = read_records(run_dir / "records.jsonl").records
+    assert 5 <= len(records) <= 6 and {r.error.kind for r in records} == {"not_recorded"}
+    first = records[0]
+    assert first.error.message.startswith(f"sample {first.sample_id}: POST https://")
+    assert f"is not in the recording {REPLAY_SET}: nothing was recorded to that URL" in (
+        first.error.message
+    )
+    assert done.stderr.splitlines() == [
+        f"run directory: {run_dir}",
+        f"replay: {len(records)} sample(s) asked for HTTP that {REPLAY_SET} does not hold "
+        "(error kind not_recorded); it holds 63 samples of synthetic (seed=0): "
+        "color_order/00/last … shape_order/05/before, recorded by `tests/record_fal.py`; "
+        "to run them, record them with the backend's key: the same command with "
+        f"--record NEW_DIR in place of --replay {REPLAY_SET}",
+        "vqa-harness: stopped: the first 5 samples all failed with not_recorded: "
+        + records[0].error.message,
+    ]
+    assert json.loads((run_dir / "manifest.json").read_text())["status"] == "stopped"
+
+
+def test_a_replay_that_lacks_some_samples_fails_only_those(
+    tmp_path, monkeypatch, capsys, synthetic_cache
+):
+    """Recorded over 3 samples, replayed over 8: 5 fail `not_recorded`, the run goes on
+    (its first samples were answered), and says once what the recording holds."""
+    monkeypatch.setenv("FAL_KEY", FAL_CANARY)
+    common = ["-S", f"cache_dir={synthetic_cache}", "-B", "poll_interval=0.001"]
+    common += ["--concurrency", "1", "--no-progress"]
+    with FalEmulator(reply=guessing_reply).installed():
+        args = ["run", "--backend", "fal", "--limit", "3", "--record", str(tmp_path / "rec")]
+        assert main([*args, *common, "--out", str(tmp_path / "runs")]) == 0
+    held = ("color_order/00/last", "color_order/00/after", "color_order/00/before")
+    with http_recording("replay", tmp_path / "rec") as recording:
+        assert recording.samples == held
+        assert recording.benchmark == f"synthetic (seed=0, cache_dir={synthetic_cache})"
+        assert recording.command  # the command line that recorded it
+    no_fal_credentials(monkeypatch)
+    capsys.readouterr()
+    args = ["run", "--backend", "fal", "--replay", str(tmp_path / "rec"), "--limit", "8"]
+    assert main([*args, *common, "--run-id", "replayed", "--out", str(tmp_path / "runs")]) == 0
+    records = read_records(tmp_path / "runs/replayed/records.jsonl").records
+    assert tuple(r.sample_id for r in records if r.ok) == held
+    assert [r.error.kind for r in records if not r.ok] == ["not_recorded"] * 5
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if line.startswith("replay:")]
+    assert line.startswith(f"replay: 5 sample(s) asked for HTTP that {tmp_path / 'rec'} does not")
+    assert f"it holds 3 samples of synthetic (seed=0, cache_dir={synthetic_cache}): " in line
+    assert "color_order/00/last … color_order/00/before, recorded by `" in line
 
 
 def test_no_committed_cassette_holds_anything_key_like():

@@ -13,9 +13,14 @@ import pytest
 import vcr.matchers
 import yaml
 from fal_emulator import FalEmulator
-from vcr.errors import CannotOverwriteExistingCassetteException
 
-from harness.run.recording import CASSETTE, RecordingError, cassette_source, http_recording
+from harness.run.recording import (
+    CASSETTE,
+    NotRecorded,
+    RecordingError,
+    cassette_source,
+    http_recording,
+)
 
 KEY = "c0ffee00-1111-2222-3333-444455556666:0123456789abcdef0123456789abcdef"
 WEBHOOK = "https://hooks.example.com/vqa?signature=s3cr3t"
@@ -101,9 +106,32 @@ def test_a_replay_plays_identical_requests_in_recorded_order_and_no_more(tmp_pat
         assert asyncio.run(poll_each(urls, 2, no_network())) == recorded
     with (
         http_recording("replay", tmp_path / "rec"),
-        pytest.raises(CannotOverwriteExistingCassetteException),
+        pytest.raises(NotRecorded, match="asked for more often than it was recorded"),
     ):
         asyncio.run(poll_each(urls, 3, no_network()))  # a third poll was never recorded
+
+
+def test_a_replay_says_which_request_it_lacks_and_why(tmp_path):
+    """One line naming the request and the recording, never vcrpy's advice on record modes."""
+    url = "https://queue.fal.run/app"
+    with (
+        http_recording("record", tmp_path / "rec", source="test"),
+        httpx.Client(transport=serve_numbered_replies()) as client,
+    ):
+        client.post(url, json={"prompt": "recorded"})
+    for request, why in [
+        ({"prompt": "another"}, "another body or file was recorded to that URL"),
+        (None, "nothing was recorded to that URL"),
+    ]:
+        with (
+            http_recording("replay", tmp_path / "rec"),
+            httpx.Client(transport=no_network()) as client,
+            pytest.raises(NotRecorded) as missed,
+        ):
+            client.post(url if request else f"{url}/other", json=request or {})
+        where = "POST " + (url if request else f"{url}/other")
+        assert str(missed.value) == f"{where} is not in the recording {tmp_path / 'rec'}: {why}"
+        assert missed.value.kind == "not_recorded"
 
 
 def test_a_request_is_compared_only_with_recorded_requests_to_its_url(tmp_path, monkeypatch):

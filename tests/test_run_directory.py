@@ -86,7 +86,7 @@ def test_new_documents_carry_their_schema_and_round_trip(tmp_path):
 
 def test_an_unknown_schema_or_a_broken_manifest_is_one_line(legacy, tmp_path, capsys):
     cases = [
-        ({"schema": 99}, "manifest schema 99 is not supported (expected 0 or 1)"),
+        ({"schema": 99}, "manifest schema 99 is not supported (expected 0 or 1 or 2)"),
         ({"spec": None}, "no usable run spec"),
         ({"backend": "scripted"}, "not a run manifest"),
     ]

@@ -16,6 +16,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlparse
 
@@ -24,6 +25,8 @@ from vcr.cassette import Cassette
 from vcr.filters import remove_headers, remove_query_parameters
 from vcr.matchers import requests_match
 from vcr.request import Request
+
+from harness.run.recording import NotRecorded
 
 REDACTED = "REDACTED"
 NEVER_EXPIRES = "9999-12-31T23:59:59+00:00"
@@ -75,7 +78,8 @@ class IndexedCassette(Cassette):
     recorded one, twice per request: a replayed run of N requests made 2 x N x N
     comparisons. `match_exchange` (this project's only matcher, which this class
     assumes) matches only requests with the same key, so only those are compared,
-    in recorded order as before.
+    in recorded order as before. A replay asked for a request it does not hold
+    raises `NotRecorded`, one line, where vcrpy would raise its advice on record modes.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -94,6 +98,23 @@ class IndexedCassette(Cassette):
             recorded, response = self.data[index]
             if requests_match(request, recorded, self._match_on):
                 yield index, response
+
+    def can_play_response_for(self, request: Request) -> bool:
+        playable = bool(super().can_play_response_for(request))
+        if not playable and self.write_protected and self.filter_request(request):
+            raise self._not_recorded(request)
+        return playable
+
+    def _not_recorded(self, request: Request) -> NotRecorded:
+        """The miss, naming the request (redacted) and why none of the recorded ones fits."""
+        request = self._before_record_request(request)
+        if any(True for _ in self._responses(request)):
+            why = "it was asked for more often than it was recorded"
+        elif self._by_key.get(exchange_key(request)):
+            why = "another body or file was recorded to that URL"
+        else:
+            why = "nothing was recorded to that URL"
+        return NotRecorded(f"{request.method} {request.uri}", Path(self._path).parent, why)
 
 
 def exchange_key(request: Request) -> tuple[Any, ...]:

@@ -15,9 +15,10 @@ from typing import Any
 from harness.run.spec import RunSpec
 from harness.types import UNVERSIONED, schema_of
 
-MANIFEST_SCHEMA = 1
-"""Version of the `manifest.json` format written by this package."""
-READABLE_MANIFEST_SCHEMAS = (UNVERSIONED, 1)
+MANIFEST_SCHEMA = 2
+"""Version of the `manifest.json` format written by this package; 2 added a session's
+`reason`."""
+READABLE_MANIFEST_SCHEMAS = (UNVERSIONED, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class ColdStart:
 class Session:
     """One start or resume of a run: its settings, how it ended, what it wrote.
 
-    `run_dir` names the shard a merged run's session came from.
+    `reason` says why a `stopped` session stopped; `run_dir` names the shard a
+    merged run's session came from.
     """
 
     started_at: float
@@ -57,6 +59,7 @@ class Session:
     finished_at: float | None = None
     written: int | None = None
     cold_start: ColdStart | None = None
+    reason: str | None = None
     run_dir: str | None = None
 
     @classmethod
@@ -70,12 +73,12 @@ class Manifest:
     """A run directory's `manifest.json`.
 
     `status` is the run's (`created`, `running`, `completed`, `partial`,
-    `interrupted`, `failed`); `mode` its HTTP mode (`live`, `record`, `replay`)
-    and `http` the recording's details; `spec` carries the resolved options;
-    `merged_from` lists the shard directories of a merged run; `data` the commit
-    of each dataset repo the benchmark read (`DescribesData`; None where it could
-    not tell); `preset` the settings, source and unstated settings of the preset
-    the spec names (`Preset.to_dict`).
+    `interrupted`, `stopped` by a systemic failure, `failed`); `mode` its HTTP
+    mode (`live`, `record`, `replay`) and `http` the recording's details; `spec`
+    carries the resolved options; `merged_from` lists the shard directories of a
+    merged run; `data` the commit of each dataset repo the benchmark read
+    (`DescribesData`; None where it could not tell); `preset` the settings, source
+    and unstated settings of the preset the spec names (`Preset.to_dict`).
     """
 
     run_id: str

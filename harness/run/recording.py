@@ -15,16 +15,21 @@ Secrets never reach a cassette: headers and query parameters named for secrets
 response bodies are redacted when recorded
 (and vcrpy's own log of each recorded response is cut to its request).
 Each cassette's metadata says where it was recorded (`source`) and on which day
-(`recorded_at`, an ISO date; cassettes from before have none). The cassette
-machinery (vcrpy) is in `harness.run.cassettes`, imported only when a run records
-or replays.
+(`recorded_at`, an ISO date; cassettes from before have none), and, when a run
+recorded it, which samples it holds: the benchmark with its options
+(`benchmark`), the sample ids (`samples`) and the command (`command`).
+A replayed request the cassette does not hold raises `NotRecorded`, which fails
+its sample with kind `not_recorded`; `explain_misses` says once what the
+recording holds and how to record more. The cassette machinery (vcrpy) is in
+`harness.run.cassettes`, imported only when a run records or replays.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shlex
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -33,6 +38,7 @@ import yaml
 
 from harness.errors import HarnessError
 from harness.protocols import HttpMode
+from harness.types import NOT_RECORDED, BackendError, Record
 
 CASSETTE = "http.yaml"
 
@@ -41,19 +47,70 @@ class RecordingError(HarnessError):
     """A cassette directory that cannot be recorded into or replayed from."""
 
 
+class NotRecorded(BackendError):
+    """A request a replay's recording does not hold: its sample fails, kind `not_recorded`."""
+
+    def __init__(self, request: str, recording: Path, why: str) -> None:
+        super().__init__(NOT_RECORDED, f"{request} is not in the recording {recording}: {why}")
+
+
 @dataclass(frozen=True)
 class Recording:
-    """Where a run's HTTP came from: `mode`, the cassette, its `source` and `recorded_at`."""
+    """Where a run's HTTP came from: `mode`, the cassette, its `source` and `recorded_at`;
+    a replay's also what the cassette holds (`benchmark`, `samples`, `command`), where
+    its metadata says."""
 
     mode: HttpMode
     cassette: Path | None = None
     source: str | None = None
     recorded_at: str | None = None
+    benchmark: str | None = None
+    samples: tuple[str, ...] | None = None
+    command: str | None = None
+    keep: Callable[[str, Any], object] | None = field(default=None, compare=False, repr=False)
+    """Record mode: stores a metadata entry in the cassette (`keep_selection`)."""
 
     def to_dict(self) -> dict[str, Any]:
         cassette = str(self.cassette) if self.cassette else None
         data = {"mode": self.mode, "cassette": cassette, "source": self.source}
         return data | ({"recorded_at": self.recorded_at} if self.recorded_at else {})
+
+    def keep_selection(
+        self,
+        benchmark: str,
+        options: Mapping[str, Any],
+        samples: Sequence[str],
+        command: Sequence[str],
+    ) -> None:
+        """When recording, keep in the cassette which samples it holds and the command
+        that recorded them (a replay that misses says so); otherwise do nothing."""
+        if self.keep is None:
+            return
+        given = ", ".join(f"{k}={v}" for k, v in options.items() if v is not None)
+        self.keep("benchmark", f"{benchmark} ({given})" if given else benchmark)
+        self.keep("samples", list(samples))
+        self.keep("command", shlex.join(command))
+
+
+def explain_misses(recording: Recording, records: Iterable[Record]) -> str | None:
+    """One line for a replay whose samples asked for HTTP it does not hold: how many,
+    what the recording holds, and how to record them; None when none missed."""
+    missed = [r for r in records if r.error is not None and r.error.kind == NOT_RECORDED]
+    if recording.mode != "replay" or not missed:
+        return None
+    directory = recording.cassette.parent if recording.cassette else "the recording"
+    held = recording.samples
+    if held is None:
+        holds = "it does not say which samples it holds (recorded before recordings said)"
+    else:
+        span = f": {held[0]} … {held[-1]}" if len(held) > 1 else f": {held[0]}" if held else ""
+        holds = f"it holds {len(held)} samples of {recording.benchmark}{span}"
+        holds += f", recorded by `{recording.command}`" if recording.command else ""
+    return (
+        f"replay: {len(missed)} sample(s) asked for HTTP that {directory} does not hold "
+        f"(error kind {NOT_RECORDED}); {holds}; to run them, record them with the backend's "
+        f"key: the same command with --record NEW_DIR in place of --replay {directory}"
+    )
 
 
 def cassette_source(directory: Path) -> str:
@@ -107,7 +164,19 @@ def http_recording(
             recorded_at = cassette.get_metadata("recorded_at", date.today().isoformat())
         except MissingMetadataError:  # recorded before cassettes carried the day
             recorded_at = None
-        yield Recording(mode, path, source, recorded_at)
+        if mode == "record":
+            yield Recording(mode, path, source, recorded_at, keep=cassette.get_metadata)
+            return
+        held = {}
+        for key in ("benchmark", "samples", "command"):
+            try:
+                held[key] = cassette.get_metadata(key, None)
+            except MissingMetadataError:  # recorded before recordings said what they hold
+                held[key] = None
+        samples = tuple(held["samples"]) if held["samples"] is not None else None
+        yield Recording(
+            mode, path, source, recorded_at, held["benchmark"], samples, held["command"]
+        )
 
 
 def _recorded_cassette(directory: Path) -> Path:

@@ -11,6 +11,14 @@ run goes on; a sample the benchmark marked invalid is recorded as failed
 runs in a worker thread, since it may wait on an LLM judge. Cancelling
 `execute` (Ctrl-C) cancels the in-flight queries through the backend, drops
 the preparations not yet taken, and writes nothing for them.
+
+A failure that is not the sample's own stops the run: when the first
+`systemic_failures` samples a session completes all failed with the same error
+kind (a wrong key, a model that cannot load), no further sample starts, the ones
+in flight finish and are recorded, and `execute` raises `SystemicFailure`.
+Invalid samples are not counted (the benchmark's data, not the backend, failed
+them); once one of the first samples is answered, or two failed differently,
+the check is off for the session, so later failures never stop a run.
 """
 
 from __future__ import annotations
@@ -19,11 +27,11 @@ import asyncio
 import sys
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from tqdm import tqdm
 
-from harness.errors import UsageError
+from harness.errors import HarnessError, UsageError
 from harness.protocols import Backend, Benchmark, ScoresOfficially
 from harness.run.prefetch import Preparation, Prepared, Turn
 from harness.run.store import RecordLog, RunStore, read_records
@@ -33,6 +41,7 @@ from harness.scoring.judge import Judge
 from harness.scoring.rules import apply_judge
 from harness.types import (
     INVALID_SAMPLE,
+    NOT_RECORDED,
     Answer,
     BackendError,
     ErrorInfo,
@@ -55,6 +64,8 @@ class RunSettings:
     """Samples prepared beyond the ones being answered; 0: each when its turn comes."""
     decode_workers: int = 2
     """Threads preparing samples (each decode uses every CPU on its own)."""
+    systemic_failures: int = 5
+    """Stop when a session's first this many samples all fail the same way; 0: never."""
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -67,6 +78,47 @@ class RunSettings:
             raise UsageError(f"deadline must be positive, got {self.deadline}")
         if self.warmup < 0:
             raise UsageError(f"warmup must be 0 or more, got {self.warmup}")
+        if self.systemic_failures < 0:
+            raise UsageError(f"systemic_failures must be 0 or more, got {self.systemic_failures}")
+
+
+class SystemicFailure(HarnessError):
+    """The first samples of a session all failed with one error kind: the run stopped."""
+
+    def __init__(self, failed: Sequence[Record]) -> None:
+        error = failed[0].error
+        assert error is not None  # only failed records are collected
+        lines = error.message.strip().splitlines()
+        first = f": {lines[0]}" if lines else ""
+        super().__init__(
+            f"stopped: the first {len(failed)} samples all failed with {error.kind}{first}"
+        )
+
+
+@dataclass
+class _SystemicCheck:
+    """Watches the first records of a session for `SystemicFailure` (see the module doc)."""
+
+    limit: int
+    failed: list[Record] = field(default_factory=list)
+    off: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.off = self.limit == 0
+
+    def failure(self, record: Record) -> SystemicFailure | None:
+        """The run's systemic failure if `record` completes one, else None."""
+        if self.off or (record.error is not None and record.error.kind == INVALID_SAMPLE):
+            return None
+        first = self.failed[0].error if self.failed else None
+        if record.error is None or (first is not None and record.error.kind != first.kind):
+            self.off = True
+            return None
+        self.failed.append(record)
+        if len(self.failed) < self.limit:
+            return None
+        self.off = True
+        return SystemicFailure(self.failed)
 
 
 @dataclass
@@ -123,7 +175,8 @@ async def execute(
     show_progress: bool = True,
     judge: Judge | None = None,
 ) -> Progress:
-    """Run every pending sample; return the run's counts. Re-raises cancellation."""
+    """Run every pending sample; return the run's counts. Re-raises cancellation;
+    raises `SystemicFailure` once the samples in flight have finished."""
     check_unique_ids(samples)
     log = read_records(store.records_path)
     if log.skipped:  # a torn last line from a killed run, or foreign lines: never fatal
@@ -142,15 +195,19 @@ async def execute(
     preparation = Preparation(
         benchmark, backend, todo, ahead=settings.decode_ahead, workers=settings.decode_workers
     )
+    check = _SystemicCheck(settings.systemic_failures)
+    stopped: list[SystemicFailure] = []
 
     async def worker() -> None:
-        while (turn := preparation.take()) is not None:
+        while not stopped and (turn := preparation.take()) is not None:
             record = await _answer_one(backend, benchmark, turn, settings, judge)
             store.append(record)
             progress.written += 1
             progress.count(record)
             bar.update(1)
             bar.set_postfix(acc=f"{progress.accuracy:.1%}", errors=progress.failed, refresh=False)
+            if failure := check.failure(record):
+                stopped.append(failure)
 
     workers = [asyncio.create_task(worker()) for _ in range(min(settings.concurrency, len(todo)))]
     try:
@@ -162,6 +219,8 @@ async def execute(
         preparation.close()
         bar.close()
         store.close()
+    if stopped:
+        raise stopped[0]
     return progress
 
 
@@ -206,6 +265,8 @@ async def _answer_one(
             answer = await _ask(backend, query, settings.deadline)
         except Exception as exc:  # one sample's failure never stops the run
             error = ErrorInfo.from_exception(exc)
+            if error.kind == NOT_RECORDED:  # the recording cannot tell which sample asked
+                error = replace(error, message=f"sample {sample.id}: {error.message}")
     elapsed = time.perf_counter() - clock
     if answer is not None:
         try:  # in a thread: scoring may ask an LLM judge over HTTP

@@ -33,7 +33,7 @@ from harness.run.manifest import (
 )
 from harness.run.presets import get_preset
 from harness.run.recording import Recording
-from harness.run.runner import Progress, RunSettings, execute
+from harness.run.runner import Progress, RunSettings, SystemicFailure, execute
 from harness.run.selection import select
 from harness.run.spec import RunSpec, new_run_id
 from harness.run.store import RecordLog, RunDirError, RunStore
@@ -79,6 +79,8 @@ def start_run(
         command=sys.argv,
     )
     store = RunStore.create(out / manifest.run_id, manifest)
+    ids = [sample.id for sample in samples]
+    recording.keep_selection(benchmark.name, manifest.spec.benchmark_options, ids, sys.argv)
     return ReadyRun(store, backend, benchmark, samples, judge)
 
 
@@ -107,11 +109,12 @@ def resume_run(run_dir: Path) -> ReadyRun:
 async def execute_run(
     ready: ReadyRun, settings: RunSettings, *, show_progress: bool = True
 ) -> Progress:
-    """Execute one session of the run, recording it in the manifest however it ends."""
+    """Execute one session of the run, recording it in the manifest however it ends
+    (`stopped`, with the reason, after a `SystemicFailure`)."""
     store = ready.store
     session = Session(started_at=time.time(), settings=asdict(settings))
     _update_manifest(store, session)
-    status = "failed"
+    status, reason = "failed", None
     try:
         progress = await execute(
             ready.backend,
@@ -127,9 +130,12 @@ async def execute_run(
     except asyncio.CancelledError:
         status = "interrupted"
         raise
+    except SystemicFailure as exc:
+        status, reason = "stopped", str(exc)
+        raise
     finally:
         run = Run.open(store.path)
-        ended = _session_outcome(run.log, session, status)
+        ended = replace(_session_outcome(run.log, session, status), reason=reason)
         _update_manifest(store, ended, run.manifest)
         await ready.backend.aclose()
 
