@@ -52,8 +52,6 @@ from harness.types import Answer, BackendError, Query, Record
 if TYPE_CHECKING:
     import openai
 
-    from backends.openai_frames import EncodedFrameCache
-
 DEFAULT_BASE_URL = "http://localhost:8000/v1"  # `vllm serve`'s default address
 NO_KEY = "EMPTY"  # what a server started without --api-key accepts (the client wants one)
 BENCH_URL_ENV = "VQA_HARNESS_OPENAI_BASE_URL"
@@ -151,7 +149,7 @@ class OpenAIBackend:
     gpus_per_replica: int = field(default=1, metadata={"help": "GPUs each replica runs on"})
     frame_cache_mb: int = field(default=1024, metadata={"help": "memory for encoded frames"})
     _replicas: list[_Replica] = field(default_factory=list, init=False, repr=False)
-    _encoded: EncodedFrameCache | None = field(default=None, init=False, repr=False)
+    _encoded: Any = field(default=None, init=False, repr=False)  # EncodedFrameCache
     _mode: HttpMode = field(default="live", init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -363,12 +361,13 @@ class OpenAIBackend:
                             first = first or last
                             parts.append(choice.delta.content)
                         finish = choice.finish_reason or finish
+        except (openai.APIConnectionError, httpx.HTTPError) as exc:
+            cause = exc.__cause__ or exc
+            raise BackendError(
+                "stream_cut", f"the stream broke after {len(parts)} chunks: {cause!r}"
+            ) from exc
         except openai.APIError as exc:
             raise _as_backend_error(exc, "stream_error") from exc
-        except httpx.HTTPError as exc:
-            raise BackendError(
-                "stream_cut", f"the stream broke after {len(parts)} chunks: {exc!r}"
-            ) from exc
         ended = time.perf_counter()
         if finish is None:
             raise BackendError(
