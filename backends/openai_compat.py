@@ -163,6 +163,8 @@ class OpenAIBackend:
             raise ValueError(f"jpeg_quantiser must be 2 to 31, got {self.jpeg_quantiser}")
         if self.max_retries < 0 or not 0 <= self.temperature <= 2:
             raise ValueError("max_retries must be 0 or more and temperature 0 to 2")
+        import openai  # noqa: F401  (seconds to import: here, not in the first sample's time)
+
         urls = [u.strip().rstrip("/") for u in self.base_url.split(",") if u.strip()]
         if not urls:
             raise ValueError("base_url names no server")
