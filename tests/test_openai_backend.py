@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from key_scan import JUDGE_CANARY, key_like
 from vllm_emulator import VLLMEmulator, vllm_frame_indices
 
 from backends.openai_compat import REPLAY_SETS, OpenAIBackend, ServerError
@@ -103,14 +104,14 @@ def test_non_streaming_mode_has_usage_but_no_token_times(emulator, clip):
 
 
 def test_describe_names_the_served_model_and_server_version_never_the_key(monkeypatch, clip):
-    monkeypatch.setenv("MY_VLLM_KEY", "sk-secret-canary")
-    with VLLMEmulator(api_key="sk-secret-canary").installed():
+    monkeypatch.setenv("MY_VLLM_KEY", JUDGE_CANARY)
+    with VLLMEmulator(api_key=JUDGE_CANARY).installed():
         backend = OpenAIBackend(api_key_env="MY_VLLM_KEY", temperature=0.0, seed=7)
         described = backend.describe()
         assert ask(backend, clip).text
     assert described["model"] == "openbmb/MiniCPM-V-2_6"
     assert described["server_version"] == "0.11.0" and described["seed"] == 7
-    assert "sk-secret-canary" not in json.dumps(described)
+    assert JUDGE_CANARY not in json.dumps(described)
 
 
 def test_a_wrong_key_or_no_server_is_one_line_before_any_sample(monkeypatch, tmp_path, capsys):
@@ -184,13 +185,13 @@ def test_replica_by_rank_pins_a_shard_to_one_replica(monkeypatch, emulator):
 def test_a_recording_holds_no_frames_and_no_key_and_replays_offline(
     tmp_path, monkeypatch, synthetic_cache
 ):
-    monkeypatch.setenv("MY_VLLM_KEY", "sk-secret-canary")
+    monkeypatch.setenv("MY_VLLM_KEY", JUDGE_CANARY)
     args = ["run", "--backend", "openai", "-B", "api_key_env=MY_VLLM_KEY", "--limit", "3"]
     args += ["-S", f"cache_dir={synthetic_cache}", "--no-progress", "--out", str(tmp_path)]
-    with VLLMEmulator(api_key="sk-secret-canary").installed():
+    with VLLMEmulator(api_key=JUDGE_CANARY).installed():
         assert main([*args, "--record", str(tmp_path / "rec"), "--run-id", "live"]) == 0
     cassette = (tmp_path / "rec" / "http.yaml").read_text()
-    assert "base64," not in cassette and "sk-secret-canary" not in cassette
+    assert "base64," not in cassette and JUDGE_CANARY not in cassette and not key_like(cassette)
     flat = " ".join(cassette.split())  # YAML folds long lines
     assert "<data:video/jpeg, " in flat and ", not recorded>" in flat
     monkeypatch.delenv("MY_VLLM_KEY")
@@ -216,7 +217,8 @@ def test_the_committed_recording_replays_and_says_it_was_made_against_the_emulat
     assert "tests/vllm_emulator.py" in markdown
     (row,) = [line for line in markdown.splitlines() if line.startswith("| openai |")]
     assert "| replay |" in row and "| 0 |" in row
-    assert "base64," not in (REPLAY_SETS["synthetic"] / "http.yaml").read_text()
+    committed = (REPLAY_SETS["synthetic"] / "http.yaml").read_text()
+    assert "base64," not in committed and key_like(committed) == []
 
 
 def test_cost_is_the_replicas_gpu_time_per_sample():
