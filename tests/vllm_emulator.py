@@ -258,8 +258,10 @@ class VLLMEmulator:
         request: httpx.Request,
     ) -> AsyncIterator[bytes]:
         """The SSE body: role, tokens, finish, usage (when asked), [DONE]."""
-        prefill = self.service_time / 2 + first_delay
-        per_token = self.service_time / 2 / max(len(tokens), 1)
+        # Half the service time before the first token, half between the rest.
+        gaps = len(tokens) - 1
+        per_token = self.service_time / 2 / gaps if gaps else 0.0
+        prefill = self.service_time - per_token * gaps + first_delay
         yield _sse(_chunk(ident, body, {"role": "assistant", "content": ""}, None))
         await self._serve(prefill)
         for index, token in enumerate(tokens):
