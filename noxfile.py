@@ -65,6 +65,7 @@ def perf(session: nox.Session) -> None:
 @nox.session
 def record(session: nox.Session) -> None:
     """Re-record the committed fal cassettes and the replay baseline: live with FAL_KEY, else
-    against the emulator."""
+    against the emulator; and the openai backend's replay set, against the vLLM emulator."""
     install(session, "test")
     session.run("python", "tests/record_fal.py", *session.posargs)
+    session.run("python", "tests/record_openai.py")

@@ -51,7 +51,7 @@ STANDIN_MAX_NEW_TOKENS = 16
 2,048 tokens a sample takes a minute on a CPU."""
 
 
-def _local_file(video: str) -> str:
+def local_file(video: str) -> str:
     """A local file as it is; an http(s) URL's file, downloaded once."""
     if video.startswith(("http://", "https://")):
         from harness.media.downloads import download_video
@@ -242,11 +242,11 @@ class LocalBackend:
     def prepare(self, video: str) -> None:
         """Decode and sample the video's frames into the shared cache, ahead of its questions."""
         assert self._frames is not None
-        self._frames.warm(_local_file(video))
+        self._frames.warm(local_file(video))
 
     def _frames_of(self, video: str) -> Any:
         assert self._frames is not None
-        return self._frames.get(_local_file(video))
+        return self._frames.get(local_file(video))
 
     async def aclose(self) -> None:
         self._frames = None

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import clips
+import openai_server
 import pipeline
 import remote
 import replay
@@ -38,6 +39,7 @@ SECTIONS: dict[str, Callable[[Path, bool], list[Section]]] = {
     "pipeline": lambda clip_dir, quick: pipeline.measure(clip_dir, quick=quick),
     "remote": lambda clip_dir, quick: [remote.measure(quick=quick)],
     "replay": lambda clip_dir, quick: [replay.measure(quick=quick)],
+    "openai": lambda clip_dir, quick: [openai_server.measure(clip_dir, quick=quick)],
     "startup": lambda clip_dir, quick: [startup.measure(quick=quick)],
 }
 

@@ -87,9 +87,7 @@ def test_quick_start_2_runs_your_own_videos_on_the_demo_model(tmp_path, monkeypa
     assert '"max_new_tokens": 16' in manifest
 
 
-def test_quick_start_3_runs_the_hosted_endpoint_with_a_key(
-    tmp_path, monkeypatch, synthetic_cache
-):
+def test_quick_start_3_runs_the_hosted_endpoint_with_a_key(tmp_path, monkeypatch, synthetic_cache):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VQA_HARNESS_CACHE", str(synthetic_cache.parent))
     with FalEmulator(reply="The answer is B.").installed() as emulator:

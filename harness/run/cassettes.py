@@ -3,7 +3,8 @@
 Redaction and the matcher every cassette uses, the same for every backend; see
 `harness.run.recording` for how runs use them. A request keeps no header or query
 parameter whose name says it holds a secret (`Authorization`, any `*key*`,
-`*token*`, `*secret*`, `*signature*`, cookies, webhook URLs) and no upload bytes;
+`*token*`, `*secret*`, `*signature*`, cookies, webhook URLs), no upload bytes and no
+`data:` URI in a JSON body (videos and frames sent inline: size and sha256 only);
 a JSON response keeps no token or key field.
 """
 
@@ -142,8 +143,10 @@ def match_exchange(recorded: Request, live: Request) -> bool:
 
 
 def match_content(recorded: Request, live: Request) -> None:
-    """JSON bodies must be equal; other bodies (uploads) must carry the same file name."""
-    recorded_json, live_json = _json_body(recorded), _json_body(live)
+    """JSON bodies must be equal, with inline media compared by type only (as uploads,
+    so frames encoded by another FFmpeg still replay); other bodies (uploads) must carry
+    the same file name."""
+    recorded_json, live_json = _json_body(recorded, media=False), _json_body(live, media=False)
     if recorded_json is not None or live_json is not None:
         assert recorded_json == live_json, "JSON bodies differ"
         return
@@ -165,7 +168,39 @@ def redact_request(request: Request) -> Request:
     query = [name for name, _ in request.query if SECRET_NAME.search(name)]
     if query:
         request = remove_query_parameters(request, query)
-    return drop_upload_bytes(request)
+    return drop_inline_media(drop_upload_bytes(request))
+
+
+_DATA_URI = re.compile(r"data:([\w.+/-]+);base64,", re.A)
+_RECORDED_MEDIA = re.compile(
+    rb"<data:([\w.+/-]+), \d+ characters, sha256 [0-9a-f]{64}, not recorded>"
+)
+
+
+def drop_inline_media(request: Request) -> Request:
+    """Keep only the size and hash of each `data:` URI in a JSON body (a video or its
+    frames sent inline), as `drop_upload_bytes` does for uploads; `match_content`
+    compares them by type."""
+    body = request.body
+    if not body or b'"data:' not in body:
+        return request
+    data = _json_body(request)
+    if data is None:
+        return request
+    request = copy.copy(request)
+    request.body = json.dumps(_without_data_uris(data), separators=(",", ":")).encode()
+    return request
+
+
+def _without_data_uris(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_data_uris(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_data_uris(v) for v in value]
+    if isinstance(value, str) and (header := _DATA_URI.match(value)):
+        digest = hashlib.sha256(value.encode()).hexdigest()
+        return f"<data:{header[1]}, {len(value)} characters, sha256 {digest}, not recorded>"
+    return value
 
 
 def drop_upload_bytes(request: Request) -> Request:
@@ -197,8 +232,14 @@ def redact_response(response: dict[str, Any]) -> dict[str, Any]:
     return response
 
 
-def _json_body(request: Request) -> Any:
-    return _parse_json(request.body) if request.body else None
+def _json_body(request: Request, *, media: bool = True) -> Any:
+    """The body's JSON; without `media`, each recorded `data:` URI reduced to its type."""
+    body = request.body
+    if not body:
+        return None
+    if not media and b"not recorded>" in body:
+        body = _RECORDED_MEDIA.sub(rb"<data:\1>", body)
+    return _parse_json(body)
 
 
 @functools.lru_cache(maxsize=4096)
