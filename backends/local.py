@@ -32,13 +32,13 @@ import importlib.util
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from harness.protocols import Cost, HttpMode, SessionSpan, StandIn
-from harness.registry import options_of
+from harness.registry import option_specs, options_of
 from harness.types import Answer, BackendError, Query, Record
 
 DEFAULT_MODEL = "openbmb/MiniCPM-V-2_6"
@@ -58,6 +58,24 @@ def local_file(video: str) -> str:
 
         return str(download_video(video))
     return video
+
+
+def _device_and_attention(settings: Mapping[str, Any]) -> tuple[Any, str]:
+    """The torch device and attention implementation `settings` (every option) ask for;
+    a value out of range is a `ValueError`, a device or attention this machine lacks a
+    `ModelLoadError`."""
+    for option in ("max_frames", "max_slice_nums", "max_new_tokens", "num_beams", "top_k"):
+        if (settings[option] or 1) < 1:  # max_new_tokens None: the model's default
+            raise ValueError(f"{option} must be at least 1, got {settings[option]}")
+    if settings["fps"] <= 0:
+        raise ValueError(f"fps must be positive, got {settings['fps']}")
+    from backends import minicpmv
+
+    try:
+        device = minicpmv.choose_device(settings["device"])
+        return device, minicpmv.choose_attention(settings["attention"], device)
+    except ValueError as exc:
+        raise minicpmv.ModelLoadError(f"cannot load {settings['model']}: {exc}") from None
 
 
 @dataclass
@@ -105,19 +123,10 @@ class LocalBackend:
     _gpu: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for option in ("max_frames", "max_slice_nums", "max_new_tokens", "num_beams", "top_k"):
-            if (getattr(self, option) or 1) < 1:
-                raise ValueError(f"{option} must be at least 1, got {getattr(self, option)}")
-        if self.fps <= 0:
-            raise ValueError(f"fps must be positive, got {self.fps}")
         from backends import minicpmv
         from harness.media.frames import FrameCache
 
-        try:
-            device = minicpmv.choose_device(self.device)
-            attention = minicpmv.choose_attention(self.attention, device)
-        except ValueError as exc:
-            raise minicpmv.ModelLoadError(f"cannot load {self.model}: {exc}") from None
+        device, attention = _device_and_attention(options_of(self))
         dtype = getattr(minicpmv.torch, self.dtype)
         self._model = minicpmv.load(self.model, self.revision, device, dtype, attention)
         if self.max_new_tokens is None:
@@ -133,6 +142,18 @@ class LocalBackend:
         self._frames = FrameCache(
             fps=self.fps, max_frames=self.max_frames, max_bytes=self.frame_cache_mb * 2**20
         )
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """What this machine tells without loading the model or asking the Hub
+        (`ChecksOptions`): the options' ranges, the device and attention, and a model
+        directory's config and weights. Whether a Hub model can be had is asked when the
+        backend is built, in one short request, before the weights load."""
+        from backends import minicpmv
+
+        settings = {spec.name: spec.default for spec in option_specs(cls)} | dict(options)
+        _device_and_attention(settings)
+        minicpmv.check_directory(settings["model"])
 
     @classmethod
     def unavailable_reason(cls, mode: HttpMode = "live") -> str | None:

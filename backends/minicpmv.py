@@ -20,12 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 import transformers
+from huggingface_hub import snapshot_download
 from PIL import Image
 from transformers import AutoModel, PretrainedConfig
 from transformers.dynamic_module_utils import get_class_from_dynamic_module
 from transformers.utils import cached_file
 
 from backends.remote_code import ModelLoadError, first_line, load_remote_code
+from harness.hub import check_repo, offline
 
 DEFAULT_MAX_INP_LENGTH = 8192  # chat()'s default: longer inputs are cut, question and all
 _TEMPLATE_TOKENS = 64  # role markers and newlines around the user content
@@ -113,6 +115,7 @@ def load(
     every `chat()`: left to itself, chat() loads one on its first call from
     `config._name_or_path`, at no revision, inside the first sample's timing.
     """
+    check_hub(model, revision)  # fails in one short request, not after retries
     config = _config_dict(model, revision)
     if "AutoModel" not in (config.get("auto_map") or {}):
         raise ModelLoadError(
@@ -292,13 +295,53 @@ class AnswerTokens:
         return getattr(self._tokenizer, name)
 
 
-def _config_dict(model: str, revision: str | None) -> dict[str, Any]:
+def check_directory(model: str) -> None:
+    """Raise now if `model` names a directory that is missing or not a model with weights
+    (a Hub id passes: `check_hub` checks those)."""
+    directory = _local_directory(model)
+    if directory is not None and not _has_weights(directory):
+        raise ModelLoadError(f"{model} holds no weights (no *.safetensors or *.bin files)")
+
+
+def check_hub(model: str, revision: str | None) -> None:
+    """Raise now, loading nothing, if the Hub id `model` cannot be had: the Hub does not
+    have it, will not let this machine read it, or cannot be reached
+    (`harness.hub.check_repo`, one short request); or, with HF_HUB_OFFLINE set, its
+    weights are not in the Hugging Face cache. A directory passes."""
+    if _local_directory(model) is not None:
+        return
+    if not offline():
+        check_repo(model, "model", revision, repo_flag="-B model", revision_flag="-B revision")
+        return
+    try:
+        folder: str | None = snapshot_download(model, revision=revision, local_files_only=True)
+    except (OSError, ValueError):  # LocalEntryNotFoundError: that revision was never fetched
+        folder = None
+    if folder is None or not _has_weights(Path(folder)):
+        at = f" at revision {revision}" if revision else ""
+        flag = f" --revision {revision}" if revision else ""
+        raise ModelLoadError(
+            f"the weights of {model}{at} are not in the Hugging Face cache, and "
+            f"HF_HUB_OFFLINE is set: download them once with `hf download {model}{flag}` "
+            "(or `huggingface-cli download`), or unset HF_HUB_OFFLINE"
+        )
+
+
+def _local_directory(model: str) -> Path | None:
+    """`model` as a model directory; None for a Hub id. Neither is a `ModelLoadError`."""
     path = Path(model).expanduser()
     looks_like_path = model.startswith((".", "/", "~")) or model.count("/") != 1
     if looks_like_path and not path.exists():
         raise ModelLoadError(f"model {model!r}: no such directory, and not a Hub id (owner/name)")
-    if path.exists() and not (path / "config.json").is_file():
+    if not path.exists():
+        return None
+    if not (path / "config.json").is_file():
         raise ModelLoadError(f"{model} has no config.json: not a transformers model directory")
+    return path
+
+
+def _config_dict(model: str, revision: str | None) -> dict[str, Any]:
+    _local_directory(model)
     try:
         config, _ = PretrainedConfig.get_config_dict(model, revision=revision)
     except OSError as exc:

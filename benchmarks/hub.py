@@ -7,6 +7,12 @@ zip filesystem over `hf://` (only the zip's central directory and that
 member's bytes) and kept under the harness cache. A run records the commit its
 revision is at (`HubBenchmark.data_revisions`) and will not resume or merge across
 another; pin `revision` to a commit for runs that must be comparable over time.
+
+Before anything is read, the repo is checked with one short request
+(`harness.hub.check_repo`): a Hub that cannot be reached, a repo that does not
+exist, a gated one without access or a missing revision is one line at once,
+not a traceback after half a minute of retries. With `HF_HUB_OFFLINE` set nothing
+is asked, and data not in the Hugging Face cache is one line saying so.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import fsspec
 
 from harness.errors import HarnessError
 from harness.files import write_bytes_atomic
+from harness.hub import HubAccessError, check_repo, offline
 from harness.media.cache import cache_root
 from harness.types import Sample
 
@@ -45,6 +52,9 @@ class HubDataset:
     _locks: dict[str, threading.Lock] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    _checked: dict[str, str | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def url(self) -> str:
@@ -52,18 +62,39 @@ class HubDataset:
         at = f"@{self.revision}" if self.revision else ""
         return f"hf://datasets/{self.repo_id}{at}"
 
+    def check(self) -> str | None:
+        """Ask the Hub once whether the repo can be read at this revision (see
+        `harness.hub.check_repo`); the commit it is at, None offline. Raises
+        `HubAccessError` (one line: what, why, the fix); remembered once it passes."""
+        if "sha" not in self._checked:
+            self._checked["sha"] = check_repo(
+                self.repo_id,
+                "dataset",
+                self.revision,
+                repo_flag="-S repo",
+                revision_flag="-S revision",
+            )
+        return self._checked["sha"]
+
     def annotations(self, config: str | None = None, split: str = "test", **kwargs: Any):
         """One split of the repo's annotations, as a `datasets.Dataset`."""
+        self.check()
         import datasets  # heavy (pyarrow, pandas): loaded only when annotations are
         from huggingface_hub.errors import HfHubHTTPError
 
+        where = f"{self.repo_id} ({config or 'default'}/{split})"
         try:
             return datasets.load_dataset(
                 self.repo_id, config, split=split, revision=self.revision, **kwargs
             )
         except (OSError, ValueError, HfHubHTTPError) as exc:
-            where = f"{self.repo_id} ({config or 'default'}/{split})"
-            raise HubError(f"cannot load {where}: {exc}") from None
+            if offline() and isinstance(exc, OSError):
+                at = f" at revision {self.revision}" if self.revision else ""
+                raise HubAccessError(
+                    f"dataset {where}{at} is not in the Hugging Face cache, and HF_HUB_OFFLINE "
+                    "is set: run once without HF_HUB_OFFLINE to download it"
+                ) from None
+            raise HubError(f"cannot load {where}: {_one_line(exc)}") from None
 
     def file(self, filename: str) -> Path:
         """A file of the repo, downloaded once into the HF cache."""
@@ -91,20 +122,16 @@ class HubDataset:
             raise HubError(f"cannot list the files of {self.repo_id}: {exc}") from None
 
     def commit(self) -> str | None:
-        """The commit this revision is at now: asked of the Hub, or where that fails or
-        HF_HUB_OFFLINE is set, what the HF cache last saw; None when neither can tell."""
-        from huggingface_hub import HfApi, constants
-        from huggingface_hub.errors import HfHubHTTPError
+        """The commit this revision is at now: asked of the Hub (`check`, which raises
+        when it cannot be asked), or with HF_HUB_OFFLINE set, what the HF cache last saw;
+        None when that cannot tell."""
+        from huggingface_hub import constants
 
         revision = self.revision or "main"
         if _COMMIT.fullmatch(revision):
             return revision
-        if not constants.HF_HUB_OFFLINE:
-            try:
-                info = HfApi().repo_info(self.repo_id, repo_type="dataset", revision=revision)
-                return info.sha
-            except (OSError, HfHubHTTPError):
-                pass
+        if not offline():
+            return self.check()
         folder = Path(constants.HF_HUB_CACHE) / f"datasets--{self.repo_id.replace('/', '--')}"
         try:
             return (folder / "refs" / revision).read_text().strip() or None
@@ -196,6 +223,11 @@ class HubBenchmark:
         """Read only this sample's member of its zip (kept on disk); its local path."""
         zip_name, _, member = sample.video.partition(":")
         return str(self._hub.zip_member(zip_name, member))
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line (huggingface_hub's span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

@@ -4,6 +4,7 @@
 Optional abilities are protocols of their own, checked with `isinstance`: a
 backend that `PreparesVideos` gets per-video work done ahead; one that
 `SpeaksHttp` is told whether its HTTP is live, recorded or replayed; one that
+`ChecksOptions` says what is wrong with its options before it is built; one that
 `EstimatesCost` prices its runs in `compare`; one that `HasBenchStandIn` says
 what `bench` runs in its place where it cannot run for real. A benchmark that
 `FetchesVideos` downloads a selected sample's video shortly before it runs; one
@@ -12,7 +13,7 @@ that `DescribesData` names the commits of the data it reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -75,6 +76,22 @@ class SpeaksHttp(Protocol):
     """
 
     def use_http_mode(self, mode: HttpMode) -> None: ...
+
+
+@runtime_checkable
+class ChecksOptions(Protocol):
+    """An entry whose building is expensive (a model to load) that checks its options first.
+
+    A run calls `check_options` (through `Registry.check`) before anything costly:
+    before the benchmark's data is read and before any entry is built, so bad input is
+    one line at once. It may ask the network briefly (is the model there?), but loads
+    nothing; a problem is a `ValueError` or a `HarnessError` with a one-line message.
+    """
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Raise if building with `options` (converted, defaults left out) would fail."""
+        ...
 
 
 @dataclass(frozen=True)

@@ -143,9 +143,33 @@ class Registry(Generic[T]):
             raise RegistryError(f"{self.kind} {name!r} takes no {name}:VALUE shorthand")
         return name, {option: value}
 
+    def check(self, name: str, **options: Any) -> None:
+        """Check what `create` would be given, without building the entry: its options'
+        names and types, and whatever more the class checks cheaply (`check_options`, a
+        classmethod taking the converted options, `harness.protocols.ChecksOptions`: a
+        backend whose building loads a model checks its device, but loads nothing)."""
+        cls = self.get(name)
+        kwargs = self._arguments(name, cls, options)
+        check = getattr(cls, "check_options", None)
+        if check is None:
+            return
+        try:
+            check(kwargs)
+        except (TypeError, ValueError, HarnessError) as exc:
+            raise RegistryError(f"{self.kind} {name!r}: {exc}") from exc
+
     def create(self, name: str, **options: Any) -> T:
         """Build an entry; string values are converted to each option's type."""
         cls = self.get(name)
+        kwargs = self._arguments(name, cls, options)
+        try:
+            return cls(**kwargs)
+        except (TypeError, ValueError, HarnessError) as exc:  # its options' own checks
+            raise RegistryError(f"{self.kind} {name!r}: {exc}") from exc
+
+    def _arguments(self, name: str, cls: type[T], options: Mapping[str, Any]) -> dict[str, Any]:
+        """`options` converted to the types of `cls`'s options; unknown or missing ones,
+        and values of the wrong type, are a `RegistryError`."""
         specs = {spec.name: spec for spec in option_specs(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in options.items():
@@ -159,10 +183,7 @@ class Registry(Generic[T]):
         missing = [s.name for s in specs.values() if s.required and s.name not in kwargs]
         if missing:
             raise RegistryError(f"{self.kind} {name!r} needs option(s): {', '.join(missing)}")
-        try:
-            return cls(**kwargs)
-        except (TypeError, ValueError, HarnessError) as exc:  # its options' own checks
-            raise RegistryError(f"{self.kind} {name!r}: {exc}") from exc
+        return kwargs
 
     def _load_entry_points(self) -> None:
         group = self._entry_point_group

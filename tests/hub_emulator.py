@@ -9,7 +9,15 @@ endpoints they use, as huggingface_hub 0.3x calls them:
 - `GET /api/datasets/{repo}/tree/{rev}[/{path}]`: a folder's entries (`recursive`);
 - `POST /api/datasets/{repo}/paths-info/{rev}`: entries for given paths;
 - `GET|HEAD /datasets/{repo}/resolve/{rev}/{path}`: the file, with `ETag`,
-  `X-Repo-Commit` and `Content-Length`, and byte ranges (`Range`, 206).
+  `X-Repo-Commit` and `Content-Length`, and byte ranges (`Range`, 206);
+- `GET /api/{datasets|models}/{repo}/auth-check`: whether the caller may read a repo;
+- `GET /api/models/{repo}[/revision/{rev}]`: info of a model repo named in `models`.
+
+As the Hub does, a repo in `gated` lists its info to anyone, but its files and
+its auth-check answer 401 (`X-Error-Code: GatedRepo`) without a token and 403
+with a token it has not granted; a repo in `revisions` has only those branches
+(and its commit), and any other is 404 `RevisionNotFound`; an unknown repo is
+404 `RepoNotFound`.
 
 Every request is logged in `requests` and every byte of file content served is
 counted per file in `bytes_served`, so tests can show what a selection read.
@@ -39,6 +47,8 @@ from harness.types import Sample
 
 ENDPOINT = "https://huggingface.co"
 _INFO = re.compile(r"/api/datasets/(?P<repo>[^/]+/[^/]+)(?:/revision/(?P<rev>[^/]+))?/?$")
+_MODEL_INFO = re.compile(r"/api/models/(?P<repo>[^/]+/[^/]+)(?:/revision/(?P<rev>[^/]+))?/?$")
+_AUTH_CHECK = re.compile(r"/api/(?P<type>datasets|models)/(?P<repo>[^/]+/[^/]+)/auth-check$")
 _TREE = re.compile(r"/api/datasets/(?P<repo>[^/]+/[^/]+)/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?$")
 _PATHS = re.compile(r"/api/datasets/(?P<repo>[^/]+/[^/]+)/paths-info/(?P<rev>[^/]+)$")
 _RESOLVE = re.compile(r"/datasets/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<path>.+)$")
@@ -48,9 +58,21 @@ _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 class HubEmulator(requests.adapters.BaseAdapter):
     """Serves dataset repos `{repo_id: folder}` as the Hub would."""
 
-    def __init__(self, repos: dict[str, Path]) -> None:
+    def __init__(
+        self,
+        repos: dict[str, Path],
+        *,
+        gated: dict[str, set[str]] | None = None,
+        revisions: dict[str, set[str]] | None = None,
+        models: tuple[str, ...] = (),
+    ) -> None:
+        """`gated`: repo -> the tokens granted access; `revisions`: repo -> its branches;
+        `models`: model repos whose info is served (they hold no files)."""
         super().__init__()
         self.repos = {repo: Path(folder) for repo, folder in repos.items()}
+        self.gated = gated or {}
+        self.revisions = revisions or {}
+        self.models = models
         self.requests: list[tuple[str, str]] = []
         self.bytes_served: Counter[str] = Counter()
 
@@ -92,7 +114,14 @@ class HubEmulator(requests.adapters.BaseAdapter):
         url = urlparse(request.url)
         path, query = unquote(url.path), parse_qs(url.query)
         self.requests.append((request.method, request.url))
+        if match := _AUTH_CHECK.match(path):
+            return self._auth_check(request, match["repo"], match["type"] == "models")
+        if match := _MODEL_INFO.match(path):
+            return self._model_info(request, match["repo"], match["rev"])
         if match := _RESOLVE.match(path):
+            refused = self._gate(request, match["repo"]) if match["repo"] in self.gated else None
+            if refused is not None:  # (an error response is falsy)
+                return refused
             return self._resolve(request, match["repo"], match["path"])
         if match := _PATHS.match(path):
             form = parse_qs(
@@ -106,15 +135,16 @@ class HubEmulator(requests.adapters.BaseAdapter):
             return self._tree(request, match["repo"], match["path"] or "", recursive)
         if match := _INFO.match(path):
             repo = match["repo"]
-            if repo not in self.repos:
-                return self._error(request, 404, "RepoNotFound", f"Repository {repo} not found")
+            refused = self._refusal(request, repo, match["rev"])
+            if refused is not None:
+                return refused
             siblings = [{"rfilename": f} for f in sorted(self._files(repo))]
             info = {
                 "_id": repo,
                 "id": repo,
                 "sha": self.sha(repo),
                 "private": False,
-                "gated": False,
+                "gated": "auto" if repo in self.gated else False,
                 "disabled": False,
                 "lastModified": "2024-01-01T00:00:00.000Z",
                 "siblings": siblings,
@@ -128,6 +158,49 @@ class HubEmulator(requests.adapters.BaseAdapter):
         pass
 
     # -- endpoints ------------------------------------------------------------------
+
+    def _refusal(self, request, repo: str, revision: str | None) -> requests.Response | None:
+        """The Hub's answer to info about a repo it lacks, or a revision the repo lacks."""
+        if repo not in self.repos:
+            return self._error(request, 404, "RepoNotFound", f"Repository {repo} not found")
+        branches = self.revisions.get(repo)
+        if revision and branches is not None and revision not in {*branches, self.sha(repo)}:
+            return self._error(
+                request, 404, "RevisionNotFound", f"Invalid rev id: {unquote(revision)}"
+            )
+        return None
+
+    def _gate(self, request, repo: str, kind: str = "dataset") -> requests.Response | None:
+        """401 without a token, 403 with one not granted, None with one granted."""
+        authorization = request.headers.get("authorization", "")
+        token = authorization.removeprefix("Bearer ").strip()
+        if not token:
+            message = (
+                f"Access to {kind} {repo} is restricted. You must have access to it and be "
+                "authenticated to access it. Please log in."
+            )
+            return self._error(request, 401, "GatedRepo", message)
+        if token not in self.gated[repo]:
+            message = (
+                f"Access to {kind} {repo} is restricted and you are not in the authorized "
+                f"list. Visit {ENDPOINT}/datasets/{repo} to ask for access."
+            )
+            return self._error(request, 403, "GatedRepo", message)
+        return None
+
+    def _auth_check(self, request, repo: str, model: bool) -> requests.Response:
+        known = repo in self.models if model else repo in self.repos
+        if not known:
+            return self._error(request, 404, "RepoNotFound", f"Repository {repo} not found")
+        refused = self._gate(request, repo, "model" if model else "dataset")
+        return self._json(request, {"ok": True}) if refused is None else refused
+
+    def _model_info(self, request, repo: str, revision: str | None) -> requests.Response:
+        if repo not in self.models:
+            return self._error(request, 404, "RepoNotFound", f"Repository {repo} not found")
+        sha = hashlib.sha1(repo.encode()).hexdigest()
+        info = {"_id": repo, "id": repo, "modelId": repo, "sha": sha, "private": False}
+        return self._json(request, {**info, "gated": False, "disabled": False, "siblings": []})
 
     def _resolve(self, request, repo: str, path: str) -> requests.Response:
         if repo not in self.repos or path not in self._files(repo):
@@ -213,7 +286,8 @@ class HubEmulator(requests.adapters.BaseAdapter):
         response.raw = io.BytesIO(body)
         response.url = request.url
         response.request = request
-        response.reason = {200: "OK", 206: "Partial Content", 404: "Not Found"}.get(status, "")
+        reasons = {200: "OK", 206: "Partial Content", 401: "Unauthorized", 403: "Forbidden"}
+        response.reason = {**reasons, 404: "Not Found"}.get(status, "")
         return response
 
 
@@ -223,15 +297,20 @@ SMALL_BLOCK = 16 * 1024
 
 @contextlib.contextmanager
 def serving(
-    repos: dict[str, Path], cache: Path, monkeypatch, *, small_blocks: type | None = None
+    repos: dict[str, Path],
+    cache: Path,
+    monkeypatch,
+    *,
+    small_blocks: type | None = None,
+    **options: Any,
 ) -> Iterator[HubEmulator]:
     """The emulator serving `repos` (repo id -> folder), the harness cache in `cache`; with
     `small_blocks`, that benchmark reads zips in `SMALL_BLOCK`s, so that reading one member
-    is visibly not reading the zip."""
+    is visibly not reading the zip. `options` go to `HubEmulator` (`gated`, ...)."""
     monkeypatch.setenv("VQA_HARNESS_CACHE", str(cache))
     if small_blocks is not None:
         monkeypatch.setattr(small_blocks, "block_size_kb", SMALL_BLOCK // 1024)
-    with HubEmulator(repos).installed() as emulator:
+    with HubEmulator(repos, **options).installed() as emulator:
         yield emulator
 
 

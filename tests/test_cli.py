@@ -167,7 +167,7 @@ def test_unwritable_output_directory_is_one_clear_line(tmp_path):
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"vqa-harness: error: cannot create run directory {blocker}/runs/")
-    assert line.endswith(": Not a directory")
+    assert line.endswith(f": {blocker}: Not a directory; give --out a folder you can write in")
 
 
 def test_existing_run_directory_is_not_overwritten(tmp_path):
@@ -203,6 +203,7 @@ def test_every_error_a_user_can_meet_derives_from_one_root():
     from harness.analysis.compare import CompareError
     from harness.analysis.gate import GateError
     from harness.errors import HarnessError, UsageError
+    from harness.hub import HubAccessError
     from harness.media.video import VideoError
     from harness.registry import RegistryError
     from harness.run.merge import MergeError
@@ -214,7 +215,7 @@ def test_every_error_a_user_can_meet_derives_from_one_root():
 
     errors = [ModelLoadError, HubError, CompareError, GateError, UsageError, VideoError]
     errors += [RegistryError, MergeError, RecordingError, SelectionError, RunDirError]
-    errors += [JudgeError, BackendError]
+    errors += [JudgeError, BackendError, HubAccessError]
     assert all(issubclass(error, HarnessError) for error in errors)
     assert not any(issubclass(error, ValueError) for error in errors)
 

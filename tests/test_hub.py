@@ -11,6 +11,7 @@ from hub_emulator import HubEmulator
 from huggingface_hub import constants
 
 from benchmarks.hub import HubDataset, HubError
+from harness.hub import HubAccessError
 
 REPO = "lab/tiny-videos"
 
@@ -62,7 +63,7 @@ def test_missing_things_are_clear_errors(repo):
         HubDataset(REPO).file("nope.mp4")
     with pytest.raises(HubError, match=r"videos/99\.mp4"):
         HubDataset(REPO).zip_member("videos.zip", "videos/99.mp4")
-    with pytest.raises(HubError, match="lab/absent"):
+    with pytest.raises(HubAccessError, match="dataset lab/absent is not on the Hugging Face Hub"):
         HubDataset("lab/absent").annotations(split="test")
 
 
@@ -70,10 +71,14 @@ def test_the_commit_is_asked_of_the_hub_or_read_from_the_hf_cache_offline(repo, 
     assert HubDataset(REPO).commit() == repo.sha(REPO)
     pinned = "0123456789abcdef0123456789abcdef01234567"
     assert HubDataset(REPO, pinned).commit() == pinned
-    assert HubDataset("lab/absent").commit() is None
+    with pytest.raises(HubAccessError, match="lab/absent"):  # asked, and it is not there
+        HubDataset("lab/absent").commit()
     HubDataset(REPO).file("clip.mp4")  # a download leaves refs/main in the HF cache
     asked = len(repo.requests)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    assert HubDataset(REPO).commit() == repo.sha(REPO)
-    assert HubDataset(REPO, "v2").commit() is None  # never fetched
+    # Undone here, inside the emulator: undone at teardown, after the emulator restored
+    # the tests' offline mode, it would leave the rest of the session online.
+    with monkeypatch.context() as offline:
+        offline.setattr(constants, "HF_HUB_OFFLINE", True)
+        assert HubDataset(REPO).commit() == repo.sha(REPO)
+        assert HubDataset(REPO, "v2").commit() is None  # never fetched
     assert len(repo.requests) == asked

@@ -263,7 +263,10 @@ def test_describe_says_how_the_judge_grades_and_holds_no_key(monkeypatch):
 
 def test_a_live_judge_without_its_key_fails_up_front(monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
-    with pytest.raises(JudgeError, match=r"^no judge API key: set JUDGE_API_KEY$"):
+    with pytest.raises(
+        JudgeError,
+        match=r"^no judge API key: set JUDGE_API_KEY to the API key of .*--judge-key-env$",
+    ):
         Judge.from_env(BASE_URL, MODEL)
     monkeypatch.setenv("OTHER_KEY", CANARY)
     Judge(BASE_URL, MODEL, api_key_env="OTHER_KEY").check()

@@ -210,7 +210,7 @@ def without_weights(directory: Path, standin: Path) -> Path:
     ("model", "message"),
     [
         ("./no/such/dir", "no such directory, and not a Hub id"),
-        ("openbmb/MiniCPM-V-2_6", "not in the Hugging Face cache and not downloadable here"),
+        ("openbmb/MiniCPM-V-2_6", "are not in the Hugging Face cache, and HF_HUB_OFFLINE is"),
         ("PLAIN", "does not carry MiniCPM-V remote code"),
         ("NOWEIGHTS", "holds no weights"),
     ],

@@ -7,6 +7,10 @@ answered. A resume rebuilds the backend and benchmark from the manifest, so it
 cannot silently continue with other settings or on another commit of its data
 (`DescribesData`), and a selection (`--category`, `--sample`, `--limit`) and a
 shard stay what they were.
+
+Both check everything cheap before anything costly: options, keys, the output
+directory, the data and the selection are settled before the backend is built,
+since building it may load a model for minutes; each problem is one line.
 """
 
 from __future__ import annotations
@@ -53,14 +57,27 @@ class ReadyRun:
 def start_run(
     spec: RunSpec, out: Path, run_id: str | None = None, recording: Recording | None = None
 ) -> ReadyRun:
-    """Build backend and benchmark, select samples, and create the run directory."""
+    """Check everything cheap, select samples, build the backend, create the run directory.
+
+    The order is the cost: the backend's availability and keys, its options (the
+    device, a model directory: `Registry.check`, loading nothing), the benchmark's
+    options (a question file is read here), the judge's key, the output directory;
+    then the commit of the benchmark's data (one short request, which says first when
+    the Hub cannot be reached or read), its data and the selection (`--category` ...);
+    only then is the backend built, which may load a model for minutes (a Hub model is
+    first asked for in one short request too).
+    """
     recording = recording or Recording("live")
-    benchmark, backend = _build(spec, recording.mode)
+    run_id = new_run_id(spec, run_id)
+    _check_backend(spec, recording.mode)
+    benchmark = benchmarks.create(spec.benchmark, **spec.benchmark_options)
     judge = _judge(spec, recording)
+    RunStore.check_new(out / run_id)
     data = _data_revisions(benchmark)
     samples = _select(benchmark, spec)
+    backend = _backend(spec, recording.mode)
     manifest = Manifest(
-        run_id=new_run_id(spec, run_id),
+        run_id=run_id,
         created_at=time.time(),
         mode=recording.mode,
         http=recording.to_dict(),
@@ -85,16 +102,19 @@ def start_run(
 
 
 def resume_run(run_dir: Path) -> ReadyRun:
-    """Reopen a run directory and rebuild exactly what it was run with."""
+    """Reopen a run directory and rebuild exactly what it was run with (cheap checks
+    first, the backend last, as `start_run`)."""
     manifest = Run.open(run_dir).manifest
     spec = manifest.spec
-    benchmark, backend = _build(spec, "live")
+    _check_backend(spec, "live")
+    benchmark = benchmarks.create(spec.benchmark, **spec.benchmark_options)
     if benchmark.version != manifest.benchmark.version:
         raise RegistryError(
             f"benchmark {spec.benchmark!r} is now version {benchmark.version}, "
             f"but {run_dir} was run with version {manifest.benchmark.version}; "
             "start a new run"
         )
+    judge = _judge(spec, Recording("live"))
     change = data_change(manifest.data, _data_revisions(benchmark))
     if change:
         repo, recorded, now = change
@@ -102,8 +122,9 @@ def resume_run(run_dir: Path) -> ReadyRun:
             f"dataset {repo} is now at commit {now}, but {run_dir} was run on {recorded}; "
             "start a new run"
         )
-    judge = _judge(spec, Recording("live"))
-    return ReadyRun(RunStore(run_dir), backend, benchmark, _select(benchmark, spec), judge)
+    samples = _select(benchmark, spec)
+    backend = _backend(spec, "live")
+    return ReadyRun(RunStore(run_dir), backend, benchmark, samples, judge)
 
 
 async def execute_run(
@@ -152,17 +173,21 @@ def _judge(spec: RunSpec, recording: Recording) -> Judge | None:
         raise RegistryError(f"judge: {exc}") from None
 
 
-def _build(spec: RunSpec, mode: HttpMode) -> tuple[Benchmark, Backend]:
-    """Benchmark and backend by name; the backend told the run's HTTP `mode`."""
-    backend_cls = backends.get(spec.backend)
-    reason = backend_cls.unavailable_reason(mode)
+def _check_backend(spec: RunSpec, mode: HttpMode) -> None:
+    """The backend can run here in `mode` (its libraries, its keys), and its options are
+    good (`Registry.check`: names, types, and its own cheap checks), building nothing."""
+    reason = backends.get(spec.backend).unavailable_reason(mode)
     if reason:
         raise RegistryError(f"backend {spec.backend!r} cannot run here: {reason}")
-    benchmark = benchmarks.create(spec.benchmark, **spec.benchmark_options)
+    backends.check(spec.backend, **spec.backend_options)
+
+
+def _backend(spec: RunSpec, mode: HttpMode) -> Backend:
+    """The backend, built (a model loads here), and told the run's HTTP `mode`."""
     backend = backends.create(spec.backend, **spec.backend_options)
     if isinstance(backend, SpeaksHttp):
         backend.use_http_mode(mode)
-    return benchmark, backend
+    return backend
 
 
 def _data_revisions(benchmark: Benchmark) -> dict[str, str | None] | None:

@@ -9,6 +9,7 @@ reads a run directory.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from harness.types import Record
 
 MANIFEST = "manifest.json"
 RECORDS = "records.jsonl"
+WRITABLE = "give --out a folder you can write in"
 
 
 class RunDirError(HarnessError):
@@ -91,11 +93,34 @@ class RunStore:
                 ) from None
         except OSError as exc:
             raise RunDirError(
-                f"cannot create run directory {path}: {exc.strerror or exc}"
+                f"cannot create run directory {path}: {exc.strerror or exc}; {WRITABLE}"
             ) from None
         store = cls(path)
         store.write_manifest(manifest)
         return store
+
+    @staticmethod
+    def check_new(path: Path) -> None:
+        """Raise `RunDirError` now if `create` is bound to fail at `path`: a run directory
+        is there already, or the nearest folder above that exists is not a folder this
+        process can write in. Creates nothing, so a run checks its output directory
+        before it loads a model or reads its data."""
+        if path.exists() or path.is_symlink():
+            if not _unfinished(path):
+                raise RunDirError(f"run directory {path} already exists (use --resume {path})")
+            return
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            problem = errno.ENOTDIR
+        elif not os.access(parent, os.W_OK | os.X_OK):
+            problem = errno.EACCES
+        else:
+            return
+        raise RunDirError(
+            f"cannot create run directory {path}: {parent}: {os.strerror(problem)}; {WRITABLE}"
+        )
 
     @property
     def records_path(self) -> Path:

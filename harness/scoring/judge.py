@@ -149,7 +149,10 @@ class Judge:
     def check(self) -> None:
         """Raise `JudgeError` unless the environment holds the API key."""
         if not os.environ.get(self.api_key_env):
-            raise JudgeError(f"no judge API key: set {self.api_key_env}")
+            raise JudgeError(
+                f"no judge API key: set {self.api_key_env} to the API key of {self.base_url}, "
+                "or name the variable that holds it with --judge-key-env"
+            )
 
     def describe(self) -> dict[str, Any]:
         """What a run's manifest records about the judge (never the key)."""
