@@ -26,8 +26,9 @@ from harness.report.compare_tables import render_markdown
 from harness.report.html import default_html_path, write_html_report
 from harness.report.markdown import percent, provenance_line, seconds, table, write_report
 from harness.run.recording import Recording, http_recording
-from harness.run.runner import RunSettings, SystemicFailure
+from harness.run.runner import SystemicFailure
 from harness.run.session import execute_run, start_run
+from harness.run.settings import RunSettings
 from harness.run.spec import RunSpec
 
 

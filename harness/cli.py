@@ -31,8 +31,9 @@ from harness.report.markdown import percent, write_report
 from harness.run.merge import merge_runs
 from harness.run.presets import PRESETS, get_preset
 from harness.run.recording import Recording, explain_misses, http_recording
-from harness.run.runner import RunSettings, SystemicFailure
+from harness.run.runner import SystemicFailure
 from harness.run.session import ReadyRun, execute_run, resume_run, start_run
+from harness.run.settings import RunSettings
 from harness.run.shards import Shard, parse_shard
 from harness.run.spec import RunSpec
 from harness.run.store import read_records

@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the vLLM emulator lives with the test
 from vllm_emulator import VLLMEmulator  # noqa: E402
 
 from backends.openai_compat import OpenAIBackend  # noqa: E402
-from harness.run.runner import RunSettings  # noqa: E402
+from harness.run.settings import RunSettings  # noqa: E402
 from harness.run.store import read_records  # noqa: E402
 
 SERVICE_TIME = 0.5

@@ -23,7 +23,7 @@ from clips import Clip
 from results import Column, Section
 from workloads import FixedTimeBackend, InstantBackend, Questions, timed_run
 
-from harness.run.runner import RunSettings
+from harness.run.settings import RunSettings
 
 SERVICE_TIME = 0.2
 QUESTIONS_PER_VIDEO = 3

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the fal protocol emulator lives with 
 from fal_emulator import FalEmulator  # noqa: E402
 
 from backends.fal import FalBackend  # noqa: E402
-from harness.run.runner import RunSettings  # noqa: E402
+from harness.run.settings import RunSettings  # noqa: E402
 
 VIDEO_URL = "https://storage.googleapis.com/falserverless/model_tests/musepose/dance.mp4"
 SERVICE_TIME = 0.5

@@ -29,7 +29,7 @@ from videos import write_video
 from backends.fal import FalBackend
 from harness.protocols import HttpMode
 from harness.run.recording import CASSETTE, http_recording
-from harness.run.runner import RunSettings
+from harness.run.settings import RunSettings
 
 SAMPLES = 100
 QUESTIONS_PER_VIDEO = 3

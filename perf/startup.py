@@ -24,8 +24,8 @@ from workloads import InstantBackend, Questions
 
 from harness.plugins import backends, benchmarks
 from harness.report.markdown import write_report
-from harness.run.runner import RunSettings
 from harness.run.session import RunSpec, execute_run, start_run
+from harness.run.settings import RunSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = 30

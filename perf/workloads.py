@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from harness.media.frames import FrameCache
-from harness.run.runner import Progress, RunSettings, execute
+from harness.run.runner import Progress, execute
+from harness.run.settings import RunSettings
 from harness.run.store import RunStore
 from harness.scoring.prompts import multiple_choice_prompt
 from harness.scoring.rules import score_multiple_choice

@@ -28,8 +28,8 @@ from backends.fal import REPLAY_SETS
 from harness.analysis.summary import summarize_run
 from harness.files import write_json_atomic
 from harness.run.recording import http_recording
-from harness.run.runner import RunSettings
 from harness.run.session import RunSpec, execute_run, start_run
+from harness.run.settings import RunSettings
 
 TESTS = Path(__file__).resolve().parent
 REPLAY_SET = REPLAY_SETS["synthetic"]

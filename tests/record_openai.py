@@ -16,8 +16,8 @@ from vllm_emulator import VLLMEmulator
 
 from backends.openai_compat import RECORDED_BASE_URL, REPLAY_SETS
 from harness.run.recording import http_recording
-from harness.run.runner import RunSettings
 from harness.run.session import RunSpec, execute_run, start_run
+from harness.run.settings import RunSettings
 
 REPLAY_SET = REPLAY_SETS["synthetic"]
 EMULATOR_SOURCE = (

@@ -23,7 +23,8 @@ from harness.cli import main
 from harness.media.video import sample_frames
 from harness.plugins import backends
 from harness.registry import RegistryError
-from harness.run.runner import RunSettings, execute
+from harness.run.runner import execute
+from harness.run.settings import RunSettings
 from harness.run.store import RunStore, read_records
 from harness.types import Answer, BackendError, Query
 

@@ -27,7 +27,8 @@ from backends.local import LocalBackend
 from backends.remote_code import ModelLoadError
 from backends.standin_model import build_standin, never_ending
 from harness.cli import main
-from harness.run.runner import RunSettings, execute
+from harness.run.runner import execute
+from harness.run.settings import RunSettings
 from harness.run.store import RunStore, read_records
 from harness.types import Query
 

@@ -16,8 +16,9 @@ from fakes import ScriptedBackend, TinyBenchmark
 
 from harness.errors import UsageError
 from harness.run.directory import Run
-from harness.run.runner import RunSettings, execute
+from harness.run.runner import execute
 from harness.run.session import ReadyRun, RunSpec, execute_run, resume_run, start_run
+from harness.run.settings import RunSettings
 from harness.run.store import RunStore, read_records
 from harness.types import RECORD_SCHEMA, Record, Sample
 

@@ -16,8 +16,9 @@ from harness.cli import main
 from harness.errors import UsageError
 from harness.plugins import backends
 from harness.run.directory import Run
-from harness.run.runner import RunSettings, SystemicFailure, execute
+from harness.run.runner import SystemicFailure, execute
 from harness.run.session import ReadyRun, RunSpec, execute_run, start_run
+from harness.run.settings import RunSettings
 from harness.run.store import RunStore, read_records
 from harness.types import BackendError, Query, Sample
 

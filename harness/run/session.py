@@ -37,8 +37,9 @@ from harness.run.manifest import (
 )
 from harness.run.presets import get_preset
 from harness.run.recording import Recording
-from harness.run.runner import Progress, RunSettings, SystemicFailure, execute
+from harness.run.runner import Progress, SystemicFailure, execute
 from harness.run.selection import select
+from harness.run.settings import RunSettings
 from harness.run.spec import RunSpec, new_run_id
 from harness.run.store import RecordLog, RunDirError, RunStore
 from harness.scoring.judge import Judge, JudgeError
