@@ -24,11 +24,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    import httpx
 
 PROMPTS: dict[str, dict[str, str]] = {
     "video-chatgpt-v1": {
@@ -216,6 +217,8 @@ class Judge:
 
     def _post(self, payload: dict[str, Any], key: str | None) -> httpx.Response:
         """POST, retrying 429, 5xx and transport errors; the last response or a failure."""
+        import httpx  # here, not at the top: the commands that only read runs never need it
+
         url = f"{self.base_url.rstrip('/')}/chat/completions"
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         with httpx.Client(timeout=self.timeout) as client:

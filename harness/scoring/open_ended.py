@@ -10,9 +10,7 @@ over the normalised texts (0 is perfect; they can exceed 1).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
-
-import jiwer
+from collections.abc import Callable, Sequence
 
 from harness.scoring.text import normalize
 
@@ -31,11 +29,15 @@ def token_f1(prediction: str, references: Sequence[str]) -> float:
 
 def word_error_rate(prediction: str, references: Sequence[str]) -> float:
     """Lowest WER of the prediction against any reference (jiwer, normalised texts)."""
+    import jiwer  # imported when first needed: `compare` of choice-only runs never is
+
     return min(_rate(jiwer.wer, prediction, ref) for ref in references)
 
 
 def char_error_rate(prediction: str, references: Sequence[str]) -> float:
     """Lowest CER of the prediction against any reference (jiwer, normalised texts)."""
+    import jiwer
+
     return min(_rate(jiwer.cer, prediction, ref) for ref in references)
 
 
@@ -61,7 +63,7 @@ def _f1(predicted: list[str], reference: list[str]) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _rate(measure, prediction: str, reference: str) -> float:
+def _rate(measure: Callable[[str, str], float], prediction: str, reference: str) -> float:
     truth, guess = normalize(reference), normalize(prediction)
     if not truth:
         return 0.0 if not guess else 1.0
