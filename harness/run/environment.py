@@ -38,19 +38,26 @@ def package_versions() -> dict[str, str]:
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
-def git_state(path: Path | None = None) -> dict[str, Any] | None:
-    """The commit of the harness's own source tree, and whether it had local changes."""
-    where = path or Path(__file__).resolve().parent
+# The directory holding the `harness` package: the top of the checkout when it is one.
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def git_state(root: Path = SOURCE_ROOT) -> dict[str, Any] | None:
+    """The commit of the harness's own source tree, and whether it had local changes;
+    None unless `root` is the top of a git checkout (an installed copy is not, even
+    inside some other repository)."""
 
     def git(*args: str) -> str:
         return subprocess.run(
-            ["git", "-C", str(where), *args], capture_output=True, text=True, check=True, timeout=10
+            ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
 
     try:
-        commit = git("rev-parse", "HEAD")
+        top, commit = git("rev-parse", "--show-toplevel", "HEAD").splitlines()
+        if Path(top).resolve() != root.resolve():
+            return None
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError, ValueError):
         return None
     return {"commit": commit, "dirty": dirty}
 
