@@ -8,36 +8,29 @@ that resumes it once the cause is fixed.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import signal
 import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from harness.analysis.compare import Prices, compare_runs
-from harness.analysis.gate import Bounds, gate_run
-from harness.bench import run_bench
 from harness.errors import HarnessError, UsageError
-from harness.plugins import backends, benchmarks
-from harness.protocols import EstimatesCost, HttpMode
-from harness.registry import OptionSpec, Registry, parse_assignments
-from harness.report.compare_tables import render_markdown
-from harness.report.gate_table import render_gate
-from harness.report.html import default_html_path, write_html_report
-from harness.report.markdown import percent, write_report
-from harness.run.merge import merge_runs
-from harness.run.presets import PRESETS, get_preset
-from harness.run.recording import Recording, explain_misses, http_recording
-from harness.run.runner import SystemicFailure
-from harness.run.session import ReadyRun, execute_run, resume_run, start_run
+from harness.run.presets import PRESETS
 from harness.run.settings import RunSettings
-from harness.run.shards import Shard, parse_shard
-from harness.run.spec import RunSpec
-from harness.run.store import read_records
 from harness.scoring.judge import DEFAULT_JUDGE_URL
+
+# Each command imports what it needs when it runs, so that `--help`, `--version` and the
+# commands that only read run directories start fast (perf: startup) and never import
+# the backends' and benchmarks' libraries (tests/test_imports.py).
+if TYPE_CHECKING:
+    from harness.analysis.compare import Prices
+    from harness.protocols import EstimatesCost
+    from harness.registry import OptionSpec, Registry
+    from harness.run.recording import Recording
+    from harness.run.runner import Progress
+    from harness.run.session import ReadyRun
+    from harness.run.shards import Shard
 
 PROG = "vqa-harness"
 EXIT_USAGE = 2
@@ -340,6 +333,8 @@ def price_argument(text: str) -> tuple[str, float]:
 
 
 def shard_argument(text: str) -> Shard:
+    from harness.run.shards import parse_shard
+
     try:
         return parse_shard(text, os.environ)
     except UsageError as exc:
@@ -347,6 +342,13 @@ def shard_argument(text: str) -> Shard:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from harness.protocols import HttpMode
+    from harness.report.markdown import percent, write_report
+    from harness.run.recording import http_recording
+    from harness.run.runner import SystemicFailure
+
     mode: HttpMode = "record" if args.record else "replay" if args.replay else "live"
     with http_recording(mode, args.record or args.replay) as recording:
         ready = _start(args, recording)
@@ -390,12 +392,21 @@ def _resume_line(ready: ReadyRun) -> str:
 
 def _explain_replay_misses(recording: Recording, ready: ReadyRun) -> None:
     """Once per run: what a replay's recording holds, when samples asked for more."""
+    from harness.run.recording import explain_misses
+    from harness.run.store import read_records
+
     note = explain_misses(recording, read_records(ready.store.records_path).records)
     if note:
         print(note, file=sys.stderr)
 
 
 def _start(args: argparse.Namespace, recording: Recording) -> ReadyRun:
+    from harness.plugins import benchmarks
+    from harness.registry import parse_assignments
+    from harness.run.presets import get_preset
+    from harness.run.session import resume_run, start_run
+    from harness.run.spec import RunSpec
+
     if args.resume is not None:
         if recording.mode != "live":
             raise UsageError("--resume continues a live run; --record and --replay start new ones")
@@ -462,8 +473,15 @@ def _judge_spec(args: argparse.Namespace) -> dict[str, str] | None:
     }
 
 
-async def _run_until_signal(ready: ReadyRun, settings: RunSettings, show_progress: bool):
+async def _run_until_signal(
+    ready: ReadyRun, settings: RunSettings, show_progress: bool
+) -> Progress:
     """Run, treating SIGTERM like Ctrl-C: in-flight work is cancelled through the backend."""
+    import asyncio
+    import signal
+
+    from harness.run.session import execute_run
+
     task = asyncio.current_task()
     assert task is not None  # a coroutine run by asyncio.run()
     loop = asyncio.get_running_loop()
@@ -475,6 +493,8 @@ async def _run_until_signal(ready: ReadyRun, settings: RunSettings, show_progres
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from harness.plugins import backends, benchmarks
+
     for title, registry, flag in (
         ("backends", backends, "-B"),
         ("benchmarks", benchmarks, "-S"),
@@ -495,6 +515,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _describe_entry(registry: Registry, name: str) -> str:
+    from harness.protocols import EstimatesCost
+
     cls = registry.get(name)
     doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
     version = getattr(cls, "version", None)
@@ -511,6 +533,9 @@ def _describe_option(spec: OptionSpec) -> str:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from harness.bench import run_bench
+    from harness.plugins import backends
+
     names = args.backends or backends.names()
     markdown = run_bench(names, args.benchmark, args.out, args.concurrency, args.limit, args.demo)
     print(markdown, end="")
@@ -519,11 +544,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report.markdown import write_report
+
     print(write_report(args.run_dir), end="")
     return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
+    from harness.report.markdown import write_report
+    from harness.run.merge import merge_runs
+
     run_dir = merge_runs(args.run_dirs, args.out, args.run_id)
     print(write_report(run_dir), end="")
     print(f"merged {len(args.run_dirs)} shards into {run_dir}", file=sys.stderr)
@@ -531,6 +561,9 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
+    from harness.analysis.gate import Bounds, gate_run
+    from harness.report.gate_table import render_gate
+
     bounds = Bounds(args.max_accuracy_drop, args.max_latency_ratio)
     result = gate_run(args.run_dir, args.baseline, bounds)
     print(render_gate(result), end="")
@@ -538,6 +571,10 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.analysis.compare import compare_runs
+    from harness.report.compare_tables import render_markdown
+    from harness.report.html import default_html_path, write_html_report
+
     comparison = compare_runs([args.baseline, *args.others], _prices(args.prices))
     html = write_html_report(comparison, args.html or default_html_path(args.baseline))
     print(render_markdown(comparison), end="")
@@ -547,6 +584,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _prices(given: list[tuple[str, float]]) -> Prices:
     """The `--price` table; each backend named must estimate its cost."""
+    from harness.analysis.compare import Prices
+
     for name, _ in given:
         if _estimator(name) is None:
             raise UsageError(f"--price {name}=...: backend {name!r} estimates no cost (see `list`)")
@@ -555,6 +594,9 @@ def _prices(given: list[tuple[str, float]]) -> Prices:
 
 def _estimator(name: str) -> type[EstimatesCost] | None:
     """Backend `name`, if it is registered and estimates its cost (imported only then)."""
+    from harness.plugins import backends
+    from harness.protocols import EstimatesCost
+
     if name not in backends.names():
         return None
     cls = backends.get(name)
