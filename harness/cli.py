@@ -46,6 +46,40 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{PROG}: error: {message}\n")
 
 
+class _Version(argparse.Action):
+    """`--version`: prints `version_line()` and exits; worked out only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> NoReturn:
+        print(version_line())
+        parser.exit()
+
+
+def version_line() -> str:
+    """`vqa-harness 0.1.0 (git 3159cf1)`: the installed version and, from a git checkout,
+    its commit, `+dirty` when tracked files have changed since."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from harness.run.environment import PROJECT, git_state
+
+    try:
+        line = f"{PROG} {version(PROJECT)}"
+    except PackageNotFoundError:
+        line = f"{PROG} (not installed)"
+    git = git_state()
+    if git:
+        line += f" (git {git['commit'][:7]}{'+dirty' if git['dirty'] else ''})"
+    return line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; an error the user can fix is one line and exit status 2, and anything
     else is a bug: its traceback, then one line saying so, and exit status 1."""
@@ -64,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Evaluate video QA backends side by side.")
+    parser.add_argument(
+        "--version", action=_Version, help="print the version (and git commit) and exit"
+    )
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )

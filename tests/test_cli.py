@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import subprocess
 import sys
@@ -229,3 +230,39 @@ def test_a_bug_prints_its_traceback_and_says_so(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err
     assert err.strip().splitlines()[-1] == "vqa-harness: internal error, a bug: KeyError: 'oops'"
+
+
+def test_version_is_the_package_version_and_the_checkouts_commit():
+    """From this checkout, as git itself describes it; from a copy that is not one (an
+    sdist, say), the version alone."""
+    root = TESTS.parent
+    expected = f"vqa-harness {importlib.metadata.version('vqa-harness')}"
+    if (root / ".git").exists():
+
+        def git(*args: str) -> str:
+            return subprocess.run(
+                ["git", "-C", str(root), *args], capture_output=True, text=True, check=True
+            ).stdout.strip()
+
+        changed = git("status", "--porcelain", "--untracked-files=no")
+        expected += f" (git {git('rev-parse', 'HEAD')[:7]}{'+dirty' if changed else ''})"
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", "--version"], capture_output=True, text=True, cwd=root
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, expected + "\n", "")
+
+
+@pytest.mark.parametrize(
+    ("git", "line"),
+    [
+        (None, "vqa-harness 0.1.0"),
+        ({"commit": "3159cf1d3179b2d4", "dirty": False}, "vqa-harness 0.1.0 (git 3159cf1)"),
+        ({"commit": "3159cf1d3179b2d4", "dirty": True}, "vqa-harness 0.1.0 (git 3159cf1+dirty)"),
+    ],
+)
+def test_version_line_says_the_commit_only_from_a_checkout(monkeypatch, capsys, git, line):
+    monkeypatch.setattr("importlib.metadata.version", {"vqa-harness": "0.1.0"}.__getitem__)
+    monkeypatch.setattr("harness.run.environment.git_state", lambda: git)
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert (stop.value.code, capsys.readouterr().out) == (0, line + "\n")

@@ -2,7 +2,7 @@
 
 Each command runs in a fresh interpreter, which then names every module it
 imported from the backends' and benchmarks' heavy libraries: there must be none.
-`--help` imports nothing outside the standard library and the harness.
+`--help` and `--version` import nothing outside the standard library and the harness.
 How fast they start is measured, not tested: `nox -s perf` (perf/startup.py).
 """
 
@@ -69,8 +69,12 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return sorted(out.iterdir())
 
 
-def test_help_imports_nothing_outside_the_standard_library():
-    assert imported("--help") == {"code": 0, "heavy": [], "plugins": [], "outside": []}
+def test_help_and_version_import_nothing_outside_the_standard_library():
+    nothing = {"code": 0, "heavy": [], "plugins": [], "outside": []}
+    assert {args: imported(args) for args in ("--help", "--version")} == {
+        "--help": nothing,
+        "--version": nothing,
+    }
 
 
 def test_commands_that_read_runs_import_no_plugin_library(shards, tmp_path):
