@@ -1,15 +1,16 @@
 """Headless Chromium for checking HTML reports as a browser renders them.
 
-It drives Debian's `chromium` (/usr/bin/chromium) through playwright; no test
-ever downloads a browser (`playwright install` is never run). `.ci/run`
-installs the package, so a missing browser fails the test. Locally,
-`VQA_HARNESS_NO_BROWSER=1` skips these checks instead; CI (where `CI` is set)
-never skips them.
+It drives Debian's `chromium`, found on PATH, through playwright; no test ever
+downloads a browser (`playwright install` is never run). Without it the browser
+tests are skipped, all under one line of pytest's summary saying how to run
+them, except where `CI` is set (`.ci/run` sets it and installs the package):
+there a missing browser fails them.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = "chromium"  # Debian's package and command
+HOW_TO_RUN = f"install Debian's {CHROMIUM} (apt-get install {CHROMIUM}) to run the browser tests"
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -37,25 +39,30 @@ class Visit:
     external: list[str] = field(default_factory=list)
 
 
-def require_chromium() -> None:
-    """Skip when explicitly asked to locally; fail, with what to do, when chromium is missing."""
-    if os.environ.get("VQA_HARNESS_NO_BROWSER") == "1" and not os.environ.get("CI"):
-        pytest.skip("VQA_HARNESS_NO_BROWSER=1: headless browser checks skipped")
-    if not CHROMIUM.is_file():
-        pytest.fail(
-            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium), "
-            "or set VQA_HARNESS_NO_BROWSER=1 to skip browser checks on this machine"
-        )
+def find_chromium(search_path: str | None = None) -> Path | None:
+    """Chromium's executable on `search_path` (default: PATH), or None."""
+    found = shutil.which(CHROMIUM, path=search_path)
+    return Path(found) if found else None
+
+
+def require_chromium(found: Path | None, ci: bool) -> Path:
+    """`found`; when it is None, skip the calling test with what to do, or fail it if `ci`."""
+    if found is None:
+        missing = f"{CHROMIUM} not found on PATH"
+        if ci:
+            pytest.fail(f"{missing}; CI requires the browser tests: {HOW_TO_RUN}")
+        pytest.skip(f"{missing}: {HOW_TO_RUN}")
+    return found
 
 
 @contextmanager
 def chromium() -> Iterator:
-    """A headless Chromium browser (playwright's `Browser`)."""
-    require_chromium()
+    """A headless Chromium browser (playwright's `Browser`): see `require_chromium`."""
+    executable = require_chromium(find_chromium(), ci=bool(os.environ.get("CI")))
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = playwright.chromium.launch(executable_path=str(executable), args=ARGS)
         try:
             yield browser
         finally:

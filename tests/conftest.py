@@ -21,6 +21,8 @@ from videos import write_video
 from backends.standin_model import build_standin
 from harness.run.cassettes import recording_config, register_matchers
 
+pytest_plugins = ("pytester",)  # tests/test_browser.py runs pytest on a file of its own
+
 register_fakes()
 # NLTK finds only the data a test gives it (`nltk_data`), never a developer's own.
 nltk.data.path[:] = []
