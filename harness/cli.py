@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from harness.errors import HarnessError, UsageError
-from harness.run.presets import PRESETS
+from harness.run.presets import PRESETS, get_preset
 from harness.run.settings import RunSettings
 from harness.scoring.judge import DEFAULT_JUDGE_URL
 
@@ -25,7 +25,7 @@ from harness.scoring.judge import DEFAULT_JUDGE_URL
 # the backends' and benchmarks' libraries (tests/test_imports.py).
 if TYPE_CHECKING:
     from harness.analysis.compare import Prices
-    from harness.protocols import EstimatesCost
+    from harness.protocols import EstimatesCost, HttpMode
     from harness.registry import OptionSpec, Registry
     from harness.run.recording import Recording
     from harness.run.runner import Progress
@@ -381,7 +381,6 @@ def shard_argument(text: str) -> Shard:
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from harness.protocols import HttpMode
     from harness.report.markdown import percent, write_report
     from harness.run.recording import http_recording
     from harness.run.runner import SystemicFailure
@@ -440,7 +439,6 @@ def _explain_replay_misses(recording: Recording, ready: ReadyRun) -> None:
 def _start(args: argparse.Namespace, recording: Recording) -> ReadyRun:
     from harness.plugins import benchmarks
     from harness.registry import parse_assignments
-    from harness.run.presets import get_preset
     from harness.run.session import resume_run, start_run
     from harness.run.spec import RunSpec
 
