@@ -120,7 +120,10 @@ def test_list_shows_entries_and_their_options(capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "--backend", "nope"], "unknown backend 'nope' (available: fal, local, openai, scripted)"),
+        (
+            ["run", "--backend", "nope"],
+            "unknown backend 'nope' (available: fal, local, openai, scripted)",
+        ),
         (["run", "--backend", "scripted", "--benchmark", "nope"], "unknown benchmark 'nope'"),
         (
             ["run", "--backend", "scripted", "-B", "colour=red"],
