@@ -19,7 +19,8 @@ backoff (honouring `Retry-After`), counted in `meta.retries`; any other error, a
 cut before its end or an error event in it fails the sample with the server's message.
 
 Several replicas (`base_url=A,B`) share the requests: each goes to the replica with the
-fewest in flight, at most `replica_concurrency` per replica, and its record names it;
+fewest in flight (of those, the one sent fewest), at most `replica_concurrency` per
+replica, and its record names it;
 `replica_by_rank` pins a shard's process to replica `RANK % n`. At start the backend asks
 each replica for its models (`/v1/models`) and version (`/version`, vLLM's): a server that
 cannot be reached stops the run with one line before any sample. The openai client is
@@ -88,6 +89,7 @@ class _Replica:
     model: str
     version: str | None
     in_flight: int = 0
+    sent: int = 0
     client: Any = None  # openai.AsyncOpenAI, made on first use (it is bound to the loop)
     slots: asyncio.Semaphore | None = None
 
@@ -287,8 +289,9 @@ class OpenAIBackend:
         _requests.set(counter)
         content, encode_s, sent = await self._video_parts(query.video)
         content.append({"type": "text", "text": query.prompt})
-        replica = min(self._replicas, key=lambda r: r.in_flight)
+        replica = min(self._replicas, key=lambda r: (r.in_flight, r.sent))  # ties: in turn
         replica.in_flight += 1
+        replica.sent += 1
         try:
             if replica.slots is None:
                 replica.slots = asyncio.Semaphore(self.replica_concurrency)
