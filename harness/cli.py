@@ -37,6 +37,7 @@ from harness.run.shards import Shard, parse_shard
 from harness.run.spec import RunSpec
 from harness.run.store import read_records
 from harness.scoring.judge import DEFAULT_JUDGE_URL
+from harness.secrets import scrub
 
 PROG = "vqa-harness"
 EXIT_USAGE = 2
@@ -60,11 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except HarnessError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {scrub(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:
-        traceback.print_exc()
-        print(f"{PROG}: internal error, a bug: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(scrub(traceback.format_exc()), end="", file=sys.stderr)
+        print(
+            f"{PROG}: internal error, a bug: {type(exc).__name__}: {scrub(str(exc))}",
+            file=sys.stderr,
+        )
         return EXIT_BUG
 
 

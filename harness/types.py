@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from harness.errors import HarnessError
+from harness.secrets import scrub_data
 
 RECORD_SCHEMA = 3
 """Version of the `records.jsonl` line format written by this package.
@@ -206,6 +207,13 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def scrubbed(self) -> Record:
+        """This record with no registered key in it (`harness.secrets`); the runner writes
+        and counts only scrubbed records, so no summary or report holds a key either."""
+        data = self.to_dict()
+        clean = scrub_data(data)
+        return self if clean == data else Record.from_dict(clean)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:

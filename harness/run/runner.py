@@ -200,7 +200,7 @@ async def execute(
 
     async def worker() -> None:
         while not stopped and (turn := preparation.take()) is not None:
-            record = await _answer_one(backend, benchmark, turn, settings, judge)
+            record = (await _answer_one(backend, benchmark, turn, settings, judge)).scrubbed()
             store.append(record)
             progress.written += 1
             progress.count(record)
