@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import signal
 import sys
@@ -58,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else is a bug: its traceback, then one line saying so, and exit status 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):  # any text printed, as stderr does already
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         return args.handler(args)
     except HarnessError as exc:
