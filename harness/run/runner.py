@@ -49,6 +49,7 @@ from harness.types import (
     Record,
     Sample,
     Score,
+    check_answer,
 )
 
 
@@ -262,7 +263,7 @@ async def _answer_one(
     if prepared is not None:
         try:
             query = Query(sample.id, prepared.video, prepared.prompt)
-            answer = await _ask(backend, query, settings.deadline)
+            answer = check_answer(await _ask(backend, query, settings.deadline))
         except Exception as exc:  # one sample's failure never stops the run
             error = ErrorInfo.from_exception(exc)
             if error.kind == NOT_RECORDED:  # the recording cannot tell which sample asked
