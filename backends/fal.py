@@ -27,7 +27,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     import fal_client
 
 DEFAULT_APP = "fal-ai/mini-cpm/video"
+SECRET_VARIABLES = ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET")
 # A replayed run needs no key, but fal-client will not build a client without one.
 REPLAY_KEY = "replay-without-key"
 _REMOTE = ("http://", "https://", "data:")
@@ -118,6 +119,11 @@ class FalBackend:
         if mode == "replay" or _has_fal_credentials():
             return None
         return "no fal credentials: set FAL_KEY (or FAL_KEY_ID and FAL_KEY_SECRET)"
+
+    @classmethod
+    def secret_variables(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """The variables fal-client reads its key from."""
+        return SECRET_VARIABLES
 
     def use_http_mode(self, mode: HttpMode) -> None:
         """Live: uploads cached on disk. Record, replay: in memory, so the cassette has them;

@@ -36,7 +36,7 @@ import contextvars
 import mimetypes
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -195,6 +195,12 @@ class OpenAIBackend:
         if importlib.util.find_spec("openai") is None:
             return "needs the openai package: pip install openai"
         return None
+
+    @classmethod
+    def secret_variables(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """`api_key_env`, when the server takes a key."""
+        variable = options.get("api_key_env")
+        return (variable,) if variable else ()
 
     def use_http_mode(self, mode: HttpMode) -> None:
         self._mode = mode

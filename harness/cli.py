@@ -8,6 +8,7 @@ that resumes it once the cause is fixed.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import traceback
@@ -19,6 +20,7 @@ from harness.errors import HarnessError, UsageError
 from harness.run.presets import PRESETS, get_preset
 from harness.run.settings import RunSettings
 from harness.scoring.judge import DEFAULT_JUDGE_URL
+from harness.secrets import scrub
 
 # Each command imports what it needs when it runs, so that `--help`, `--version` and the
 # commands that only read run directories start fast (perf: startup) and never import
@@ -85,14 +87,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     else is a bug: its traceback, then one line saying so, and exit status 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if isinstance(sys.stdout, io.TextIOWrapper):  # any text printed, as stderr does already
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
         return args.handler(args)
     except HarnessError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {scrub(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:
-        traceback.print_exc()
-        print(f"{PROG}: internal error, a bug: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(scrub(traceback.format_exc()), end="", file=sys.stderr)
+        print(
+            f"{PROG}: internal error, a bug: {type(exc).__name__}: {scrub(str(exc))}",
+            file=sys.stderr,
+        )
         return EXIT_BUG
 
 

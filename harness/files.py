@@ -4,17 +4,33 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def json_bytes(data: Any, **options: Any) -> bytes:
+    """`data` as UTF-8 JSON (`json.dumps` with `options`), any text stored losslessly: a
+    lone surrogate (`"\\ud83d"`: valid JSON, but no UTF-8 form) is written as its JSON
+    escape (which is what `visible` writes), and read back as itself."""
+    return visible(json.dumps(data, ensure_ascii=False, **options)).encode()
+
+
+def visible(text: str) -> str:
+    """`text` with each lone surrogate written as `\\udXXX`, visibly, so that it can be
+    encoded (a report, a line printed)."""
+    return _SURROGATE.sub(lambda match: f"\\u{ord(match[0]):04x}", text)
+
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Replace `path` with `data` as indented JSON, atomically (`write_bytes_atomic`)."""
-    text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
-    write_bytes_atomic(path, text.encode())
+    """Replace `path` with `data` as indented JSON (`json_bytes`), atomically
+    (`write_bytes_atomic`)."""
+    write_bytes_atomic(path, json_bytes(data, indent=2, default=str) + b"\n")
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:

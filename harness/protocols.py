@@ -5,6 +5,7 @@ Optional abilities are protocols of their own, checked with `isinstance`: a
 backend that `PreparesVideos` gets per-video work done ahead; one that
 `SpeaksHttp` is told whether its HTTP is live, recorded or replayed; one that
 `ChecksOptions` says what is wrong with its options before it is built; one that
+`ReadsSecrets` names the environment variables holding its keys; one that
 `EstimatesCost` prices its runs in `compare`; one that `HasBenchStandIn` says
 what `bench` runs in its place where it cannot run for real. A benchmark that
 `FetchesVideos` downloads a selected sample's video shortly before it runs; one
@@ -91,6 +92,21 @@ class ChecksOptions(Protocol):
     @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> None:
         """Raise if building with `options` (converted, defaults left out) would fail."""
+        ...
+
+
+@runtime_checkable
+class ReadsSecrets(Protocol):
+    """A backend that reads keys from the environment.
+
+    A run checks and registers them before anything is sent (`harness.secrets`): a key
+    with stray whitespace stops it with one line, and no file, log or output of the run
+    holds any of them, in any form an error message may quote it.
+    """
+
+    @classmethod
+    def secret_variables(cls, options: Mapping[str, Any]) -> tuple[str, ...]:
+        """The environment variables a backend built with `options` reads keys from."""
         ...
 
 

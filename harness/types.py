@@ -7,10 +7,13 @@ back with `from_dict()`. `Record` is the line format of `records.jsonl`; its
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from harness.errors import HarnessError
+from harness.secrets import scrub_data
 
 RECORD_SCHEMA = 3
 """Version of the `records.jsonl` line format written by this package.
@@ -26,6 +29,15 @@ INVALID_SAMPLE = "invalid_sample"
 """The error kind of a sample its benchmark could not read (`Sample.invalid`)."""
 NOT_RECORDED = "not_recorded"
 """The error kind of a sample that asked a replay for HTTP its recording does not hold."""
+ANSWER_TOO_LARGE = "answer_too_large"
+"""The error kind of an answer longer than `MAX_ANSWER_CHARS`."""
+MAX_ANSWER_CHARS = 100_000
+"""The longest answer text a run keeps: past it the sample fails (`ANSWER_TOO_LARGE`). A
+model's answer is far shorter (2,048 tokens are about 10,000 characters); a runaway or
+hostile one would take seconds to score and bloat every file that holds it."""
+INVALID_RESPONSE = "invalid_response"
+"""The error kind of an answer the runner cannot keep as it is: a timing, count or other
+number in it that is not finite (`NaN`, `-Infinity`)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +96,9 @@ class Answer:
     one answer token under greedy or sampling, one step of all beams under beam
     search); `meta` holds backend facts worth keeping per sample (request id,
     polls, retries). `text` is the answer as the model produced it.
-    A backend that fails raises `BackendError` instead of returning.
+    A backend that fails raises `BackendError` instead of returning. The runner fails
+    the sample of an answer with text over `MAX_ANSWER_CHARS` or a number in `timings`,
+    `usage` or `meta` that is not finite.
     """
 
     text: str
@@ -120,6 +134,38 @@ class ErrorInfo:
         if isinstance(exc, BackendError):
             return cls(exc.kind, exc.message, dict(exc.details))
         return cls(type(exc).__name__, str(exc) or type(exc).__name__)
+
+
+def check_answer(answer: Answer) -> Answer:
+    """The answer, if a run can keep it; else `BackendError`: text over the cap
+    (`ANSWER_TOO_LARGE`), a number in it that is not finite (`INVALID_RESPONSE`)."""
+    if len(answer.text) > MAX_ANSWER_CHARS:
+        raise BackendError(
+            ANSWER_TOO_LARGE,
+            f"the answer has {len(answer.text):,} characters, over the cap of "
+            f"{MAX_ANSWER_CHARS:,} (harness.types.MAX_ANSWER_CHARS)",
+        )
+    for part in ("timings", "usage", "meta"):
+        if (where := _not_finite(getattr(answer, part), part)) is not None:
+            raise BackendError(INVALID_RESPONSE, f"the answer's {where} is not a finite number")
+    return answer
+
+
+def _not_finite(value: Any, where: str) -> str | None:
+    """Where in `value` (JSON-like) a float is not finite, as `where.key = value`; None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} = {value}"
+    items: Iterable[tuple[Any, Any]]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if (found := _not_finite(item, f"{where}.{key}")) is not None:
+            return found
+    return None
 
 
 @dataclass(frozen=True)
@@ -206,6 +252,13 @@ class Record:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def scrubbed(self) -> Record:
+        """This record with no registered key in it (`harness.secrets`); the runner writes
+        and counts only scrubbed records, so no summary or report holds a key either."""
+        data = self.to_dict()
+        clean = scrub_data(data)
+        return self if clean == data else Record.from_dict(clean)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:

@@ -626,8 +626,11 @@ def _safe_name(name: Any) -> str:
 
 
 def _json(status: int, body: Any, request_id: str | None = None) -> httpx.Response:
+    """JSON as Python's `json` writes it by default, as a Python service would: any text
+    (a lone surrogate as its escape) and any float (`-Infinity`) can be sent."""
     headers = {"x-fal-request-id": request_id} if request_id else {}
-    return httpx.Response(status, json=body, headers=headers)
+    headers["content-type"] = "application/json"
+    return httpx.Response(status, content=json.dumps(body).encode(), headers=headers)
 
 
 def _fault_response(fault: _Fault, request_id: str | None) -> httpx.Response:

@@ -78,7 +78,8 @@ class OpenAIEmulator:
     def inject(self, fault: str, *, times: int = 1, **params: Any) -> None:
         """Serve `fault` to the next `times` authorised requests.
 
-        "rate_limit" takes `retry_after` (seconds, default 1); "server_error" `status`.
+        "rate_limit" takes `retry_after` (seconds, default 1); "server_error" `status` and
+        `message`.
         """
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
@@ -203,7 +204,10 @@ def _fault(kind: str, params: dict[str, Any], request: httpx.Request) -> httpx.R
     if kind == "server_error":
         return _error(
             params.get("status", 500),
-            "The server had an error while processing your request. Sorry about that!",
+            params.get(
+                "message",
+                "The server had an error while processing your request. Sorry about that!",
+            ),
             None,
             None,
             type_="server_error",

@@ -140,8 +140,8 @@ class VLLMEmulator:
 
     def inject(self, fault: str, *, times: int = 1, **params: Any) -> None:
         """Serve `fault` to the next `times` chat requests: `rate_limit` (`retry_after`),
-        `server_error` (`status`), `drop`, `stream_cut` (`after` tokens), `slow_first_token`
-        (`delay` seconds)."""
+        `server_error` (`status`, `message`), `drop`, `stream_cut` (`after` tokens),
+        `slow_first_token` (`delay` seconds)."""
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
         with self._lock:
@@ -192,7 +192,8 @@ class VLLMEmulator:
             response.headers["retry-after"] = str(params.get("retry_after", 0))
             return response
         if kind == "server_error":
-            return _error(params.get("status", 500), "EngineCore encountered an issue.", "")
+            message = params.get("message", "EngineCore encountered an issue.")
+            return _error(params.get("status", 500), message, "")
         if kind == "drop":
             raise httpx.RemoteProtocolError("peer closed connection", request=request)
         try:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from harness.analysis.compare import CompareError, Comparison
 from harness.analysis.summary import TIMING_ORDER
+from harness.files import visible
 from harness.report.compare_tables import (
     ACCURACY_NOTE,
     LATENCY_NOTE,
@@ -65,7 +66,7 @@ def default_html_path(first_run: Path) -> Path:
 def write_html_report(comparison: Comparison, path: Path) -> Path:
     """Write the page to `path` and return it."""
     try:
-        path.write_text(render_html(comparison), encoding="utf-8")
+        path.write_text(visible(render_html(comparison)), encoding="utf-8")
     except OSError as exc:
         raise CompareError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path

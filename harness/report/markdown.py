@@ -9,13 +9,13 @@ from harness.analysis.provenance import Provenance
 from harness.analysis.stats import LEVEL
 from harness.analysis.summary import summarize_run
 from harness.analysis.summary_file import Summary
-from harness.files import write_bytes_atomic, write_json_atomic
+from harness.files import visible, write_bytes_atomic, write_json_atomic
 
 
 def write_report(run_dir: Path) -> str:
     """Summarise the run in `run_dir`, write `summary.json` and `report.md`, return the Markdown."""
     summary = summarize_run(run_dir)
-    markdown = render_markdown(summary)
+    markdown = visible(render_markdown(summary))  # any text in the run shown, never a crash
     write_json_atomic(run_dir / "summary.json", summary.to_dict())
     write_bytes_atomic(run_dir / "report.md", markdown.encode())
     return markdown

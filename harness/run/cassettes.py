@@ -5,7 +5,8 @@ Redaction and the matcher every cassette uses, the same for every backend; see
 parameter whose name says it holds a secret (`Authorization`, any `*key*`,
 `*token*`, `*secret*`, `*signature*`, cookies, webhook URLs), no upload bytes and no
 `data:` URI in a JSON body (videos and frames sent inline: size and sha256 only);
-a JSON response keeps no token or key field.
+a JSON response keeps no token or key field, and no response a key the run registered
+(`harness.secrets`) in its body or a header (a 401 that echoes the Authorization header).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from vcr.matchers import requests_match
 from vcr.request import Request
 
 from harness.run.recording import NotRecorded
+from harness.secrets import scrub, scrub_bytes
 
 REDACTED = "REDACTED"
 NEVER_EXPIRES = "9999-12-31T23:59:59+00:00"
@@ -215,10 +217,18 @@ def drop_upload_bytes(request: Request) -> Request:
 
 
 def redact_response(response: dict[str, Any]) -> dict[str, Any]:
-    """Blank secret fields (storage tokens) in JSON response bodies before they are recorded."""
+    """Blank secret fields (storage tokens) in JSON response bodies, and any registered key
+    (`harness.secrets`: a 401 that echoes the Authorization header) in a body or header
+    value, before they are recorded."""
+    headers = response.get("headers") or {}
+    for name, values in headers.items():
+        if isinstance(values, list):
+            headers[name] = [scrub(v) if isinstance(v, str) else v for v in values]
     body = response.get("body", {}).get("string")
     if not body:
         return response
+    if isinstance(body, bytes):
+        body = response["body"]["string"] = scrub_bytes(body)
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -50,6 +50,7 @@ from harness.types import (
     Record,
     Sample,
     Score,
+    check_answer,
 )
 
 
@@ -171,7 +172,7 @@ async def execute(
 
     async def worker() -> None:
         while not stopped and (turn := preparation.take()) is not None:
-            record = await _answer_one(backend, benchmark, turn, settings, judge)
+            record = (await _answer_one(backend, benchmark, turn, settings, judge)).scrubbed()
             store.append(record)
             progress.written += 1
             progress.count(record)
@@ -233,7 +234,7 @@ async def _answer_one(
     if prepared is not None:
         try:
             query = Query(sample.id, prepared.video, prepared.prompt)
-            answer = await _ask(backend, query, settings.deadline)
+            answer = check_answer(await _ask(backend, query, settings.deadline))
         except Exception as exc:  # one sample's failure never stops the run
             error = ErrorInfo.from_exception(exc)
             if error.kind == NOT_RECORDED:  # the recording cannot tell which sample asked

@@ -95,4 +95,5 @@ def allocate(sizes: Mapping[str, int], total: int, seed: int) -> dict[str, int]:
 
 
 def _rank(seed: int, key: str) -> str:
-    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
+    # surrogatepass: any id ranks (a lone surrogate has no UTF-8), the others as before
+    return hashlib.sha256(f"{seed}:{key}".encode(errors="surrogatepass")).hexdigest()

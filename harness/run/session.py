@@ -16,13 +16,21 @@ since building it may load a model for minutes; each problem is one line.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from harness.plugins import backends, benchmarks
-from harness.protocols import Backend, Benchmark, DescribesData, HttpMode, SpeaksHttp
+from harness.protocols import (
+    Backend,
+    Benchmark,
+    DescribesData,
+    HttpMode,
+    ReadsSecrets,
+    SpeaksHttp,
+)
 from harness.registry import RegistryError, options_of
 from harness.run.directory import Run
 from harness.run.environment import environment
@@ -43,6 +51,7 @@ from harness.run.settings import RunSettings
 from harness.run.spec import RunSpec, new_run_id
 from harness.run.store import RecordLog, RunDirError, RunStore
 from harness.scoring.judge import Judge, JudgeError
+from harness.secrets import check_secret
 from harness.types import Sample
 
 
@@ -175,11 +184,16 @@ def _judge(spec: RunSpec, recording: Recording) -> Judge | None:
 
 
 def _check_backend(spec: RunSpec, mode: HttpMode) -> None:
-    """The backend can run here in `mode` (its libraries, its keys), and its options are
-    good (`Registry.check`: names, types, and its own cheap checks), building nothing."""
-    reason = backends.get(spec.backend).unavailable_reason(mode)
+    """The backend can run here in `mode` (its libraries, its keys, none with stray
+    whitespace: `harness.secrets`), and its options are good (`Registry.check`: names,
+    types, and its own cheap checks), building nothing."""
+    cls = backends.get(spec.backend)
+    reason = cls.unavailable_reason(mode)
     if reason:
         raise RegistryError(f"backend {spec.backend!r} cannot run here: {reason}")
+    if isinstance(cls, ReadsSecrets):  # before anything is sent: no key in what is written
+        for variable in cls.secret_variables(spec.backend_options):
+            check_secret(variable, os.environ.get(variable))
     backends.check(spec.backend, **spec.backend_options)
 
 

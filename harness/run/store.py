@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from harness.errors import HarnessError
-from harness.files import write_json_atomic
+from harness.files import json_bytes, write_json_atomic
 from harness.run.manifest import Manifest
 from harness.types import Record
 
@@ -131,9 +131,8 @@ class RunStore:
         write_json_atomic(self.path / MANIFEST, manifest.to_dict())
 
     def append(self, record: Record) -> None:
-        """Append one record as one line and flush it to the OS."""
-        line = json.dumps(record.to_dict(), ensure_ascii=False, separators=(",", ":"))
-        self.append_line(line.encode())
+        """Append one record as one line (any text in it kept: `json_bytes`) and flush it."""
+        self.append_line(json_bytes(record.to_dict(), separators=(",", ":")))
 
     def append_line(self, line: bytes) -> None:
         """Append a record line exactly as another run's log holds it, and flush it."""

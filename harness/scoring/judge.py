@@ -27,6 +27,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import HarnessError
+from harness.secrets import check_secret, register, scrub
 
 if TYPE_CHECKING:
     import httpx
@@ -67,7 +68,6 @@ PROMPT_VERSION = "video-chatgpt-v1"
 MAX_SCORE = 5.0
 _BACKOFF_BASE = 1.0  # seconds before the first retry; doubles with each retry
 _MAX_DELAY = 60.0  # no single wait is longer, whatever Retry-After says
-_MASKED = re.compile(r"[\w-]*\*{4,}[\w-]*")  # a key echoed masked, as OpenAI's 401 does
 _DICT = re.compile(r"\{[^{}]*\}")
 _QUOTES = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"'})
 
@@ -148,12 +148,15 @@ class Judge:
         return judge
 
     def check(self) -> None:
-        """Raise `JudgeError` unless the environment holds the API key."""
-        if not os.environ.get(self.api_key_env):
+        """Raise `JudgeError` unless the environment holds the API key, `UsageError` if it
+        has stray whitespace (`harness.secrets.check_secret`, which registers it)."""
+        key = os.environ.get(self.api_key_env)
+        if not key:
             raise JudgeError(
                 f"no judge API key: set {self.api_key_env} to the API key of {self.base_url}, "
                 "or name the variable that holds it with --judge-key-env"
             )
+        check_secret(self.api_key_env, key)
 
     def describe(self) -> dict[str, Any]:
         """What a run's manifest records about the judge (never the key)."""
@@ -190,6 +193,7 @@ class Judge:
 
     def _complete(self, messages: list[dict[str, str]]) -> str:
         key = os.environ.get(self.api_key_env)
+        register(key)  # a judge built without `check` (a replay, a test) scrubs it too
         payload = {
             "model": self.model,
             "messages": messages,
@@ -198,12 +202,12 @@ class Judge:
         }
         response = self._post(payload, key)
         if response.status_code >= 400:
-            message = _scrub(_error_message(response), key)
+            message = scrub(_error_message(response))
             raise _Failure("http_error", f"{response.status_code} {message}")
         try:
             body = response.json()
         except ValueError:
-            snippet = _scrub(response.text[:200], key)
+            snippet = scrub(response.text[:200])
             raise _Failure("invalid_response", f"body is not JSON: {snippet!r}") from None
         try:
             content = body["choices"][0]["message"]["content"]
@@ -228,11 +232,11 @@ class Judge:
                     response = client.post(url, json=payload, headers=headers)
                 except httpx.TransportError as exc:
                     if attempt >= self.max_retries:
-                        message = f"{type(exc).__name__}: {_scrub(str(exc), key)}"
+                        message = f"{type(exc).__name__}: {scrub(str(exc))}"
                         raise _Failure("transport_error", message) from None
                     delay = _backoff(attempt)
                 except httpx.HTTPError as exc:
-                    message = f"{type(exc).__name__}: {_scrub(str(exc), key)}"
+                    message = f"{type(exc).__name__}: {scrub(str(exc))}"
                     raise _Failure("http_error", message) from None
                 else:
                     if attempt >= self.max_retries or not _retryable(response.status_code):
@@ -344,10 +348,3 @@ def _error_message(response: httpx.Response) -> str:
     if isinstance(error, str):
         return f"{reason}: {error}"
     return reason
-
-
-def _scrub(text: str, key: str | None) -> str:
-    """Remove the key, and keys echoed masked, from a server's message."""
-    if key:
-        text = text.replace(key, "REDACTED")
-    return _MASKED.sub("REDACTED", text)
