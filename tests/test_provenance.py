@@ -106,9 +106,14 @@ def test_bench_md_names_each_runs_provenance_at_the_top(tmp_path, monkeypatch, s
 
 
 def test_latency_ratios_of_sub_millisecond_components_are_not_shown(tmp_path):
-    """Both medians under 1 ms: no ratio; one of them above: the ratio."""
-    baseline = [answered(f"s{i}", f"v{i}", "c", True, "A", total=0.2, io=0.0002) for i in range(3)]
-    other = [answered(f"s{i}", f"v{i}", "c", True, "A", total=0.1, io=0.0004) for i in range(3)]
+    """A median under 1 ms, in either run: no ratio; both above: the ratio."""
+    baseline = [
+        answered(f"s{i}", f"v{i}", "c", True, "A", total=0.2, io=0.0002, prep=0.0001)
+        for i in range(3)
+    ]
+    other = [
+        answered(f"s{i}", f"v{i}", "c", True, "A", total=0.1, io=0.0004, prep=0.3) for i in range(3)
+    ]
     comparison = compare_runs(
         [write_run(tmp_path / "a", baseline), write_run(tmp_path / "b", other)]
     )
@@ -118,6 +123,7 @@ def test_latency_ratios_of_sub_millisecond_components_are_not_shown(tmp_path):
         if row.startswith("| b |")
     }
     assert rows["io"].count(BELOW_RESOLUTION) == 2 and "x" not in rows["io"].replace("—", "")
+    assert rows["prep"].count(BELOW_RESOLUTION) == 2  # 0.3 s against 0.1 ms: no 3000x
     assert "| 0.50x |" in rows["total"] and BELOW_RESOLUTION not in rows["total"]
 
 

@@ -19,7 +19,7 @@ benchmarks, or of different versions of one, are refused.
 - Latency: per timing component both runs have, other over baseline of the
   median and of the p90, in the steady state: warm-up samples and cold starts
   (each session's first answer) left out, as in a run's summary. A component
-  whose medians are both below the timer's useful resolution (1 ms) has no ratio.
+  with a median below the timer's useful resolution (1 ms) has no ratio.
 - Official scoring: where the benchmark has an official rule, each run's
   accuracy by it over the joined samples, beside (never instead of) its own;
   runs whose official scorers differ are said to.
@@ -99,8 +99,9 @@ class LatencyRatio:
 
     @property
     def resolved(self) -> bool:
-        """Whether either median is at or above `TIMER_RESOLUTION_S`, so a ratio means something."""
-        return max(self.baseline_p50, self.other_p50) >= TIMER_RESOLUTION_S
+        """Whether both medians are at or above `TIMER_RESOLUTION_S`, so a ratio means
+        something: below it, a median is mostly the timer's noise (1762x of 0.1 ms)."""
+        return min(self.baseline_p50, self.other_p50) >= TIMER_RESOLUTION_S
 
     @property
     def p50_ratio(self) -> float | None:

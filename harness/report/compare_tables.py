@@ -22,7 +22,7 @@ LATENCY_NOTE = (
     "Steady state, over the joined samples: warm-up samples and cold starts "
     "(each session's first answer) left out."
 )
-BELOW_RESOLUTION = f"—, below {TIMER_RESOLUTION_S * 1000:g} ms"
+BELOW_RESOLUTION = f"—, a median below {TIMER_RESOLUTION_S * 1000:g} ms"
 NOT_MEASURED = (
     f"Not every run is live: the accuracy deltas, McNemar tests and latency ratios below are "
     f"{PIPELINE_CHECK}."
@@ -147,7 +147,7 @@ def accuracy_table(comparison: Comparison) -> Table:
 def latency_table(comparison: Comparison) -> Table:
     """Median and p90 of each timing component in each run and the baseline, and their ratios.
 
-    A component whose medians are both below the timer's resolution shows no ratio.
+    A component with a median below the timer's resolution, in either run, shows no ratio.
     """
     header = ["run", "component", "p50 (s)", "baseline p50 (s)", "p50 ratio"]
     header += ["p90 (s)", "baseline p90 (s)", "p90 ratio"]
