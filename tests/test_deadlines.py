@@ -1,18 +1,23 @@
 """Deadlines that hold end to end: a download cannot stall (silence, a drip, headers a
-byte at a time, a body without end). The servers are loopback ones that misbehave on
-purpose (`misbehaving`)."""
+byte at a time, a body without end), and a sample's deadline covers fetching and
+preparing its video. The servers are loopback ones that misbehave on purpose
+(`misbehaving`)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
 
 import pytest
+from fakes import FetchingBenchmark, ScriptedBackend
 from misbehaving import BODY, serving
 
 from harness.media import downloads
 from harness.media.video import VideoError
+from harness.run.runner import RunSettings, execute
+from harness.run.store import RunStore, read_records
 
 
 def within(seconds: float, call: Callable[[], object]) -> object:
@@ -62,3 +67,27 @@ def test_a_download_is_kept_once(tmp_path):
         path = downloads.download_video(f"{base}/ok/clip.mp4", tmp_path)
         assert path.read_bytes() == BODY and path.suffix == ".mp4"
         assert downloads.download_video(f"{base}/ok/clip.mp4", tmp_path) == path
+
+
+def test_the_deadline_covers_fetching_the_video(tmp_path):
+    """Odd samples' videos are on a silent server: each fails at its 1 s deadline, the
+    others are answered, and the run does not wait for the stalled downloads."""
+    store = RunStore(tmp_path / "run")
+    store.path.mkdir()
+    with serving() as base:
+        benchmark = FetchingBenchmark(count=6, url=f"{base}/silent")
+        settings = RunSettings(deadline=1.0, concurrency=2)
+        started = time.monotonic()
+        run = execute(ScriptedBackend(), benchmark, list(benchmark.samples()), store, settings)
+        within(10, lambda: asyncio.run(run))
+        took = time.monotonic() - started
+    by_id = {r.sample_id: r for r in read_records(store.records_path).records}
+    assert sorted(by_id) == [f"tiny/{i:03d}" for i in range(6)]
+    for index, (_, record) in enumerate(sorted(by_id.items())):
+        if index % 2 == 0:
+            assert record.ok
+            continue
+        assert record.error.kind == "deadline"
+        assert record.error.message == "video not fetched and prepared within the 1 s deadline"
+        assert 1 <= record.timings["prepare_wait"] < 2
+    assert took < 5
