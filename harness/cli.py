@@ -3,17 +3,26 @@
 Bad input ends with one line on stderr and exit status 2, never a traceback; so
 does a run stopped by a systemic failure (`--systemic-failures`), with the line
 that resumes it once the cause is fixed.
+
+The process ends as soon as its command does (`entry`): SIGTERM or Ctrl-C ends a
+run within seconds, its records kept and the `--resume` line printed, whatever a
+worker thread is still doing (a download from a silent server, a decode), and a
+run whose deadline gave up on such work does not wait for it either.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -66,6 +75,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         print(f"{PROG}: internal error, a bug: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_BUG
+
+
+def entry(argv: Sequence[str] | None = None) -> NoReturn:
+    """The `vqa-harness` command: `main`, then exit. Where threads are still busy after
+    it (a download a deadline or an interrupt gave up on), the process ends at once
+    instead of waiting for them at exit: what it keeps is on disk by then."""
+    code = main(argv)
+    if _threads_left(grace_s=1.0):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _threads_left(grace_s: float) -> bool:
+    """Whether a thread the interpreter would wait for at exit is still running after
+    `grace_s` (idle pool threads end at once when their pool is shut down)."""
+    end = time.monotonic() + grace_s
+    others = [
+        thread
+        for thread in threading.enumerate()
+        if thread is not threading.main_thread() and not thread.daemon
+    ]
+    for thread in others:
+        thread.join(max(0.0, end - time.monotonic()))
+    return any(thread.is_alive() for thread in others)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -461,11 +497,21 @@ def _judge_spec(args: argparse.Namespace) -> dict[str, str] | None:
     }
 
 
+class _Unwaited(ThreadPoolExecutor):
+    """The run's default executor (`asyncio.to_thread`): closing the loop does not wait
+    for its threads, which may be busy on a sample given up on (`entry`)."""
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait=False, cancel_futures=cancel_futures)
+
+
 async def _run_until_signal(ready: ReadyRun, settings: RunSettings, show_progress: bool):
-    """Run, treating SIGTERM like Ctrl-C: in-flight work is cancelled through the backend."""
+    """Run, treating SIGTERM like Ctrl-C: in-flight work is cancelled through the backend,
+    and the threads still busy are not waited for."""
     task = asyncio.current_task()
     assert task is not None  # a coroutine run by asyncio.run()
     loop = asyncio.get_running_loop()
+    loop.set_default_executor(_Unwaited(thread_name_prefix="vqa-harness-worker"))
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
         return await execute_run(ready, settings, show_progress=show_progress)
@@ -561,4 +607,4 @@ def _estimator(name: str) -> type[EstimatesCost] | None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

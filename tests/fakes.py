@@ -12,6 +12,7 @@ of its videos from a URL first, as a benchmark of remote videos does.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
@@ -33,6 +34,9 @@ class ScriptedBackend:
     delay: float = field(default=0.0, metadata={"help": "seconds per answer"})
     fail: str = field(default="", metadata={"help": "comma-separated sample ids that fail"})
     hang: str = field(default="", metadata={"help": "comma-separated sample ids that never answer"})
+    stuck: str = field(
+        default="", metadata={"help": "comma-separated sample ids whose answer blocks a thread"}
+    )
     in_flight: int = field(default=0, init=False)
     max_in_flight: int = field(default=0, init=False)
     cancelled: list[str] = field(default_factory=list, init=False)
@@ -51,6 +55,8 @@ class ScriptedBackend:
         try:
             if query.sample_id in self.hang.split(","):
                 await asyncio.Event().wait()
+            if query.sample_id in self.stuck.split(","):  # as a decode or a download can
+                await asyncio.to_thread(threading.Event().wait)
             await asyncio.sleep(self.delay)
             if query.sample_id in self.fail.split(","):
                 raise BackendError("validation_error", f"rejected {query.sample_id}", status=422)
