@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -44,7 +45,7 @@ from harness.run.runner import RunSettings, SystemicFailure
 from harness.run.session import ReadyRun, execute_run, resume_run, start_run
 from harness.run.shards import Shard, parse_shard
 from harness.run.spec import RunSpec
-from harness.run.store import read_records
+from harness.run.store import RunDirError, read_records
 from harness.scoring.judge import DEFAULT_JUDGE_URL
 
 PROG = "vqa-harness"
@@ -52,6 +53,8 @@ EXIT_USAGE = 2
 EXIT_GATE_FAILED = 1
 EXIT_BUG = 1
 EXIT_INTERRUPTED = 130
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+"""A write the file system refused for want of room: no space, over quota, over the size limit."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,8 +65,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a command; an error the user can fix is one line and exit status 2, and anything
-    else is a bug: its traceback, then one line saying so, and exit status 1."""
+    """Run a command; an error the user can fix (a full disk among them) is one line and
+    exit status 2, and anything else is a bug: its traceback, then one line saying so,
+    and exit status 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -72,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            where = f" {exc.filename}" if exc.filename else ""
+            print(f"{PROG}: error: cannot write{where}: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
         traceback.print_exc()
         print(f"{PROG}: internal error, a bug: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_BUG
@@ -408,6 +416,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{PROG}: {exc}", file=sys.stderr)
             if recording.mode != "replay":  # a replay is not resumed: it is run again
                 print(f"{_resume_line(ready)} --retry-failed", file=sys.stderr)
+            return EXIT_USAGE
+        except RunDirError as exc:  # records cannot be written (a full disk): kept so far
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            if recording.mode != "replay":
+                print(_resume_line(ready), file=sys.stderr)
             return EXIT_USAGE
         _explain_replay_misses(recording, ready)
     write_report(ready.store.path)
