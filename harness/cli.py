@@ -3,16 +3,26 @@
 Bad input ends with one line on stderr and exit status 2, never a traceback; so
 does a run stopped by a systemic failure (`--systemic-failures`), with the line
 that resumes it once the cause is fixed.
+
+The process ends as soon as its command does (`entry`): SIGTERM or Ctrl-C ends a
+run within seconds, its records kept and the `--resume` line printed, whatever a
+worker thread is still doing (a download from a silent server, a decode), and a
+run whose deadline gave up on such work does not wait for it either.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import io
+import logging
 import os
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -39,6 +49,8 @@ EXIT_USAGE = 2
 EXIT_GATE_FAILED = 1
 EXIT_BUG = 1
 EXIT_INTERRUPTED = 130
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+"""A write the file system refused for want of room: no space, over quota, over the size limit."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -83,8 +95,9 @@ def version_line() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run a command; an error the user can fix is one line and exit status 2, and anything
-    else is a bug: its traceback, then one line saying so, and exit status 1."""
+    """Run a command; an error the user can fix (a full disk among them) is one line and
+    exit status 2, and anything else is a bug: its traceback, then one line saying so,
+    and exit status 1."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if isinstance(sys.stdout, io.TextIOWrapper):  # any text printed, as stderr does already
@@ -95,12 +108,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {scrub(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+            where = f" {exc.filename}" if exc.filename else ""
+            print(f"{PROG}: error: cannot write{where}: {exc.strerror}", file=sys.stderr)
+            return EXIT_USAGE
         print(scrub(traceback.format_exc()), end="", file=sys.stderr)
         print(
             f"{PROG}: internal error, a bug: {type(exc).__name__}: {scrub(str(exc))}",
             file=sys.stderr,
         )
         return EXIT_BUG
+
+
+def entry(argv: Sequence[str] | None = None) -> NoReturn:
+    """The `vqa-harness` command: `main`, then exit. Where threads are still busy after
+    it (a download a deadline or an interrupt gave up on), the process ends at once
+    instead of waiting for them at exit: what it keeps is on disk by then."""
+    code = main(argv)
+    if _threads_left(grace_s=1.0):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _threads_left(grace_s: float) -> bool:
+    """Whether a thread the interpreter would wait for at exit is still running after
+    `grace_s` (idle pool threads end at once when their pool is shut down)."""
+    end = time.monotonic() + grace_s
+    others = [
+        thread
+        for thread in threading.enumerate()
+        if thread is not threading.main_thread() and not thread.daemon
+    ]
+    for thread in others:
+        thread.join(max(0.0, end - time.monotonic()))
+    return any(thread.is_alive() for thread in others)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -391,6 +435,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.report.markdown import percent, write_report
     from harness.run.recording import http_recording
     from harness.run.runner import SystemicFailure
+    from harness.run.store import RunDirError
 
     mode: HttpMode = "record" if args.record else "replay" if args.replay else "live"
     with http_recording(mode, args.record or args.replay) as recording:
@@ -418,6 +463,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{PROG}: {exc}", file=sys.stderr)
             if recording.mode != "replay":  # a replay is not resumed: it is run again
                 print(f"{_resume_line(ready)} --retry-failed", file=sys.stderr)
+            return EXIT_USAGE
+        except RunDirError as exc:  # records cannot be written (a full disk): kept so far
+            print(f"{PROG}: error: {scrub(str(exc))}", file=sys.stderr)
+            if recording.mode != "replay":
+                print(_resume_line(ready), file=sys.stderr)
             return EXIT_USAGE
         _explain_replay_misses(recording, ready)
     write_report(ready.store.path)
@@ -515,10 +565,19 @@ def _judge_spec(args: argparse.Namespace) -> dict[str, str] | None:
     }
 
 
+class _Unwaited(ThreadPoolExecutor):
+    """The run's default executor (`asyncio.to_thread`): closing the loop does not wait
+    for its threads, which may be busy on a sample given up on (`entry`)."""
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        super().shutdown(wait=False, cancel_futures=cancel_futures)
+
+
 async def _run_until_signal(
     ready: ReadyRun, settings: RunSettings, show_progress: bool
 ) -> Progress:
-    """Run, treating SIGTERM like Ctrl-C: in-flight work is cancelled through the backend."""
+    """Run, treating SIGTERM like Ctrl-C: in-flight work is cancelled through the backend,
+    and the threads still busy are not waited for."""
     import asyncio
     import signal
 
@@ -527,6 +586,7 @@ async def _run_until_signal(
     task = asyncio.current_task()
     assert task is not None  # a coroutine run by asyncio.run()
     loop = asyncio.get_running_loop()
+    loop.set_default_executor(_Unwaited(thread_name_prefix="vqa-harness-worker"))
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
         return await execute_run(ready, settings, show_progress=show_progress)
@@ -646,4 +706,4 @@ def _estimator(name: str) -> type[EstimatesCost] | None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    entry()

@@ -34,9 +34,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` atomically (`atomic_path`)."""
+    """Replace `path` with `data` atomically (`atomic_path`); a write that fails (a full
+    disk) is an `OSError` naming `path`, not its temporary file."""
     with atomic_path(path) as temp:
-        temp.write_bytes(data)
+        try:
+            temp.write_bytes(data)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None
 
 
 @contextmanager

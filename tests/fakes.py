@@ -5,14 +5,16 @@ model, neither of which exists here). It honours the `Backend` contract: it
 answers a `Query` with an `Answer`, raises `BackendError` for a per-sample
 failure, and notices cancellation the way a real backend must in order to
 release remote or device work. `TinyBenchmark` is a small multiple-choice
-benchmark whose samples need no video files.
+benchmark whose samples need no video files; `FetchingBenchmark` downloads some
+of its videos from a URL first, as a benchmark of remote videos does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from harness.plugins import backends, benchmarks
@@ -32,6 +34,9 @@ class ScriptedBackend:
     delay: float = field(default=0.0, metadata={"help": "seconds per answer"})
     fail: str = field(default="", metadata={"help": "comma-separated sample ids that fail"})
     hang: str = field(default="", metadata={"help": "comma-separated sample ids that never answer"})
+    stuck: str = field(
+        default="", metadata={"help": "comma-separated sample ids whose answer blocks a thread"}
+    )
     in_flight: int = field(default=0, init=False)
     max_in_flight: int = field(default=0, init=False)
     cancelled: list[str] = field(default_factory=list, init=False)
@@ -50,6 +55,8 @@ class ScriptedBackend:
         try:
             if query.sample_id in self.hang.split(","):
                 await asyncio.Event().wait()
+            if query.sample_id in self.stuck.split(","):  # as a decode or a download can
+                await asyncio.to_thread(threading.Event().wait)
             await asyncio.sleep(self.delay)
             if query.sample_id in self.fail.split(","):
                 raise BackendError("validation_error", f"rejected {query.sample_id}", status=422)
@@ -94,6 +101,27 @@ class TinyBenchmark:
 
 
 @dataclass
+class FetchingBenchmark(TinyBenchmark):
+    """Test double: `TinyBenchmark` whose odd samples' videos are at `url`, each fetched
+    (downloaded) before its sample is asked, as a benchmark of remote videos does."""
+
+    name: ClassVar[str] = "tiny-fetch"
+
+    url: str = field(default="", metadata={"help": "where the odd samples' videos are"})
+
+    def samples(self) -> Iterator[Sample]:
+        for index, sample in enumerate(super().samples()):
+            yield replace(sample, video=f"{self.url}/{index}.mp4") if index % 2 else sample
+
+    def fetch_video(self, sample: Sample) -> str:
+        if not sample.video.startswith("http"):
+            return sample.video
+        from harness.media.downloads import download_video
+
+        return str(download_video(sample.video))
+
+
+@dataclass
 class ClipQuestions:
     """One two-way question about each video of `videos`, in order."""
 
@@ -119,3 +147,4 @@ def register_fakes() -> None:
         backends.register(ScriptedBackend)
     if "tiny" not in benchmarks.names():
         benchmarks.register(TinyBenchmark)
+        benchmarks.register(FetchingBenchmark)

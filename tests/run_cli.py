@@ -4,7 +4,7 @@ import sys
 
 from fakes import register_fakes
 
-from harness.cli import main
+from harness.cli import entry
 
 register_fakes()
-raise SystemExit(main(sys.argv[1:]))
+entry(sys.argv[1:])

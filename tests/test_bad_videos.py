@@ -107,7 +107,7 @@ def assert_outcomes(got: dict, expected: dict) -> None:
 def test_the_local_backend_fails_each_bad_video_alone(inputs, tmp_path, monkeypatch):
     good = Path(inputs["one-frame"]).parent.joinpath("rotated.mp4").read_bytes()
     transport = httpx.MockTransport(lambda request: serve(request, good))
-    monkeypatch.setattr(httpx._client, "HTTPTransport", lambda *a, **k: transport)
+    monkeypatch.setattr(httpx._client, "AsyncHTTPTransport", lambda *a, **k: transport)
     model = build_standin(tmp_path / "model")
     args = ["run", "--backend", "local", "-B", f"model={model}", "-B", "device=cpu"]
     args += ["-B", "max_new_tokens=2", "--benchmark", f"manifest:{manifest(tmp_path, inputs)}"]

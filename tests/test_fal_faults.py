@@ -252,8 +252,10 @@ def test_requests_that_never_complete_fail_at_the_deadline_and_are_cancelled(
 
     message = f"no answer within the {DEADLINE:g} s deadline"
     assert failures(records) == {p: ("deadline", message) for p in prompts[:4]}
-    for prompt in prompts[:4]:
-        assert DEADLINE <= records[prompt].timings["total"] < DEADLINE + cancel_timeout + 0.5
+    for prompt in prompts[:4]:  # the deadline covers preparing the sample and asking
+        timings = records[prompt].timings
+        waited = timings["prepare_wait"] + timings["total"]
+        assert DEADLINE <= waited < DEADLINE + cancel_timeout + 0.5
     given_up = [rid for p in prompts[:3] for rid in request_ids(emulator, p)]
     assert len(given_up) == 3
     assert all(sent(emulator, "PUT", f"{rid}/cancel") == 1 for rid in given_up)

@@ -4,11 +4,18 @@ A URL's file is kept under the harness cache by the URL's sha256, written to a
 temporary file and renamed, so a failed or killed download leaves nothing that
 looks complete. A response that is not a success, or that is an HTML page (a
 login wall, an error page served with 200), is a `VideoError` naming the URL.
+
+A download cannot stall its caller: connecting may take `CONNECT_S`, the server
+may fall silent for `SILENCE_S` at most, every `RATE_WINDOW_S` must bring at
+least `MIN_RATE` bytes a second (a server dripping a byte every few seconds
+fails there), and the whole download, headers included, ends within `TOTAL_S`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from pathlib import Path
 
 import httpx
@@ -17,8 +24,12 @@ from harness.files import atomic_path
 from harness.media.cache import cache_root
 from harness.media.video import VideoError
 
-TIMEOUT_S = 60.0
-_CHUNK = 1 << 20
+CONNECT_S = 10.0
+SILENCE_S = 30.0
+MIN_RATE = 10_000
+"""Bytes a second, over each `RATE_WINDOW_S`."""
+RATE_WINDOW_S = 30.0
+TOTAL_S = 1800.0
 
 
 def download_video(url: str, directory: Path | None = None) -> Path:
@@ -30,17 +41,47 @@ def download_video(url: str, directory: Path | None = None) -> Path:
         return target
     directory.mkdir(parents=True, exist_ok=True)
     try:
-        with (
-            atomic_path(target) as temp,
-            temp.open("wb") as handle,
-            httpx.stream("GET", url, follow_redirects=True, timeout=TIMEOUT_S) as response,
-        ):
-            _check(url, response)
-            for chunk in response.iter_bytes(_CHUNK):
-                handle.write(chunk)
+        with atomic_path(target) as temp:
+            asyncio.run(_download(url, temp))
     except httpx.HTTPError as exc:
-        raise VideoError(url, f"download failed: {type(exc).__name__}: {exc}") from None
+        raise VideoError(url, f"download failed: {_why(exc)}") from None
+    except TimeoutError:
+        raise VideoError(url, f"download failed: not done within {TOTAL_S:g} s") from None
     return target
+
+
+async def _download(url: str, temp: Path) -> None:
+    """Stream `url` into `temp` within the limits above (async for a true total limit:
+    httpx's own timeouts are per read)."""
+    timeout = httpx.Timeout(SILENCE_S, connect=CONNECT_S)
+    async with (
+        asyncio.timeout(TOTAL_S),
+        httpx.AsyncClient(follow_redirects=True, timeout=timeout) as client,
+        client.stream("GET", url) as response,
+    ):
+        _check(url, response)
+        with temp.open("wb") as handle:
+            window, received = time.monotonic(), 0
+            async for chunk in response.aiter_bytes():
+                handle.write(chunk)
+                received += len(chunk)
+                elapsed = time.monotonic() - window
+                if elapsed >= RATE_WINDOW_S:
+                    if received < MIN_RATE * elapsed:
+                        raise VideoError(
+                            url,
+                            f"download failed: {received} bytes in {elapsed:.0f} s, "
+                            f"under the minimum of {MIN_RATE:,} bytes a second",
+                        )
+                    window, received = time.monotonic(), 0
+
+
+def _why(exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"no connection within {CONNECT_S:g} s"
+    if isinstance(exc, httpx.ReadTimeout):
+        return f"the server sent nothing for {SILENCE_S:g} s"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _check(url: str, response: httpx.Response) -> None:

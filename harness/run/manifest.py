@@ -49,8 +49,8 @@ class ColdStart:
 class Session:
     """One start or resume of a run: its settings, how it ended, what it wrote.
 
-    `reason` says why a `stopped` session stopped; `run_dir` names the shard a
-    merged run's session came from.
+    `reason` says why a `stopped` session stopped, or a `failed` one failed (the
+    error); `run_dir` names the shard a merged run's session came from.
     """
 
     started_at: float

@@ -7,6 +7,11 @@ in order; `Preparation` keeps the next `ahead` samples preparing beyond the
 ones being answered, so the GPU or the remote queue does not wait on decoding.
 With `ahead` 0 a sample is prepared when its turn comes, as peers do.
 
+At most `workers` preparations run at once. One that its sample gave up on (its
+deadline passed, the run was cancelled) stops counting at once, though its thread
+may stay busy until the fetch or decode it is in ends on its own: a silent server
+costs the samples behind it nothing. Spare threads (`SPARE_THREADS`) take over.
+
 A failure to fetch the video or build the prompt is the sample's failure. A
 failure of the backend's own preparation is left to `answer`, which does that
 work itself when it was not done, and reports what went wrong.
@@ -23,6 +28,9 @@ from dataclasses import dataclass, field
 
 from harness.protocols import Backend, Benchmark, FetchesVideos, PreparesVideos
 from harness.types import BackendError, Sample
+
+SPARE_THREADS = 8
+"""Threads beyond `workers`, for preparations given up on that are still busy."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,10 @@ class Preparation:
         self._backend = backend if isinstance(backend, PreparesVideos) else None
         self._samples = samples
         self._ahead = ahead
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="vqa-harness-prepare")
+        self._slots = asyncio.Semaphore(workers)
+        self._pool = ThreadPoolExecutor(
+            workers + SPARE_THREADS, thread_name_prefix="vqa-harness-prepare"
+        )
         self._started: dict[int, asyncio.Future[Prepared] | None] = {}
         self._next = 0
 
@@ -78,7 +89,8 @@ class Preparation:
         return Turn(position, self._samples[position], self._started.pop(position))
 
     def close(self) -> None:
-        """Drop the preparations no one will take; the running ones finish in the pool."""
+        """Drop the preparations no one will take (before a slot given up on lets one
+        start); the running ones finish in the pool."""
         for future in self._started.values():
             if future is None:
                 continue
@@ -92,7 +104,12 @@ class Preparation:
     def _start(self, sample: Sample) -> asyncio.Future[Prepared] | None:
         if sample.invalid:
             return None
-        return asyncio.get_running_loop().run_in_executor(self._pool, self._prepare, sample)
+        return asyncio.ensure_future(self._run(sample))
+
+    async def _run(self, sample: Sample) -> Prepared:
+        async with self._slots:  # released when done, or given up on
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, self._prepare, sample)
 
     def _prepare(self, sample: Sample) -> Prepared:
         started = time.perf_counter()

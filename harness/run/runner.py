@@ -3,14 +3,16 @@
 Bounded concurrency: `concurrency` workers take samples in order, so no more
 than that many queries are in flight, while the next `decode_ahead` samples are
 prepared (video fetched, frames decoded) in a small thread pool behind them
-(`harness.run.prefetch`). Each query has a deadline; a backend failure, a
-missed deadline or a scoring bug becomes that sample's failed record and the
-run goes on; a sample the benchmark marked invalid is recorded as failed
-(`invalid_sample`) without asking the backend. Unreadable lines in
-`records.jsonl` (a torn last line) are named on stderr and ignored. Scoring
-runs in a worker thread, since it may wait on an LLM judge. Cancelling
-`execute` (Ctrl-C) cancels the in-flight queries through the backend, drops
-the preparations not yet taken, and writes nothing for them.
+(`harness.run.prefetch`). Each sample has a deadline, from its turn: what its
+preparation still needs then (its video fetched, its frames decoded) and the
+backend's answer must fit in it. A backend failure, a missed deadline or a
+scoring bug becomes that sample's failed record and the run goes on; a sample
+the benchmark marked invalid is recorded as failed (`invalid_sample`) without
+asking the backend. Unreadable lines in `records.jsonl` (a torn last line) are
+named on stderr and ignored. Scoring runs in a worker thread, since it may wait
+on an LLM judge. Cancelling `execute` (Ctrl-C) cancels the in-flight queries
+through the backend, drops the preparations not yet taken, and writes nothing
+for them; a preparation thread busy on a fetch is left to end on its own.
 
 A failure that is not the sample's own stops the run: when the first
 `systemic_failures` samples a session completes all failed with the same error
@@ -26,8 +28,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from tqdm import tqdm
 
@@ -52,6 +55,8 @@ from harness.types import (
     Score,
     check_answer,
 )
+
+T = TypeVar("T")
 
 
 class SystemicFailure(HarnessError):
@@ -183,12 +188,17 @@ async def execute(
 
     workers = [asyncio.create_task(worker()) for _ in range(min(settings.concurrency, len(todo)))]
     try:
-        await asyncio.gather(*workers)
+        if workers:
+            # Not gather: cancelled, it would cancel the workers before the preparations
+            # queued behind them are dropped, and a slot freed would start one of them.
+            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # a worker's error stops the run
     finally:
+        preparation.close()
         for task in workers:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
-        preparation.close()
         bar.close()
         store.close()
     if stopped:
@@ -213,7 +223,9 @@ async def _answer_one(
     judge: Judge | None,
 ) -> Record:
     sample = turn.sample
-    started = time.time()
+    started, waited = time.time(), time.perf_counter()
+    limit = settings.deadline
+    end = None if limit is None else asyncio.get_running_loop().time() + limit
     prepared: Prepared | None = None
     answer: Answer | None = None
     error: ErrorInfo | None = None
@@ -222,9 +234,8 @@ async def _answer_one(
     if turn.preparing is None:
         error = ErrorInfo(INVALID_SAMPLE, sample.invalid or "invalid sample")
     else:
-        waited = time.perf_counter()
         try:
-            prepared = await turn.preparing
+            prepared = await _by(end, turn.preparing, limit, "video not fetched and prepared")
             timings.update(prepared.timings)
         except Exception as exc:
             error = ErrorInfo.from_exception(exc)
@@ -234,7 +245,7 @@ async def _answer_one(
     if prepared is not None:
         try:
             query = Query(sample.id, prepared.video, prepared.prompt)
-            answer = check_answer(await _ask(backend, query, settings.deadline))
+            answer = check_answer(await _by(end, backend.answer(query), limit, "no answer"))
         except Exception as exc:  # one sample's failure never stops the run
             error = ErrorInfo.from_exception(exc)
             if error.kind == NOT_RECORDED:  # the recording cannot tell which sample asked
@@ -282,14 +293,14 @@ def _score(benchmark: Benchmark, sample: Sample, text: str, judge: Judge | None)
     return replace(score, reason=f"{score.reason or 'unscored'} ({answer.note})")
 
 
-async def _ask(backend: Backend, query: Query, deadline_s: float | None) -> Answer:
-    deadline = asyncio.timeout(deadline_s)
+async def _by(end: float | None, step: Awaitable[T], limit: float | None, missed: str) -> T:
+    """`step`'s result, or a `deadline` failure saying `missed` once the loop's clock
+    passes `end`, the end of the sample's `limit` seconds (None: no deadline)."""
+    deadline = asyncio.timeout_at(end)
     try:
         async with deadline:
-            return await backend.answer(query)
+            return await step
     except TimeoutError:
         if deadline.expired():
-            raise BackendError(
-                "deadline", f"no answer within the {deadline_s:g} s deadline"
-            ) from None
+            raise BackendError("deadline", f"{missed} within the {limit:g} s deadline") from None
         raise

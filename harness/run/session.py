@@ -22,6 +22,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from harness.errors import HarnessError
 from harness.plugins import backends, benchmarks
 from harness.protocols import (
     Backend,
@@ -141,10 +142,12 @@ async def execute_run(
     ready: ReadyRun, settings: RunSettings, *, show_progress: bool = True
 ) -> Progress:
     """Execute one session of the run, recording it in the manifest however it ends
-    (`stopped`, with the reason, after a `SystemicFailure`)."""
+    (`stopped`, with the reason, after a `SystemicFailure`; `failed`, with the error,
+    after another `HarnessError`, such as a full disk)."""
     store = ready.store
     session = Session(started_at=time.time(), settings=asdict(settings))
     _update_manifest(store, session)
+    store.reserve()  # so that a full disk cannot keep the manifest from saying how it ended
     status, reason = "failed", None
     try:
         progress = await execute(
@@ -164,9 +167,13 @@ async def execute_run(
     except SystemicFailure as exc:
         status, reason = "stopped", str(exc)
         raise
+    except HarnessError as exc:  # a run directory that cannot be written (a full disk)
+        reason = str(exc)
+        raise
     finally:
         run = Run.open(store.path)
         ended = replace(_session_outcome(run.log, session, status), reason=reason)
+        store.release()
         _update_manifest(store, ended, run.manifest)
         await ready.backend.aclose()
 

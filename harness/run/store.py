@@ -5,10 +5,17 @@ existing lines are never rewritten. A process killed mid-write can leave a torn
 last line: readers skip it with a note, and the next writer starts on a fresh
 line, so the torn bytes never merge with a new record. `harness.run.directory.Run`
 reads a run directory.
+
+A write that fails (a full disk) is a `RunDirError` naming the file; a record
+line only partly written is cut off again, so the log stays whole lines. While a
+session runs, `reserve` holds a little space in `.reserve`, which `release` gives
+back just before the session's last manifest write: on a full disk the manifest
+can still say how the session ended.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -23,6 +30,9 @@ from harness.types import Record
 
 MANIFEST = "manifest.json"
 RECORDS = "records.jsonl"
+RESERVE = ".reserve"
+RESERVE_BYTES = 16 * 1024
+"""Beyond the manifest's own size: room for the session's outcome in it."""
 WRITABLE = "give --out a folder you can write in"
 
 
@@ -128,34 +138,67 @@ class RunStore:
 
     def write_manifest(self, manifest: Manifest) -> None:
         """Replace the manifest atomically, so a crash leaves the old or the new one."""
-        write_json_atomic(self.path / MANIFEST, manifest.to_dict())
+        path = self.path / MANIFEST
+        try:
+            write_json_atomic(path, manifest.to_dict())
+        except OSError as exc:
+            raise _unwritable(path, exc) from None
 
     def append(self, record: Record) -> None:
-        """Append one record as one line (any text in it kept: `json_bytes`) and flush it."""
+        """Append one record as one line (any text in it kept: `json_bytes`), written
+        through to the OS."""
         self.append_line(json_bytes(record.to_dict(), separators=(",", ":")))
 
     def append_line(self, line: bytes) -> None:
-        """Append a record line exactly as another run's log holds it, and flush it."""
-        if self._records is None:
-            self._records = self._open_for_append()
-        self._records.write(line + b"\n")
-        self._records.flush()
+        """Append a record line exactly as another run's log holds it; if that fails,
+        cut off what part of it was written and raise `RunDirError`."""
+        try:
+            if self._records is None:
+                self._records = self._open_for_append()
+            end = os.fstat(self._records.fileno()).st_size  # not tell(): after a cut
+        except OSError as exc:
+            raise _unwritable(self.records_path, exc) from None
+        data = memoryview(line + b"\n")
+        try:
+            while data:  # unbuffered: a failed write leaves nothing behind to retry
+                data = data[self._records.write(data) :]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._records.fileno(), end)
+            raise _unwritable(self.records_path, exc) from None
 
     def close(self) -> None:
         if self._records is not None:
-            self._records.flush()
-            os.fsync(self._records.fileno())
-            self._records.close()
-            self._records = None
+            try:
+                os.fsync(self._records.fileno())
+            except OSError as exc:
+                raise _unwritable(self.records_path, exc) from None
+            finally:
+                self._records.close()
+                self._records = None
+
+    def reserve(self) -> None:
+        """Hold room for the manifest's next version in `.reserve`, as much as there is."""
+        size = RESERVE_BYTES + (self.path / MANIFEST).stat().st_size
+        with contextlib.suppress(OSError), (self.path / RESERVE).open("wb") as handle:
+            handle.write(bytes(size))  # zeros take real blocks, where a sparse file would not
+
+    def release(self) -> None:
+        """Give back the room `reserve` held."""
+        (self.path / RESERVE).unlink(missing_ok=True)
 
     def _open_for_append(self) -> IO[bytes]:
-        handle = self.records_path.open("ab")
+        handle = self.records_path.open("ab", buffering=0)
         if handle.tell() > 0:
             with self.records_path.open("rb") as reader:
                 reader.seek(-1, os.SEEK_END)
                 if reader.read(1) != b"\n":
                     handle.write(b"\n")  # isolate a torn line left by a killed writer
         return handle
+
+
+def _unwritable(path: Path, exc: OSError) -> RunDirError:
+    return RunDirError(f"cannot write {path}: {exc.strerror or exc}")
 
 
 def _unfinished(path: Path) -> bool:
