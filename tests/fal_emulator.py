@@ -369,7 +369,8 @@ class FalEmulator:
             if plan.endpoint in _QUEUE_ENDPOINTS:
                 with self._lock:
                     request_id = plan.job.id if plan.job else self._new_id("error")
-            return _fault_response(fault, request_id)
+            subject = plan.body if plan.endpoint == "submit" else None
+            return _fault_response(fault, request_id, subject)
 
         handlers = {
             "submit": self._submit,
@@ -633,7 +634,7 @@ def _json(status: int, body: Any, request_id: str | None = None) -> httpx.Respon
     return httpx.Response(status, content=json.dumps(body).encode(), headers=headers)
 
 
-def _fault_response(fault: _Fault, request_id: str | None) -> httpx.Response:
+def _fault_response(fault: _Fault, request_id: str | None, arguments: Any = None) -> httpx.Response:
     params = fault.params
     kind = fault.kind
     app_headers = {"x-fal-request-id": request_id} if request_id else {}
@@ -661,6 +662,9 @@ def _fault_response(fault: _Fault, request_id: str | None) -> httpx.Response:
                     "loc": ["body", params.get("field", "video_url")],
                     "msg": "field required",
                     "type": "value_error.missing",
+                    # pydantic 2 (FastAPI) echoes the input the error is about: for a
+                    # missing field, the whole body, a data: URI included.
+                    "input": arguments,
                 }
             ],
         )
