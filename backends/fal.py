@@ -7,7 +7,12 @@ so latencies stay accurate to a fixed fraction), and fetch the result.
 fal-client retries 408/409/429, ingress 5xx and transport errors itself;
 everything else becomes a `BackendError` carrying fal's error type and message.
 A request given up before it completes (deadline, Ctrl-C, a status poll that
-failed) is cancelled at fal.
+failed) is cancelled at fal; one COMPLETED with an error has its error body fetched.
+
+Every submit, unless told otherwise, disables fal's model fallbacks (so only this
+endpoint answers), asks fal not to store its payloads (`X-Fal-Store-IO: 0`) and
+bounds its wait to start by the sample's deadline (`start_timeout`, whose 504 fails
+the sample as `start_timeout`); `describe()` puts these in the manifest.
 
 The endpoint exposes no frame count, temperature or token limit and returns no
 token counts: only `upload`, `queue` and `inference` are observable (the runner adds `total`).
@@ -36,7 +41,7 @@ import httpx
 
 from backends.uploads import UploadCache, file_sha256
 from harness.media.cache import cache_root
-from harness.protocols import Cost, HttpMode, SessionSpan, StandIn
+from harness.protocols import Cost, HttpMode, SessionSpan, StandIn, time_left
 from harness.run.recording import NotRecorded, cassette_source
 from harness.types import Answer, BackendError, Query, Record
 
@@ -61,6 +66,16 @@ _KIND_BY_STATUS = {
 # Committed recordings `bench` replays without a key, by benchmark (package data).
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 REPLAY_SETS = {"synthetic": PACKAGE_ROOT / "backends" / "recordings" / "fal-synthetic"}
+
+# Submit headers for an evaluation's integrity and privacy (fal's "Platform Headers" and
+# "Reliability" pages): only this endpoint answers, and fal keeps no copy of the payloads.
+DISABLE_FALLBACKS = "x-fal-disable-fallbacks"
+STORE_IO = "X-Fal-Store-IO"
+# fal's answer when a request's start timeout passed before it started: a 504 with this.
+REQUEST_TIMEOUT_TYPE = "X-Fal-Request-Timeout-Type"
+# fal-client refuses a start timeout of 1 s or less (`add_timeout_header`).
+MIN_START_TIMEOUT_S = 1.0
+START_TIMEOUT_MARGIN_S = 1.0
 
 # How long giving up a request waits for fal to accept its cancel: a sample past its
 # deadline ends at most this much later.
@@ -101,6 +116,27 @@ class FalBackend:
         metadata={"help": "sha256 -> URL cache file (default: in the vqa-harness cache dir)"},
     )
     upload_ttl_hours: float = field(default=24.0, metadata={"help": "reuse an upload this long"})
+    fallbacks: bool = field(
+        default=False,
+        metadata={
+            "help": "let fal answer from another endpoint when this one fails (off: only "
+            "MiniCPM-V 2.6 answers; sends x-fal-disable-fallbacks)"
+        },
+    )
+    store_io: bool = field(
+        default=False,
+        metadata={
+            "help": "let fal keep each request's input and output (30 days; off sends "
+            "X-Fal-Store-IO: 0)"
+        },
+    )
+    start_timeout: float | None = field(
+        default=None,
+        metadata={
+            "help": "seconds a request may wait at fal before it starts (default: the "
+            "time left to the sample's deadline; sent as X-Fal-Request-Timeout)"
+        },
+    )
     _client: Any = field(default=None, init=False, repr=False)  # fal_client.AsyncClient
     _uploads: UploadCache | None = field(default=None, init=False, repr=False)
     _mode: HttpMode = field(default="live", init=False, repr=False)
@@ -109,6 +145,10 @@ class FalBackend:
         for option in ("poll_interval", "poll_max_interval", "data_uri_max_mb", "upload_ttl_hours"):
             if getattr(self, option) <= 0:
                 raise ValueError(f"{option} must be positive, got {getattr(self, option)}")
+        if self.start_timeout is not None and self.start_timeout <= MIN_START_TIMEOUT_S:
+            raise ValueError(
+                f"start_timeout must be over {MIN_START_TIMEOUT_S:g} s, got {self.start_timeout}"
+            )
         if self.poll_backoff < 0:
             raise ValueError(f"poll_backoff must be 0 or more, got {self.poll_backoff}")
         _filter_fal_logs()
@@ -170,16 +210,51 @@ class FalBackend:
             "model": "MiniCPM-V 2.6 (hosted; frame sampling and generation settings not exposed)",
             "upload": self.upload,
             "fal_client": fal_client.__version__,
+            "fallbacks": "allowed (fal's default)" if self.fallbacks else "disabled",
+            "store_io": "fal keeps payloads (30 days)" if self.store_io else "not stored",
+            "start_timeout": (
+                "time left to each sample's deadline"
+                if self.start_timeout is None
+                else self.start_timeout
+            ),
+            "submit_headers": sorted(self._submit_headers()),
         }
+
+    def _submit_headers(self) -> dict[str, str]:
+        """The integrity and privacy headers every submit carries."""
+        headers = {}
+        if not self.fallbacks:
+            headers[DISABLE_FALLBACKS] = "true"
+        if not self.store_io:
+            headers[STORE_IO] = "0"
+        return headers
+
+    def _start_timeout(self) -> float | None:
+        """The option, capped at the time left to the sample's deadline less one poll and
+        `START_TIMEOUT_MARGIN_S` (so fal's 504 is seen first); None when that is too
+        short for fal-client to send (the deadline gives the request up anyway)."""
+        left = time_left()
+        if left is not None:  # fal's 504 must come before the deadline gives the request up
+            left -= self.poll_max_interval + START_TIMEOUT_MARGIN_S
+        timeout = self.start_timeout if left is None else min(self.start_timeout or left, left)
+        if timeout is None or timeout <= MIN_START_TIMEOUT_S:
+            return None
+        return round(timeout, 3)
 
     async def answer(self, query: Query) -> Answer:
         retries = [0]
         _retries.set(retries)
         video_url, upload_s, upload_kind = await self._video_url(query.video)
         client = self._fal()
+        start_timeout = self._start_timeout()
         submitted = time.perf_counter()
         try:
-            handle = await client.submit(self.app, {"video_url": video_url, "prompt": query.prompt})
+            handle = await client.submit(
+                self.app,
+                {"video_url": video_url, "prompt": query.prompt},
+                headers=self._submit_headers(),
+                start_timeout=start_timeout,
+            )
         except Exception as exc:
             raise _as_backend_error(exc) from exc
         try:
@@ -192,11 +267,7 @@ class FalBackend:
                 raise _as_backend_error(exc, handle.request_id) from exc
             raise
         if completed.error:
-            raise BackendError(
-                completed.error_type or "completed_with_error",
-                str(completed.error),
-                request_id=handle.request_id,
-            )
+            raise await _completed_error(handle, completed)
         try:
             result = await handle.get()
         except Exception as exc:
@@ -219,6 +290,7 @@ class FalBackend:
             "retries": retries[0],
             "video_input": upload_kind,
             "frames": NOT_REPORTED,
+            "start_timeout": start_timeout,
         }
         return Answer(text=output, timings=timings, meta=meta)
 
@@ -315,6 +387,25 @@ async def _cancel_quietly(handle: fal_client.AsyncRequestHandle) -> None:
         pass  # already completed, or unreachable: the request was still given up
 
 
+async def _completed_error(
+    handle: fal_client.AsyncRequestHandle, completed: fal_client.Completed
+) -> BackendError:
+    """A request COMPLETED with an error, as its result's error body (fetched) says; the
+    status's error when that body says nothing more."""
+    kind = completed.error_type or "completed_with_error"
+    details: dict[str, Any] = {"request_id": handle.request_id, "status_error": completed.error}
+    import fal_client
+
+    try:
+        await handle.get()
+    except fal_client.FalClientHTTPError as exc:
+        error = _as_backend_error(exc, handle.request_id)
+        return BackendError(error.kind, error.message, **{**details, **error.details})
+    except Exception as exc:  # unreadable: the status's error stands
+        details["error_body"] = f"not read: {_as_backend_error(exc).message}"
+    return BackendError(kind, str(completed.error), **details)
+
+
 def _as_backend_error(
     exc: BaseException, request_id: str | None = None, *, kind_prefix: str = ""
 ) -> BackendError:
@@ -327,9 +418,17 @@ def _as_backend_error(
     prefix = f"{kind_prefix}_" if kind_prefix else ""
     if isinstance(exc, fal_client.FalClientHTTPError):
         details["status_code"] = exc.status_code
+        headers = {k.lower(): v for k, v in exc.response_headers.items()}
         kind = exc.error_type or _KIND_BY_STATUS.get(exc.status_code, f"http_{exc.status_code}")
         message = _detail_text(exc.message)
-        retry_after = {k.lower(): v for k, v in exc.response_headers.items()}.get("retry-after")
+        if exc.status_code == 504 and headers.get(REQUEST_TIMEOUT_TYPE.lower()) == "user":
+            # Our own X-Fal-Request-Timeout passed before any runner took the request.
+            kind = "start_timeout"
+            message = (
+                f"fal did not start the request within its start timeout "
+                f"(X-Fal-Request-Timeout; queue wait counts): {message}"
+            )
+        retry_after = headers.get("retry-after")
         if retry_after is not None:  # fal-client 1.0.x retries on its own schedule, not this
             details["retry_after"] = retry_after
             message += f" (HTTP {exc.status_code}, Retry-After: {retry_after})"

@@ -54,6 +54,7 @@ def test_answer_carries_text_request_id_timings_and_counts(tmp_path, emulator):
         "retries": 0,
         "video_input": "url",
         "frames": "not reported by the service (fal samples the video itself)",
+        "start_timeout": None,  # no deadline here
     }
     timings = answer.timings
     assert timings["upload"] == 0.0

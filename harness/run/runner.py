@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from tqdm import tqdm
 
 from harness.errors import HarnessError, UsageError
-from harness.protocols import Backend, Benchmark, ScoresOfficially
+from harness.protocols import Backend, Benchmark, ScoresOfficially, sample_deadline
 from harness.run.prefetch import Preparation, Prepared, Turn
 from harness.run.settings import RunSettings
 from harness.run.store import RecordLog, RunStore, read_records
@@ -284,6 +284,8 @@ def _score(benchmark: Benchmark, sample: Sample, text: str, judge: Judge | None)
 
 async def _ask(backend: Backend, query: Query, deadline_s: float | None) -> Answer:
     deadline = asyncio.timeout(deadline_s)
+    when = None if deadline_s is None else asyncio.get_running_loop().time() + deadline_s
+    token = sample_deadline.set(when)  # so a backend can tell its service the deadline
     try:
         async with deadline:
             return await backend.answer(query)
@@ -293,3 +295,5 @@ async def _ask(backend: Backend, query: Query, deadline_s: float | None) -> Answ
                 "deadline", f"no answer within the {deadline_s:g} s deadline"
             ) from None
         raise
+    finally:
+        sample_deadline.reset(token)
