@@ -41,7 +41,7 @@ import httpx
 
 from backends.uploads import UploadCache, file_sha256
 from harness.media.cache import cache_root
-from harness.protocols import Cost, HttpMode, SessionSpan, StandIn, time_left
+from harness.protocols import Cost, HttpMode, SessionSpan, StandIn, note, time_left
 from harness.run.recording import NotRecorded, cassette_source
 from harness.types import Answer, BackendError, Query, Record
 
@@ -87,8 +87,57 @@ _retries: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "fal_retries", default=None
 )
 
+LOG_LINES_KEPT = 5
+"""fal's log lines a record keeps: the last ones."""
+
 NOT_REPORTED = "not reported by the service (fal samples the video itself)"
 """What a record says of the frames the model saw: the endpoint does not tell."""
+
+
+@dataclass
+class _Life:
+    """One request's life at fal as its polls saw it: each change of state (or queue
+    position) with seconds since the submit, fal's log lines, how a cancel went."""
+
+    submitted: float  # time.perf_counter() at the submit
+    request_id: str | None = None
+    states: list[list[Any]] = field(default_factory=list)  # [seconds, state, queue position]
+    logs: list[str] = field(default_factory=list)
+    cancel: str | None = None
+
+    def saw(self, status: fal_client.Status) -> None:
+        import fal_client
+
+        state = type(status).__name__
+        state = {"Queued": "IN_QUEUE", "InProgress": "IN_PROGRESS"}.get(state, state.upper())
+        position = status.position if isinstance(status, fal_client.Queued) else None
+        if not self.states or self.states[-1][1:] != [state, position]:
+            seconds = round(time.perf_counter() - self.submitted, 3)
+            self.states.append([seconds, state, position])
+        lines = [_log_line(log) for log in getattr(status, "logs", None) or ()]
+        if len(lines) >= len(self.logs):  # fal sends every line so far
+            self.logs = lines
+        else:  # or only the new ones
+            self.logs += lines
+
+    def facts(self) -> dict[str, Any]:
+        """What a record keeps: request id, states, last state, the last log lines, cancel."""
+        facts: dict[str, Any] = {"request_id": self.request_id, "states": self.states}
+        facts["last_state"] = self.states[-1][1] if self.states else "SUBMITTED"
+        facts["logs"] = self.logs[-LOG_LINES_KEPT:]
+        if self.cancel is not None:
+            facts["cancel"] = self.cancel
+        return facts
+
+    def failed(self, error: BackendError) -> BackendError:
+        """`error`, carrying the request's life as it was."""
+        return BackendError(error.kind, error.message, **{**error.details, **self.facts()})
+
+
+def _log_line(log: Any) -> str:
+    if not isinstance(log, dict):
+        return str(log)
+    return " ".join(str(log[k]) for k in ("timestamp", "level", "message") if log.get(k))
 
 
 @dataclass
@@ -248,6 +297,7 @@ class FalBackend:
         client = self._fal()
         start_timeout = self._start_timeout()
         submitted = time.perf_counter()
+        life = _Life(submitted)
         try:
             handle = await client.submit(
                 self.app,
@@ -257,28 +307,29 @@ class FalBackend:
             )
         except Exception as exc:
             raise _as_backend_error(exc) from exc
+        life.request_id = handle.request_id
+        note(**life.facts())
         try:
-            completed, polls, queue_s = await self._wait(handle, submitted)
+            completed, polls, queue_s = await self._wait(handle, life)
         except BaseException as exc:
             # Given up before COMPLETED (deadline, Ctrl-C, a failed poll): the request
             # may still be queued or running at fal, so cancel it there too.
-            await _cancel_quietly(handle)
+            life.cancel = await _cancel_quietly(handle)
+            note(**life.facts())
             if isinstance(exc, Exception):
-                raise _as_backend_error(exc, handle.request_id) from exc
+                raise life.failed(_as_backend_error(exc, handle.request_id)) from exc
             raise
         if completed.error:
-            raise await _completed_error(handle, completed)
+            raise life.failed(await _completed_error(handle, completed))
         try:
             result = await handle.get()
         except Exception as exc:
-            raise _as_backend_error(exc, handle.request_id) from exc
+            raise life.failed(_as_backend_error(exc, handle.request_id)) from exc
         output = result.get("output") if isinstance(result, dict) else None
         if not isinstance(output, str):
             keys = ", ".join(result) if isinstance(result, dict) else type(result).__name__
-            raise BackendError(
-                "invalid_response",
-                f"fal result has no 'output' text (got: {keys})",
-                request_id=handle.request_id,
+            raise life.failed(
+                BackendError("invalid_response", f"fal result has no 'output' text (got: {keys})")
             )
         timings = {"upload": upload_s, "queue": queue_s}
         inference = completed.metrics.get("inference_time") if completed.metrics else None
@@ -291,6 +342,8 @@ class FalBackend:
             "video_input": upload_kind,
             "frames": NOT_REPORTED,
             "start_timeout": start_timeout,
+            "states": life.states,
+            "logs": life.logs[-LOG_LINES_KEPT:],
         }
         return Answer(text=output, timings=timings, meta=meta)
 
@@ -350,7 +403,7 @@ class FalBackend:
         return self._uploads
 
     async def _wait(
-        self, handle: fal_client.AsyncRequestHandle, submitted: float
+        self, handle: fal_client.AsyncRequestHandle, life: _Life
     ) -> tuple[fal_client.Completed, int, float]:
         """Poll until COMPLETED; (final status, polls, seconds until it left the queue).
 
@@ -366,7 +419,9 @@ class FalBackend:
         while True:
             status = await handle.status(with_logs=True)
             polls += 1
-            waited = time.perf_counter() - submitted
+            life.saw(status)
+            note(**life.facts())
+            waited = time.perf_counter() - life.submitted
             if queue_s is None and not isinstance(status, fal_client.Queued):
                 queue_s = waited
             if isinstance(status, fal_client.Completed):
@@ -377,14 +432,27 @@ class FalBackend:
             await asyncio.sleep(0 if replaying else interval)
 
 
-async def _cancel_quietly(handle: fal_client.AsyncRequestHandle) -> None:
-    """Ask fal to cancel the request, waiting at most `CANCEL_TIMEOUT_S`; never let that
-    hide why it was cancelled."""
+async def _cancel_quietly(handle: fal_client.AsyncRequestHandle) -> str:
+    """Ask fal to cancel the request, waiting at most `CANCEL_TIMEOUT_S`; say how that went
+    (fal's answer: CANCELLATION_REQUESTED, ALREADY_COMPLETED, ...), never raising, so
+    nothing hides why it was cancelled."""
+    import fal_client
+
     try:
         async with asyncio.timeout(CANCEL_TIMEOUT_S):
             await asyncio.shield(handle.cancel())
-    except (Exception, asyncio.CancelledError):
-        pass  # already completed, or unreachable: the request was still given up
+    except fal_client.FalClientHTTPError as exc:
+        try:
+            return str(json.loads(exc.response.text)["status"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return f"refused: HTTP {exc.status_code}"
+    except TimeoutError:
+        return f"no answer within {CANCEL_TIMEOUT_S:g} s"
+    except asyncio.CancelledError:
+        return "interrupted"
+    except Exception as exc:
+        return f"failed: {_as_backend_error(exc).message}"
+    return "CANCELLATION_REQUESTED"
 
 
 async def _completed_error(

@@ -32,6 +32,20 @@ sample_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 """When the sample being answered must be done, in the event loop's clock (set by the runner)."""
 
 
+sample_notes: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "sample_notes", default=None
+)
+"""Facts a backend notes about the sample being answered (a request id, its last state),
+which the runner keeps on the sample's record if it gives the sample up at its deadline."""
+
+
+def note(**facts: Any) -> None:
+    """Note facts about the current sample (see `sample_notes`); nothing outside a sample."""
+    notes = sample_notes.get()
+    if notes is not None:
+        notes.update(facts)
+
+
 def time_left() -> float | None:
     """Seconds until the current sample's deadline; None without one (or outside a loop)."""
     deadline = sample_deadline.get()

@@ -28,11 +28,18 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from tqdm import tqdm
 
 from harness.errors import HarnessError, UsageError
-from harness.protocols import Backend, Benchmark, ScoresOfficially, sample_deadline
+from harness.protocols import (
+    Backend,
+    Benchmark,
+    ScoresOfficially,
+    sample_deadline,
+    sample_notes,
+)
 from harness.run.prefetch import Preparation, Prepared, Turn
 from harness.run.settings import RunSettings
 from harness.run.store import RecordLog, RunStore, read_records
@@ -286,14 +293,17 @@ async def _ask(backend: Backend, query: Query, deadline_s: float | None) -> Answ
     deadline = asyncio.timeout(deadline_s)
     when = None if deadline_s is None else asyncio.get_running_loop().time() + deadline_s
     token = sample_deadline.set(when)  # so a backend can tell its service the deadline
+    notes: dict[str, Any] = {}
+    notes_token = sample_notes.set(notes)  # what the backend knew when it was given up
     try:
         async with deadline:
             return await backend.answer(query)
     except TimeoutError:
         if deadline.expired():
             raise BackendError(
-                "deadline", f"no answer within the {deadline_s:g} s deadline"
+                "deadline", f"no answer within the {deadline_s:g} s deadline", **notes
             ) from None
         raise
     finally:
         sample_deadline.reset(token)
+        sample_notes.reset(notes_token)
