@@ -7,7 +7,12 @@ so latencies stay accurate to a fixed fraction), and fetch the result.
 fal-client retries 408/409/429, ingress 5xx and transport errors itself;
 everything else becomes a `BackendError` carrying fal's error type and message.
 A request given up before it completes (deadline, Ctrl-C, a status poll that
-failed) is cancelled at fal.
+failed) is cancelled at fal; one COMPLETED with an error has its error body fetched.
+
+Every submit, unless told otherwise, disables fal's model fallbacks (so only this
+endpoint answers), asks fal not to store its payloads (`X-Fal-Store-IO: 0`) and
+bounds its wait to start by the sample's deadline (`start_timeout`, whose 504 fails
+the sample as `start_timeout`); `describe()` puts these in the manifest.
 
 The endpoint exposes no frame count, temperature or token limit and returns no
 token counts: only `upload`, `queue` and `inference` are observable (the runner adds `total`).
@@ -36,7 +41,7 @@ import httpx
 
 from backends.uploads import UploadCache, file_sha256
 from harness.media.cache import cache_root
-from harness.protocols import Cost, HttpMode, SessionSpan, StandIn
+from harness.protocols import Cost, HttpMode, SessionSpan, StandIn, note, time_left
 from harness.run.recording import NotRecorded, cassette_source
 from harness.types import Answer, BackendError, Query, Record
 
@@ -62,6 +67,16 @@ _KIND_BY_STATUS = {
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 REPLAY_SETS = {"synthetic": PACKAGE_ROOT / "backends" / "recordings" / "fal-synthetic"}
 
+# Submit headers for an evaluation's integrity and privacy (fal's "Platform Headers" and
+# "Reliability" pages): only this endpoint answers, and fal keeps no copy of the payloads.
+DISABLE_FALLBACKS = "x-fal-disable-fallbacks"
+STORE_IO = "X-Fal-Store-IO"
+# fal's answer when a request's start timeout passed before it started: a 504 with this.
+REQUEST_TIMEOUT_TYPE = "X-Fal-Request-Timeout-Type"
+# fal-client refuses a start timeout of 1 s or less (`add_timeout_header`).
+MIN_START_TIMEOUT_S = 1.0
+START_TIMEOUT_MARGIN_S = 1.0
+
 # How long giving up a request waits for fal to accept its cancel: a sample past its
 # deadline ends at most this much later.
 CANCEL_TIMEOUT_S = 10.0
@@ -72,8 +87,57 @@ _retries: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "fal_retries", default=None
 )
 
+LOG_LINES_KEPT = 5
+"""fal's log lines a record keeps: the last ones."""
+
 NOT_REPORTED = "not reported by the service (fal samples the video itself)"
 """What a record says of the frames the model saw: the endpoint does not tell."""
+
+
+@dataclass
+class _Life:
+    """One request's life at fal as its polls saw it: each change of state (or queue
+    position) with seconds since the submit, fal's log lines, how a cancel went."""
+
+    submitted: float  # time.perf_counter() at the submit
+    request_id: str | None = None
+    states: list[list[Any]] = field(default_factory=list)  # [seconds, state, queue position]
+    logs: list[str] = field(default_factory=list)
+    cancel: str | None = None
+
+    def saw(self, status: fal_client.Status) -> None:
+        import fal_client
+
+        state = type(status).__name__
+        state = {"Queued": "IN_QUEUE", "InProgress": "IN_PROGRESS"}.get(state, state.upper())
+        position = status.position if isinstance(status, fal_client.Queued) else None
+        if not self.states or self.states[-1][1:] != [state, position]:
+            seconds = round(time.perf_counter() - self.submitted, 3)
+            self.states.append([seconds, state, position])
+        lines = [_log_line(log) for log in getattr(status, "logs", None) or ()]
+        if len(lines) >= len(self.logs):  # fal sends every line so far
+            self.logs = lines
+        else:  # or only the new ones
+            self.logs += lines
+
+    def facts(self) -> dict[str, Any]:
+        """What a record keeps: request id, states, last state, the last log lines, cancel."""
+        facts: dict[str, Any] = {"request_id": self.request_id, "states": self.states}
+        facts["last_state"] = self.states[-1][1] if self.states else "SUBMITTED"
+        facts["logs"] = self.logs[-LOG_LINES_KEPT:]
+        if self.cancel is not None:
+            facts["cancel"] = self.cancel
+        return facts
+
+    def failed(self, error: BackendError) -> BackendError:
+        """`error`, carrying the request's life as it was."""
+        return BackendError(error.kind, error.message, **{**error.details, **self.facts()})
+
+
+def _log_line(log: Any) -> str:
+    if not isinstance(log, dict):
+        return str(log)
+    return " ".join(str(log[k]) for k in ("timestamp", "level", "message") if log.get(k))
 
 
 @dataclass
@@ -101,6 +165,27 @@ class FalBackend:
         metadata={"help": "sha256 -> URL cache file (default: in the vqa-harness cache dir)"},
     )
     upload_ttl_hours: float = field(default=24.0, metadata={"help": "reuse an upload this long"})
+    fallbacks: bool = field(
+        default=False,
+        metadata={
+            "help": "let fal answer from another endpoint when this one fails (off: only "
+            "MiniCPM-V 2.6 answers; sends x-fal-disable-fallbacks)"
+        },
+    )
+    store_io: bool = field(
+        default=False,
+        metadata={
+            "help": "let fal keep each request's input and output (30 days; off sends "
+            "X-Fal-Store-IO: 0)"
+        },
+    )
+    start_timeout: float | None = field(
+        default=None,
+        metadata={
+            "help": "seconds a request may wait at fal before it starts (default: the "
+            "time left to the sample's deadline; sent as X-Fal-Request-Timeout)"
+        },
+    )
     _client: Any = field(default=None, init=False, repr=False)  # fal_client.AsyncClient
     _uploads: UploadCache | None = field(default=None, init=False, repr=False)
     _mode: HttpMode = field(default="live", init=False, repr=False)
@@ -109,6 +194,10 @@ class FalBackend:
         for option in ("poll_interval", "poll_max_interval", "data_uri_max_mb", "upload_ttl_hours"):
             if getattr(self, option) <= 0:
                 raise ValueError(f"{option} must be positive, got {getattr(self, option)}")
+        if self.start_timeout is not None and self.start_timeout <= MIN_START_TIMEOUT_S:
+            raise ValueError(
+                f"start_timeout must be over {MIN_START_TIMEOUT_S:g} s, got {self.start_timeout}"
+            )
         if self.poll_backoff < 0:
             raise ValueError(f"poll_backoff must be 0 or more, got {self.poll_backoff}")
         _filter_fal_logs()
@@ -170,44 +259,77 @@ class FalBackend:
             "model": "MiniCPM-V 2.6 (hosted; frame sampling and generation settings not exposed)",
             "upload": self.upload,
             "fal_client": fal_client.__version__,
+            "fallbacks": "allowed (fal's default)" if self.fallbacks else "disabled",
+            "store_io": "fal keeps payloads (30 days)" if self.store_io else "not stored",
+            "start_timeout": (
+                "time left to each sample's deadline"
+                if self.start_timeout is None
+                else self.start_timeout
+            ),
+            "submit_headers": sorted(self._submit_headers()),
         }
+
+    def _submit_headers(self) -> dict[str, str]:
+        """The integrity and privacy headers every submit carries."""
+        headers = {}
+        if not self.fallbacks:
+            headers[DISABLE_FALLBACKS] = "true"
+        if not self.store_io:
+            headers[STORE_IO] = "0"
+        return headers
+
+    def _start_timeout(self) -> float | None:
+        """The option, capped at the time left to the sample's deadline less one poll and
+        `START_TIMEOUT_MARGIN_S` (so fal's 504 is seen first); None when that is too
+        short for fal-client to send (the deadline gives the request up anyway)."""
+        left = time_left()
+        if left is not None:  # fal's 504 must come before the deadline gives the request up
+            left -= self.poll_max_interval + START_TIMEOUT_MARGIN_S
+        timeout = self.start_timeout if left is None else min(self.start_timeout or left, left)
+        if timeout is None or timeout <= MIN_START_TIMEOUT_S:
+            return None
+        return round(timeout, 3)
 
     async def answer(self, query: Query) -> Answer:
         retries = [0]
         _retries.set(retries)
         video_url, upload_s, upload_kind = await self._video_url(query.video)
         client = self._fal()
+        start_timeout = self._start_timeout()
         submitted = time.perf_counter()
+        life = _Life(submitted)
         try:
-            handle = await client.submit(self.app, {"video_url": video_url, "prompt": query.prompt})
+            handle = await client.submit(
+                self.app,
+                {"video_url": video_url, "prompt": query.prompt},
+                headers=self._submit_headers(),
+                start_timeout=start_timeout,
+            )
         except Exception as exc:
             raise _as_backend_error(exc) from exc
+        life.request_id = handle.request_id
+        note(**life.facts())
         try:
-            completed, polls, queue_s = await self._wait(handle, submitted)
+            completed, polls, queue_s = await self._wait(handle, life)
         except BaseException as exc:
             # Given up before COMPLETED (deadline, Ctrl-C, a failed poll): the request
             # may still be queued or running at fal, so cancel it there too.
-            await _cancel_quietly(handle)
+            life.cancel = await _cancel_quietly(handle)
+            note(**life.facts())
             if isinstance(exc, Exception):
-                raise _as_backend_error(exc, handle.request_id) from exc
+                raise life.failed(_as_backend_error(exc, handle.request_id)) from exc
             raise
         if completed.error:
-            raise BackendError(
-                completed.error_type or "completed_with_error",
-                str(completed.error),
-                request_id=handle.request_id,
-            )
+            raise life.failed(await _completed_error(handle, completed))
         try:
             result = await handle.get()
         except Exception as exc:
-            raise _as_backend_error(exc, handle.request_id) from exc
+            raise life.failed(_as_backend_error(exc, handle.request_id)) from exc
         output = result.get("output") if isinstance(result, dict) else None
         if not isinstance(output, str):
             keys = ", ".join(result) if isinstance(result, dict) else type(result).__name__
-            raise BackendError(
-                "invalid_response",
-                f"fal result has no 'output' text (got: {keys})",
-                request_id=handle.request_id,
+            raise life.failed(
+                BackendError("invalid_response", f"fal result has no 'output' text (got: {keys})")
             )
         timings = {"upload": upload_s, "queue": queue_s}
         inference = completed.metrics.get("inference_time") if completed.metrics else None
@@ -219,6 +341,9 @@ class FalBackend:
             "retries": retries[0],
             "video_input": upload_kind,
             "frames": NOT_REPORTED,
+            "start_timeout": start_timeout,
+            "states": life.states,
+            "logs": life.logs[-LOG_LINES_KEPT:],
         }
         return Answer(text=output, timings=timings, meta=meta)
 
@@ -278,7 +403,7 @@ class FalBackend:
         return self._uploads
 
     async def _wait(
-        self, handle: fal_client.AsyncRequestHandle, submitted: float
+        self, handle: fal_client.AsyncRequestHandle, life: _Life
     ) -> tuple[fal_client.Completed, int, float]:
         """Poll until COMPLETED; (final status, polls, seconds until it left the queue).
 
@@ -294,7 +419,9 @@ class FalBackend:
         while True:
             status = await handle.status(with_logs=True)
             polls += 1
-            waited = time.perf_counter() - submitted
+            life.saw(status)
+            note(**life.facts())
+            waited = time.perf_counter() - life.submitted
             if queue_s is None and not isinstance(status, fal_client.Queued):
                 queue_s = waited
             if isinstance(status, fal_client.Completed):
@@ -305,14 +432,46 @@ class FalBackend:
             await asyncio.sleep(0 if replaying else interval)
 
 
-async def _cancel_quietly(handle: fal_client.AsyncRequestHandle) -> None:
-    """Ask fal to cancel the request, waiting at most `CANCEL_TIMEOUT_S`; never let that
-    hide why it was cancelled."""
+async def _cancel_quietly(handle: fal_client.AsyncRequestHandle) -> str:
+    """Ask fal to cancel the request, waiting at most `CANCEL_TIMEOUT_S`; say how that went
+    (fal's answer: CANCELLATION_REQUESTED, ALREADY_COMPLETED, ...), never raising, so
+    nothing hides why it was cancelled."""
+    import fal_client
+
     try:
         async with asyncio.timeout(CANCEL_TIMEOUT_S):
             await asyncio.shield(handle.cancel())
-    except (Exception, asyncio.CancelledError):
-        pass  # already completed, or unreachable: the request was still given up
+    except fal_client.FalClientHTTPError as exc:
+        try:
+            return str(json.loads(exc.response.text)["status"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return f"refused: HTTP {exc.status_code}"
+    except TimeoutError:
+        return f"no answer within {CANCEL_TIMEOUT_S:g} s"
+    except asyncio.CancelledError:
+        return "interrupted"
+    except Exception as exc:
+        return f"failed: {_as_backend_error(exc).message}"
+    return "CANCELLATION_REQUESTED"
+
+
+async def _completed_error(
+    handle: fal_client.AsyncRequestHandle, completed: fal_client.Completed
+) -> BackendError:
+    """A request COMPLETED with an error, as its result's error body (fetched) says; the
+    status's error when that body says nothing more."""
+    kind = completed.error_type or "completed_with_error"
+    details: dict[str, Any] = {"request_id": handle.request_id, "status_error": completed.error}
+    import fal_client
+
+    try:
+        await handle.get()
+    except fal_client.FalClientHTTPError as exc:
+        error = _as_backend_error(exc, handle.request_id)
+        return BackendError(error.kind, error.message, **{**details, **error.details})
+    except Exception as exc:  # unreadable: the status's error stands
+        details["error_body"] = f"not read: {_as_backend_error(exc).message}"
+    return BackendError(kind, str(completed.error), **details)
 
 
 def _as_backend_error(
@@ -327,9 +486,17 @@ def _as_backend_error(
     prefix = f"{kind_prefix}_" if kind_prefix else ""
     if isinstance(exc, fal_client.FalClientHTTPError):
         details["status_code"] = exc.status_code
+        headers = {k.lower(): v for k, v in exc.response_headers.items()}
         kind = exc.error_type or _KIND_BY_STATUS.get(exc.status_code, f"http_{exc.status_code}")
         message = _detail_text(exc.message)
-        retry_after = {k.lower(): v for k, v in exc.response_headers.items()}.get("retry-after")
+        if exc.status_code == 504 and headers.get(REQUEST_TIMEOUT_TYPE.lower()) == "user":
+            # Our own X-Fal-Request-Timeout passed before any runner took the request.
+            kind = "start_timeout"
+            message = (
+                f"fal did not start the request within its start timeout "
+                f"(X-Fal-Request-Timeout; queue wait counts): {message}"
+            )
+        retry_after = headers.get("retry-after")
         if retry_after is not None:  # fal-client 1.0.x retries on its own schedule, not this
             details["retry_after"] = retry_after
             message += f" (HTTP {exc.status_code}, Retry-After: {retry_after})"

@@ -14,6 +14,8 @@ that `DescribesData` names the commits of the data it reads.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +25,36 @@ from harness.types import Answer, OfficialScore, Query, Record, Sample, Score
 
 HttpMode = Literal["live", "record", "replay"]
 """How a run's HTTP goes: to the network, to the network and into a cassette, or from one."""
+
+sample_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "sample_deadline", default=None
+)
+"""When the sample being answered must be done, in the event loop's clock (set by the runner)."""
+
+
+sample_notes: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "sample_notes", default=None
+)
+"""Facts a backend notes about the sample being answered (a request id, its last state),
+which the runner keeps on the sample's record if it gives the sample up at its deadline."""
+
+
+def note(**facts: Any) -> None:
+    """Note facts about the current sample (see `sample_notes`); nothing outside a sample."""
+    notes = sample_notes.get()
+    if notes is not None:
+        notes.update(facts)
+
+
+def time_left() -> float | None:
+    """Seconds until the current sample's deadline; None without one (or outside a loop)."""
+    deadline = sample_deadline.get()
+    if deadline is None:
+        return None
+    try:
+        return deadline - asyncio.get_running_loop().time()
+    except RuntimeError:
+        return None
 
 
 @runtime_checkable

@@ -7,6 +7,15 @@ parameter), the status payloads `_parse_status` reads, the error bodies
 `_raise_for_status` turns into `FalClientHTTPError` (`detail`, `error_type`), the
 `x-fal-request-id` header the client uses to tell the app's 5xx from ingress errors,
 and the CDN token + `v3.fal.media` upload (with the `rest.fal.ai` storage fallback).
+Beyond the client, it follows fal's documentation (docs.fal.ai "Queue", "Platform
+Headers", "Reliability", "Request Errors", read 2026-12): status answers 202 while a
+request is IN_QUEUE or IN_PROGRESS; a submit's `X-Fal-Request-Timeout` (over 0.1 s, else
+400 `bad_request`) completes a request still waiting for a runner when it passes, its
+result a 504 with `X-Fal-Request-Timeout-Type: user` and `error_type` `request_timeout`;
+`X-Fal-Store-IO: 0` keeps the payload out of `stored_payloads`; with `fallback_reply`
+the endpoint is down and fal's model fallback answers that text, unless the submit sent
+`x-fal-disable-fallbacks`, when the request fails (`runner_scheduling_failure`, 503).
+Each submit's `x-fal-*` headers are kept in `submit_headers` for tests to assert.
 It stands in for the hosted service, which tests cannot reach; it is not a
 specification of that service, and where the client does not look (ids, log text,
 timestamps) its answers are plausible stand-ins.
@@ -59,17 +68,23 @@ FAULTS = (
     "missing_output",
     "drop",
     "unreachable",
+    "never_start",
 )
 # Faults that only make sense on some endpoints.
 _FAULT_ENDPOINTS = {
     "completed_error": ("status",),
     "never_complete": ("status",),
+    "never_start": ("status",),
     "missing_output": ("result",),
     "unreachable": ("submit", "status", "result", "cancel"),
 }
 _QUEUE_ENDPOINTS = ("submit", "status", "result", "cancel")
 # Faults that change what the endpoint serves rather than replacing its response.
-_STATE_FAULTS = ("completed_error", "never_complete", "missing_output")
+_STATE_FAULTS = ("completed_error", "never_complete", "missing_output", "never_start")
+# Platform headers fal reads on submit (docs.fal.ai "Platform Headers", "Reliability").
+REQUEST_TIMEOUT = "x-fal-request-timeout"
+DISABLE_FALLBACKS = "x-fal-disable-fallbacks"
+STORE_IO = "x-fal-store-io"
 _ID_NAMESPACE = uuid.UUID("5f1c7a52-8f0e-4f49-9d55-0c2b8f6a1e01")
 _LOG_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 _NGINX_502 = (
@@ -102,6 +117,10 @@ class _Job:
     error: str | None = None
     error_type: str | None = None
     error_status: int = 500
+    error_headers: dict[str, str] = field(default_factory=dict)
+    start_timeout: float | None = None
+    held: bool = False  # kept IN_QUEUE (no runner free)
+    fallbacks: bool = True
 
 
 @dataclass
@@ -136,6 +155,7 @@ class FalEmulator:
     those `when` sees `{"file_name", "sha256", "size"}` (`{}` for the token).
     "completed_error" and "never_complete" change the request for good (they count
     once per request), "missing_output" applies only to a completed request, and
+    "never_start" keeps a request IN_QUEUE (no runner takes it) until its start timeout;
     "unreachable" (beyond the documented set) raises `httpx.ConnectError` on the
     primary queue host so fal-client's backup-domain transport takes over.
     Options: "drop" with `processed=True` serves the request before dropping the
@@ -152,6 +172,7 @@ class FalEmulator:
         progress_polls: int = 1,
         service_time: float = 0.0,
         inference_time: float = 0.42,
+        fallback_reply: str | None = None,
     ) -> None:
         if queue_polls < 0 or progress_polls < 0:
             raise ValueError("queue_polls and progress_polls must be >= 0")
@@ -163,6 +184,7 @@ class FalEmulator:
         self.progress_polls = progress_polls
         self.service_time = service_time
         self.inference_time = inference_time
+        self.fallback_reply = fallback_reply
 
         parts = self.app_id.split("/")
         if len(parts) < 2:
@@ -181,6 +203,8 @@ class FalEmulator:
         self.cancelled: list[str] = []
         self.uploads: list[str] = []
         self.polls: dict[str, int] = {}
+        self.submit_headers: dict[str, dict[str, str]] = {}  # id -> its x-fal-* headers
+        self.stored_payloads: dict[str, dict] = {}  # what fal would keep (not X-Fal-Store-IO: 0)
 
         self._jobs: dict[str, _Job] = {}
         self._faults: list[_Fault] = []
@@ -337,7 +361,7 @@ class FalEmulator:
         for fault in self._faults:
             if fault.on != plan.endpoint or fault.times <= 0:
                 continue
-            if fault.kind in ("completed_error", "never_complete") and (
+            if fault.kind in ("completed_error", "never_complete", "never_start") and (
                 job is None or self._is_done(job) or job.stuck
             ):
                 continue
@@ -369,7 +393,8 @@ class FalEmulator:
             if plan.endpoint in _QUEUE_ENDPOINTS:
                 with self._lock:
                     request_id = plan.job.id if plan.job else self._new_id("error")
-            return _fault_response(fault, request_id)
+            subject = plan.body if plan.endpoint == "submit" else None
+            return _fault_response(fault, request_id, subject)
 
         handlers = {
             "submit": self._submit,
@@ -389,10 +414,27 @@ class FalEmulator:
         arguments = plan.body
         if problems := _validate(arguments):
             return _json(422, {"detail": problems}, self._new_id("error"))
+        headers = plan.request.headers
+        start_timeout = None
+        if REQUEST_TIMEOUT in headers:
+            try:
+                start_timeout = float(headers[REQUEST_TIMEOUT])
+            except ValueError:
+                start_timeout = -1.0
+            if not start_timeout > 0.1:  # fal's documented minimum
+                body = {"detail": "Invalid request timeout header", "error_type": "bad_request"}
+                return _json(400, body, self._new_id("error"))
         request_id = self._new_id("request")
         base = f"https://{self._public_queue_host}/{self._app_base}/requests/{request_id}"
-        self._jobs[request_id] = _Job(request_id, arguments, base, time.monotonic())
+        job = _Job(request_id, arguments, base, time.monotonic(), start_timeout=start_timeout)
+        job.fallbacks = headers.get(DISABLE_FALLBACKS, "").lower() not in ("1", "true", "yes")
+        self._jobs[request_id] = job
         self.submitted[request_id] = arguments
+        self.submit_headers[request_id] = {
+            k.lower(): v for k, v in headers.items() if k.lower().startswith("x-fal-")
+        }
+        if headers.get(STORE_IO) != "0":
+            self.stored_payloads[request_id] = arguments
         return _json(
             200,
             {
@@ -429,6 +471,8 @@ class FalEmulator:
             job.logs.append(self._log(job, f"Error: {job.error}", level="ERROR"))
         elif fault is not None and fault.kind == "never_complete":
             job.stuck = True
+        elif fault is not None and fault.kind == "never_start":
+            job.held = True
 
         job.served_polls += 1
         urls = {
@@ -440,10 +484,10 @@ class FalEmulator:
         state = self._advance(job)
         if state == "IN_QUEUE":
             position = max(self.queue_polls - job.served_polls, 0)
-            return _json(200, {"status": "IN_QUEUE", "queue_position": position, **urls}, job.id)
+            return _json(202, {"status": "IN_QUEUE", "queue_position": position, **urls}, job.id)
         logs = list(job.logs) if with_logs else None
         if state == "IN_PROGRESS":
-            return _json(200, {"status": "IN_PROGRESS", "logs": logs, **urls}, job.id)
+            return _json(202, {"status": "IN_PROGRESS", "logs": logs, **urls}, job.id)
         payload: dict[str, Any] = {"status": "COMPLETED", "logs": logs, **urls}
         if job.error is None:
             payload["metrics"] = {"inference_time": self.inference_time}
@@ -456,8 +500,10 @@ class FalEmulator:
 
     def _advance(self, job: _Job) -> str:
         """The state one served status call sees, updating the job (logs, done)."""
-        if job.done:
+        if job.done or self._timed_out(job):
             return "COMPLETED"
+        if job.held:
+            return "IN_QUEUE"
         if not job.stuck:
             if self.service_time > 0:
                 finished = time.monotonic() - job.submitted_at >= self.service_time
@@ -465,6 +511,9 @@ class FalEmulator:
                 if job.served_polls <= self.queue_polls:
                     return "IN_QUEUE"
                 finished = job.served_polls > self.queue_polls + self.progress_polls
+            if finished and job.fallbacks is False and self.fallback_reply is not None:
+                self._fail(job, "No runner available", "runner_scheduling_failure", 503)
+                return "COMPLETED"
             if finished:
                 job.done = True
                 message = f"Inference finished in {self.inference_time:.2f}s"
@@ -476,9 +525,28 @@ class FalEmulator:
         job.logs.append(self._log(job, f"Generating answer (step {step + 1})"))
         return "IN_PROGRESS"
 
+    def _timed_out(self, job: _Job) -> bool:
+        """Whether the request's start timeout passed while it waited for a runner (then it
+        completes with fal's 504); a request a runner took is never timed out."""
+        if job.done or job.start_timeout is None:
+            return False
+        queued = job.held or (self.service_time == 0 and job.served_polls <= self.queue_polls)
+        if not queued or time.monotonic() - job.submitted_at < job.start_timeout:
+            return False
+        self._fail(job, "Request timed out before it started", "request_timeout", 504)
+        job.error_headers = {"x-fal-request-timeout-type": "user"}
+        return True
+
+    def _fail(self, job: _Job, message: str, error_type: str, status: int) -> None:
+        job.done = True
+        job.error, job.error_type, job.error_status = message, error_type, status
+        job.logs.append(self._log(job, f"Error: {message}", level="ERROR"))
+
     def _is_done(self, job: _Job) -> bool:
-        if job.done:
+        if job.done or self._timed_out(job):
             return True
+        if job.held:
+            return False
         if job.stuck or self.service_time == 0:
             return False
         return time.monotonic() - job.submitted_at >= self.service_time
@@ -490,14 +558,18 @@ class FalEmulator:
             return _json(400, {"detail": "Request is still in progress"}, job.id)
         if job.error is not None:
             body = {"detail": job.error}
+            headers = dict(job.error_headers)
             if job.error_type is not None:
                 body["error_type"] = job.error_type
-            return _json(job.error_status, body, job.id)
+                headers["x-fal-error-type"] = job.error_type
+            return _json(job.error_status, body, job.id, headers)
         if plan.fault is not None and plan.fault.kind == "missing_output":
             return _json(200, {"answer": self._reply(job)}, job.id)
         return _json(200, {"output": self._reply(job)}, job.id)
 
     def _reply(self, job: _Job) -> str:
+        if self.fallback_reply is not None and job.fallbacks:
+            return self.fallback_reply  # answered by another endpoint, silently
         return self.reply(job.input) if callable(self.reply) else self.reply
 
     def _cancel(self, plan: _Plan) -> httpx.Response:
@@ -625,15 +697,18 @@ def _safe_name(name: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name.strip().rsplit("/", 1)[-1])
 
 
-def _json(status: int, body: Any, request_id: str | None = None) -> httpx.Response:
+def _json(
+    status: int, body: Any, request_id: str | None = None, headers: dict[str, str] | None = None
+) -> httpx.Response:
     """JSON as Python's `json` writes it by default, as a Python service would: any text
     (a lone surrogate as its escape) and any float (`-Infinity`) can be sent."""
-    headers = {"x-fal-request-id": request_id} if request_id else {}
-    headers["content-type"] = "application/json"
+    headers = {**(headers or {}), "content-type": "application/json"}
+    if request_id:
+        headers["x-fal-request-id"] = request_id
     return httpx.Response(status, content=json.dumps(body).encode(), headers=headers)
 
 
-def _fault_response(fault: _Fault, request_id: str | None) -> httpx.Response:
+def _fault_response(fault: _Fault, request_id: str | None, arguments: Any = None) -> httpx.Response:
     params = fault.params
     kind = fault.kind
     app_headers = {"x-fal-request-id": request_id} if request_id else {}
@@ -661,6 +736,9 @@ def _fault_response(fault: _Fault, request_id: str | None) -> httpx.Response:
                     "loc": ["body", params.get("field", "video_url")],
                     "msg": "field required",
                     "type": "value_error.missing",
+                    # pydantic 2 (FastAPI) echoes the input the error is about: for a
+                    # missing field, the whole body, a data: URI included.
+                    "input": arguments,
                 }
             ],
         )

@@ -48,12 +48,28 @@ def test_answer_carries_text_request_id_timings_and_counts(tmp_path, emulator):
     assert answer.text == "The answer is B."
     (request_id,) = emulator.submitted
     assert emulator.submitted[request_id] == {"video_url": VIDEO_URL, "prompt": "What happens?"}
-    assert answer.meta == {
+    meta = dict(answer.meta)
+    states = meta.pop("states")
+    assert [state[1:] for state in states] == [
+        ["IN_QUEUE", 1],
+        ["IN_QUEUE", 0],  # each queue position seen
+        ["IN_PROGRESS", None],
+        ["COMPLETED", None],
+    ]
+    seconds = [state[0] for state in states]
+    assert seconds == sorted(seconds) and seconds[0] >= 0 and seconds[-1] <= wall
+    assert meta.pop("logs") == [
+        "2024-01-01T00:00:00+00:00 INFO Decoding video frames",
+        "2024-01-01T00:00:00.100000+00:00 INFO Generating answer (step 1)",
+        "2024-01-01T00:00:00.200000+00:00 INFO Inference finished in 0.42s",
+    ]
+    assert meta == {
         "request_id": request_id,
         "polls": 4,  # IN_QUEUE, IN_QUEUE, IN_PROGRESS, COMPLETED
         "retries": 0,
         "video_input": "url",
         "frames": "not reported by the service (fal samples the video itself)",
+        "start_timeout": None,  # no deadline here
     }
     timings = answer.timings
     assert timings["upload"] == 0.0

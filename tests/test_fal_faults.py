@@ -266,7 +266,7 @@ def test_requests_that_never_complete_fail_at_the_deadline_and_are_cancelled(
     assert elapsed < DEADLINE + cancel_timeout + 1.0  # the stuck four ran side by side
 
 
-def test_completed_with_error_fails_the_sample_with_fals_error_and_fetches_nothing(
+def test_completed_with_error_fails_the_sample_with_fals_error_body(
     tmp_path, synthetic_cache, prompts, retry_waits
 ):
     emulator = FalEmulator(reply=guessing_reply)
@@ -287,8 +287,11 @@ def test_completed_with_error_fails_the_sample_with_fals_error_and_fetches_nothi
     }
     for prompt in prompts[:2]:
         (rid,) = request_ids(emulator, prompt)
-        assert records[prompt].error.details["request_id"] == rid
-        assert sent(emulator, "GET", rid) == 0  # no result fetched for an error
+        details = records[prompt].error.details
+        assert details["request_id"] == rid
+        assert details["status_code"] == 500  # the error body was fetched
+        assert details["status_error"] == failures(records)[prompt][1]
+        assert sent(emulator, "GET", rid) == 1
     assert emulator.cancelled == []  # nothing left running to cancel
     assert all(records[p].ok for p in prompts[2:])
     assert retry_waits == []

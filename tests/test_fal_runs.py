@@ -106,9 +106,16 @@ def test_a_run_through_injected_faults_ends_every_sample_once(
     emulator.inject("rate_limit", on="submit", times=3)
     emulator.inject("drop", on="status", times=2)
     emulator.inject("server_error", on="submit")
-    emulator.inject("completed_error", on="status")
+    errored: list[dict] = []  # the input that completed with an error, whose error body
+    # is fetched: the malformed result goes to another sample's answer
+
+    def first_error(arguments: dict) -> bool:
+        errored.append(arguments)
+        return True
+
+    emulator.inject("completed_error", on="status", when=first_error)
     emulator.inject("never_complete", on="status")
-    emulator.inject("malformed_json", on="result")
+    emulator.inject("malformed_json", on="result", when=lambda arguments: arguments not in errored)
     args = ["run", "--backend", "fal", "-B", "poll_interval=0.01", "--deadline", "2"]
     args += ["-S", f"cache_dir={synthetic_cache}", "--limit", "12", "--concurrency", "4"]
     started = time.monotonic()

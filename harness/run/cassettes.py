@@ -5,7 +5,8 @@ Redaction and the matcher every cassette uses, the same for every backend; see
 parameter whose name says it holds a secret (`Authorization`, any `*key*`,
 `*token*`, `*secret*`, `*signature*`, cookies, webhook URLs), no upload bytes and no
 `data:` URI in a JSON body (videos and frames sent inline: size and sha256 only);
-a JSON response keeps no token or key field, and no response a key the run registered
+a response keeps no `data:` URI (a validation error echoing its input), a JSON
+response no token or key field, and no response a key the run registered
 (`harness.secrets`) in its body or a header (a 401 that echoes the Authorization header).
 """
 
@@ -205,6 +206,25 @@ def _without_data_uris(value: Any) -> Any:
     return value
 
 
+# A data: URI's payload in any text, JSON-escaped slashes included.
+_INLINE_MEDIA = re.compile(rb"data:([\w.+/-]+);base64,(?:[A-Za-z0-9+/=]|\\/)+", re.A)
+
+
+def drop_inline_media_bytes(body: bytes) -> bytes:
+    """Each `data:` URI anywhere in `body` (a response echoing the input it refused, as
+    pydantic's validation errors do) replaced by its type, size and sha256."""
+    if b"data:" not in body:
+        return body
+
+    def summary(match: re.Match[bytes]) -> bytes:
+        uri = match[0].replace(b"\\/", b"/")
+        digest = hashlib.sha256(uri).hexdigest()
+        kind = match[1].decode()
+        return f"<data:{kind}, {len(uri)} characters, sha256 {digest}, not recorded>".encode()
+
+    return _INLINE_MEDIA.sub(summary, body)
+
+
 def drop_upload_bytes(request: Request) -> Request:
     """Keep a video's size and hash in the cassette, not its bytes: they are the user's
     data, they would bloat the cassette, and uploads replay by file name anyway."""
@@ -228,7 +248,9 @@ def redact_response(response: dict[str, Any]) -> dict[str, Any]:
     if not body:
         return response
     if isinstance(body, bytes):
-        body = response["body"]["string"] = scrub_bytes(body)
+        body = response["body"]["string"] = drop_inline_media_bytes(scrub_bytes(body))
+    elif isinstance(body, str) and "data:" in body:
+        body = response["body"]["string"] = drop_inline_media_bytes(body.encode()).decode()
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -30,12 +30,18 @@ import sys
 import time
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tqdm import tqdm
 
 from harness.errors import HarnessError, UsageError
-from harness.protocols import Backend, Benchmark, ScoresOfficially
+from harness.protocols import (
+    Backend,
+    Benchmark,
+    ScoresOfficially,
+    sample_deadline,
+    sample_notes,
+)
 from harness.run.prefetch import Preparation, Prepared, Turn
 from harness.run.settings import RunSettings
 from harness.run.store import RecordLog, RunStore, read_records
@@ -295,12 +301,21 @@ def _score(benchmark: Benchmark, sample: Sample, text: str, judge: Judge | None)
 
 async def _by(end: float | None, step: Awaitable[T], limit: float | None, missed: str) -> T:
     """`step`'s result, or a `deadline` failure saying `missed` once the loop's clock
-    passes `end`, the end of the sample's `limit` seconds (None: no deadline)."""
+    passes `end`, the end of the sample's `limit` seconds (None: no deadline). The
+    failure carries what the backend noted of its work (`sample_notes`)."""
     deadline = asyncio.timeout_at(end)
+    token = sample_deadline.set(end)  # so a backend can tell its service the deadline
+    notes: dict[str, Any] = {}
+    notes_token = sample_notes.set(notes)  # what the backend knew when it was given up
     try:
         async with deadline:
             return await step
     except TimeoutError:
         if deadline.expired():
-            raise BackendError("deadline", f"{missed} within the {limit:g} s deadline") from None
+            raise BackendError(
+                "deadline", f"{missed} within the {limit:g} s deadline", **notes
+            ) from None
         raise
+    finally:
+        sample_deadline.reset(token)
+        sample_notes.reset(notes_token)
