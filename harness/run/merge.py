@@ -150,6 +150,7 @@ def merge_runs(run_dirs: Sequence[Path], out: Path, run_id: str | None = None) -
     for line in lines:
         store.append_line(line)
     store.close()
+    store.unlock()
     return store.path
 
 
