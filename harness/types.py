@@ -8,9 +8,12 @@ back with `from_dict()`. `Record` is the line format of `records.jsonl`; its
 from __future__ import annotations
 
 import math
+import reprlib
+import types
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import asdict, dataclass, field, is_dataclass
+from functools import cache
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from harness.errors import HarnessError
 from harness.secrets import scrub_data
@@ -262,7 +265,9 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
+        """Read a record; a field of another type than declared is a `ValueError` naming it."""
         schema_of(data, "record", READABLE_SCHEMAS)
+        check_types(cls, data)
         score = data.get("score")
         error = data.get("error")
         return cls(
@@ -283,3 +288,69 @@ def schema_of(
         expected = " or ".join(map(str, readable))
         raise ValueError(f"{what} schema {schema!r} is not supported (expected {expected})")
     return schema
+
+
+def check_types(cls: type, data: dict[str, Any]) -> None:
+    """Raise a `ValueError` naming the first field of `data`, the JSON of dataclass `cls`
+    (nested dataclasses, dicts and lists included), whose value is not of its declared
+    type: a string for a float, a number for a string, NaN or infinity for a float.
+    Fields `cls` does not declare are left to its constructor."""
+    problem = _mismatch(data, cls, "")
+    if problem:
+        raise ValueError(problem)
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def _mismatch(value: Any, hint: Any, where: str) -> str | None:
+    """Where `value` first departs from type `hint`, in words; None when it fits."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        others = [arg for arg in args if arg is not type(None)]
+        if value is not None and len(others) == 1:  # an optional field: say what is wrong
+            return _mismatch(value, others[0], where)
+        fits = any(_mismatch(value, arg, where) is None for arg in args)
+    elif origin is Literal:
+        fits = value in args
+    elif origin in (list, tuple) and isinstance(value, list):
+        return _first((f"{where}[{i}]", item, args[0]) for i, item in enumerate(value))
+    elif origin is dict and isinstance(value, dict):
+        return _first((_joined(where, key), item, args[1]) for key, item in value.items())
+    elif isinstance(hint, type) and is_dataclass(hint) and isinstance(value, dict):
+        hints = _hints(hint)
+        return _first(
+            (_joined(where, key), item, hints[key]) for key, item in value.items() if key in hints
+        )
+    else:
+        fits = origin is None and _fits_plain(value, hint)
+    return None if fits else f"{where} is {reprlib.repr(value)}, not {_type_name(hint)}"
+
+
+def _first(fields: Iterable[tuple[str, Any, Any]]) -> str | None:
+    return next((problem for where, v, h in fields if (problem := _mismatch(v, h, where))), None)
+
+
+def _joined(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _fits_plain(value: Any, hint: Any) -> bool:
+    if hint is Any:
+        return True
+    if hint is float:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return number and math.isfinite(value)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return isinstance(value, hint)
+
+
+def _type_name(hint: Any) -> str:
+    if get_origin(hint) is None and isinstance(hint, type):
+        return "a finite number" if hint is float else hint.__name__
+    return str(hint).replace("typing.", "")

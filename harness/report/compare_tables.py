@@ -56,8 +56,22 @@ def titled(comparison: Comparison, title: str) -> str:
 def provenance_lines(comparison: Comparison) -> list[str]:
     """What produced each run, one line each; then, unless every run is live, why that matters."""
     lines = [f"{run_label(comparison, i)}: {p.line}" for i, p in enumerate(comparison.provenance)]
-    lines += scoring_lines(comparison)
+    lines += scoring_lines(comparison) + skipped_lines(comparison)
     return lines if comparison.measurement else [*lines, NOT_MEASURED]
+
+
+def skipped_lines(comparison: Comparison) -> list[str]:
+    """Each run's record lines that could not be read and are left out, named."""
+    lines = []
+    for index, run in enumerate(comparison.runs):
+        skipped = run.log.skipped
+        if skipped:
+            more = f"; and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+            lines.append(
+                f"{run_label(comparison, index)}: {len(skipped)} record line(s) skipped, "
+                f"unreadable ({skipped[0]}{more})"
+            )
+    return lines
 
 
 def scoring_lines(comparison: Comparison) -> list[str]:

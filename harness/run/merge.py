@@ -6,10 +6,13 @@ HTTP mode and shard count, the same commit of each dataset repo where the shards
 know it, and every shard index exactly once. Records are copied line for line,
 never rewritten: each sample keeps its best record (an OK one, else its latest
 failure), and a sample with an OK record in two shards is refused, since the
-shards should be disjoint. The merged manifest says where everything came from
-(`merged_from`) and holds every shard's sessions; it is otherwise an ordinary
-run, so `report` and `--resume` work on it. Merging writes no report: the
-`merge` command reports the merged run as `report` does.
+shards should be disjoint. Lines a shard holds but this version cannot read are
+left out and said on stderr; its unreadable records (not its torn lines) stay named
+in `merged_from` (`unreadable_records`), so `gate` refuses the merged run as it
+would the shard. The merged manifest says where everything came from
+(`merged_from`) and holds every shard's sessions; it is otherwise an ordinary run,
+so `report` and `--resume` work on it. Merging writes no report: the `merge`
+command reports the merged run as `report` does.
 """
 
 from __future__ import annotations
@@ -145,6 +148,15 @@ def merge_runs(run_dirs: Sequence[Path], out: Path, run_id: str | None = None) -
     runs = sorted((read_shard(path) for path in run_dirs), key=lambda run: run.shard.index)
     check_shards(runs)
     lines = best_lines(runs)
+    for run in runs:
+        skipped = run.run.log.skipped
+        if skipped:
+            more = f"; and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+            print(
+                f"{run.path}: {len(skipped)} record line(s) could not be read and are left "
+                f"out of the merge ({skipped[0]}{more})",
+                file=sys.stderr,
+            )
     run_id = new_run_id(runs[0].whole, run_id)
     store = RunStore.create(out / run_id, merged_manifest(runs, run_id))
     for line in lines:
@@ -157,9 +169,12 @@ def merge_runs(run_dirs: Sequence[Path], out: Path, run_id: str | None = None) -
 def _source(run: ShardRun) -> dict[str, Any]:
     """A shard's entry in `merged_from`: its directory, index, and what its manifest says."""
     manifest = run.manifest.to_dict()
-    return {"run_dir": str(run.path), "shard": run.shard.index} | {
-        key: manifest.get(key) for key in _SOURCE_KEYS
-    }
+    unreadable = run.run.log.unreadable
+    return (
+        {"run_dir": str(run.path), "shard": run.shard.index}
+        | {key: manifest.get(key) for key in _SOURCE_KEYS}
+        | ({"unreadable_records": unreadable} if unreadable else {})
+    )
 
 
 def _data(runs: Sequence[ShardRun]) -> dict[str, str | None] | None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO
 
 from harness.errors import HarnessError
-from harness.files import json_bytes, write_json_atomic
+from harness.files import json_bytes, not_a_file, write_json_atomic
 from harness.run.manifest import Manifest
 from harness.types import Record
 
@@ -51,11 +51,18 @@ class RunDirError(HarnessError):
 
 @dataclass
 class RecordLog:
-    """What `read_records` found: the records, their lines as read, and the lines it skipped."""
+    """What `read_records` found: the records, their lines as read, and the lines it skipped.
+
+    `unreadable` are the skipped lines that are not torn: JSON that holds no record this
+    version reads (another schema, a field of the wrong type, nesting too deep), so records
+    the numbers leave out. A torn line, the part of a line a killed writer left, is no
+    record: its sample is run again on resume.
+    """
 
     records: list[Record] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
 
     def latest_by_sample(self) -> dict[str, Record]:
         """Each sample's outcome: its OK record if it has one, else its last record."""
@@ -72,25 +79,45 @@ class RecordLog:
 
 
 def read_records(path: Path) -> RecordLog:
-    """Read `records.jsonl`, skipping torn or foreign lines instead of failing."""
+    """Read `records.jsonl`, skipping torn or unreadable lines, each with a note, instead
+    of failing; a `records.jsonl` that is not a regular file is a `RunDirError`."""
     log = RecordLog()
     if not path.exists():
         return log
+    if not path.is_file():
+        raise RunDirError(f"cannot read {path}: it is {not_a_file(path)}")
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             line = raw.strip()
             if not line:
                 continue
             try:
-                data = json.loads(line)
-                if not isinstance(data, dict):
-                    raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-                log.records.append(Record.from_dict(data))
+                log.records.append(_record(line))
                 log.lines.append(line)
-            except (ValueError, TypeError) as exc:
+            except _NotJson as exc:
                 torn = "" if raw.endswith(b"\n") else " (torn last line)"
                 log.skipped.append(f"{path.name} line {number}{torn}: {exc}")
+            except (ValueError, TypeError, RecursionError) as exc:
+                note = f"{path.name} line {number}: {exc}"
+                log.skipped.append(note)
+                log.unreadable.append(note)
     return log
+
+
+class _NotJson(Exception):
+    """A line that is not JSON at all: torn by a killed writer."""
+
+
+def _record(line: bytes) -> Record:
+    try:
+        data = json.loads(line)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
+    except ValueError as exc:
+        raise _NotJson(str(exc)) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    return Record.from_dict(data)
 
 
 class RunLock:
