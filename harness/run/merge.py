@@ -13,11 +13,19 @@ would the shard. The merged manifest says where everything came from
 (`merged_from`) and holds every shard's sessions; it is otherwise an ordinary run,
 so `report` and `--resume` work on it. Merging writes no report: the `merge`
 command reports the merged run as `report` does.
+
+The merged run is built aside, in a hidden directory under `out`, and renamed into
+place once whole: a merge killed part-way leaves no run directory that looks
+finished (only the hidden one, which a merge run again does not reuse).
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -26,11 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.files import fsync_directory
 from harness.run.directory import Run
 from harness.run.manifest import Manifest, data_change
 from harness.run.shards import Shard
 from harness.run.spec import RunSpec, new_run_id
-from harness.run.store import RunStore
+from harness.run.store import WRITABLE, RunDirError, RunStore
 from harness.scoring.judge import judge_label
 from harness.types import Record
 
@@ -143,7 +152,8 @@ def merged_manifest(runs: Sequence[ShardRun], run_id: str) -> Manifest:
 def merge_runs(run_dirs: Sequence[Path], out: Path, run_id: str | None = None) -> Path:
     """Join the shards in `run_dirs` into a new run directory under `out`; return its path.
 
-    Writes the merged `manifest.json` and `records.jsonl`.
+    Writes the merged `manifest.json` and `records.jsonl` aside, synced, then renames
+    the whole directory into place.
     """
     runs = sorted((read_shard(path) for path in run_dirs), key=lambda run: run.shard.index)
     check_shards(runs)
@@ -158,12 +168,38 @@ def merge_runs(run_dirs: Sequence[Path], out: Path, run_id: str | None = None) -
                 file=sys.stderr,
             )
     run_id = new_run_id(runs[0].whole, run_id)
-    store = RunStore.create(out / run_id, merged_manifest(runs, run_id))
-    for line in lines:
-        store.append_line(line)
-    store.close()
-    store.unlock()
-    return store.path
+    target = out / run_id
+    RunStore.check_new(target)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        aside = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".merging", dir=out))
+    except OSError as exc:
+        raise RunDirError(
+            f"cannot create run directory {target}: {exc.strerror or exc}; {WRITABLE}"
+        ) from None
+    try:
+        _write(aside, merged_manifest(runs, run_id), lines)
+        os.rename(aside, target)
+    except BaseException as exc:
+        shutil.rmtree(aside, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            raise RunDirError(
+                f"run directory {target} already exists (use --resume {target})"
+            ) from None
+        raise
+    fsync_directory(out)
+    return target
+
+
+def _write(directory: Path, manifest: Manifest, lines: list[bytes]) -> None:
+    """The merged run's manifest and records, synced to disk."""
+    store = RunStore.create(directory, manifest)
+    try:
+        for line in lines:
+            store.append_line(line)
+        store.close()
+    finally:
+        store.unlock()
 
 
 def _source(run: ShardRun) -> dict[str, Any]:
