@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from harness.analysis.compare import TIMER_RESOLUTION_S, Comparison, Interval, LatencyRatio
 from harness.analysis.provenance import PIPELINE_CHECK
-from harness.report.markdown import number, percent, seconds, table
+from harness.report.markdown import inline, number, percent, seconds, table
 from harness.scoring.judge import judge_label
 
 Table = tuple[list[str], list[list[str]]]
@@ -218,7 +218,7 @@ def render_markdown(comparison: Comparison, depth: int = 1) -> str:
         "",
         "Provenance:",
         "",
-        *(f"- {line}" for line in provenance_lines(comparison)),
+        *(f"- {inline(line)}" for line in provenance_lines(comparison)),
         "",
         f"Baseline: `{comparison.runs[0].name}`. Every statistic is over the "
         f"**{len(comparison.joined)}** samples answered in every run, of {comparison.seen} "
