@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import reprlib
 import types
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from functools import cache
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -295,49 +295,65 @@ def check_types(cls: type, data: dict[str, Any]) -> None:
     (nested dataclasses, dicts and lists included), whose value is not of its declared
     type: a string for a float, a number for a string, NaN or infinity for a float.
     Fields `cls` does not declare are left to its constructor."""
-    problem = _mismatch(data, cls, "")
+    problem = _checker(cls)(data, "")
     if problem:
         raise ValueError(problem)
 
 
+Checker = Callable[[Any, str], str | None]
+"""Where a value (at the place named) first departs from a type, in words; None when it fits."""
+
+
 @cache
-def _hints(cls: type) -> dict[str, Any]:
-    return get_type_hints(cls)
-
-
-def _mismatch(value: Any, hint: Any, where: str) -> str | None:
-    """Where `value` first departs from type `hint`, in words; None when it fits."""
+def _checker(hint: Any) -> Checker:
+    """The `Checker` of type `hint`, built once per type."""
     origin, args = get_origin(hint), get_args(hint)
     if origin in (Union, types.UnionType):
-        others = [arg for arg in args if arg is not type(None)]
-        if value is not None and len(others) == 1:  # an optional field: say what is wrong
-            return _mismatch(value, others[0], where)
-        fits = any(_mismatch(value, arg, where) is None for arg in args)
-    elif origin is Literal:
-        fits = value in args
-    elif origin in (list, tuple) and isinstance(value, list):
-        return _first((f"{where}[{i}]", item, args[0]) for i, item in enumerate(value))
-    elif origin is dict and isinstance(value, dict):
-        return _first((_joined(where, key), item, args[1]) for key, item in value.items())
-    elif isinstance(hint, type) and is_dataclass(hint) and isinstance(value, dict):
-        hints = _hints(hint)
-        return _first(
-            (_joined(where, key), item, hints[key]) for key, item in value.items() if key in hints
+        nullable = type(None) in args
+        options = [_checker(arg) for arg in args if arg is not type(None)]
+        if len(options) == 1:  # an optional field: say what is wrong with the value
+            (only,) = options
+            return lambda value, where: None if value is None and nullable else only(value, where)
+        return lambda value, where: (
+            None
+            if (value is None and nullable) or any(c(value, where) is None for c in options)
+            else _wrong(value, where, hint)
         )
-    else:
-        fits = origin is None and _fits_plain(value, hint)
-    return None if fits else f"{where} is {reprlib.repr(value)}, not {_type_name(hint)}"
+    if origin is Literal:
+        return lambda value, where: None if value in args else _wrong(value, where, hint)
+    if origin in (list, tuple):
+        item = _checker(args[0])
+        return lambda value, where: (
+            _first(item(v, f"{where}[{i}]") for i, v in enumerate(value))
+            if isinstance(value, list)
+            else _wrong(value, where, hint)
+        )
+    if origin is dict:
+        item = _checker(args[1])
+        return lambda value, where: (
+            _first(item(v, _joined(where, k)) for k, v in value.items())
+            if isinstance(value, dict)
+            else _wrong(value, where, hint)
+        )
+    if isinstance(hint, type) and is_dataclass(hint):
+        fields = {name: _checker(field) for name, field in get_type_hints(hint).items()}
+        return lambda value, where: (
+            _first(fields[k](v, _joined(where, k)) for k, v in value.items() if k in fields)
+            if isinstance(value, dict)
+            else _wrong(value, where, hint)
+        )
+    return lambda value, where: None if _fits(value, hint) else _wrong(value, where, hint)
 
 
-def _first(fields: Iterable[tuple[str, Any, Any]]) -> str | None:
-    return next((problem for where, v, h in fields if (problem := _mismatch(v, h, where))), None)
+def _first(problems: Iterable[str | None]) -> str | None:
+    return next((problem for problem in problems if problem), None)
 
 
 def _joined(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
-def _fits_plain(value: Any, hint: Any) -> bool:
+def _fits(value: Any, hint: Any) -> bool:
     if hint is Any:
         return True
     if hint is float:
@@ -345,12 +361,12 @@ def _fits_plain(value: Any, hint: Any) -> bool:
         return number and math.isfinite(value)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    if hint is type(None):
-        return value is None
     return isinstance(value, hint)
 
 
-def _type_name(hint: Any) -> str:
+def _wrong(value: Any, where: str, hint: Any) -> str:
     if get_origin(hint) is None and isinstance(hint, type):
-        return "a finite number" if hint is float else hint.__name__
-    return str(hint).replace("typing.", "")
+        name = "a finite number" if hint is float else hint.__name__
+    else:
+        name = str(hint).replace("typing.", "")
+    return f"{where} is {reprlib.repr(value)}, not {name}"
