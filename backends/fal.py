@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import httpx
 
 from backends.uploads import UploadCache, file_sha256
+from harness.files import not_a_file
 from harness.media.cache import cache_root
 from harness.protocols import Cost, HttpMode, SessionSpan, StandIn, note, time_left
 from harness.run.recording import NotRecorded, cassette_source
@@ -362,8 +363,8 @@ class FalBackend:
         """(URL fal can read, seconds spent uploading, how the video was sent)."""
         if video.startswith(_REMOTE):
             return video, 0.0, "url"
-        if not os.path.isfile(video):
-            raise BackendError("video_not_found", f"{video}: no such file")
+        if reason := not_a_file(Path(video)):
+            raise BackendError("video_not_found", f"{video}: {reason}")
         import fal_client
 
         from harness.media.video import VideoError, probe

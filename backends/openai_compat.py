@@ -45,6 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from harness.errors import HarnessError
+from harness.files import not_a_file
 from harness.protocols import Cost, HttpMode, SessionSpan, StandIn
 from harness.registry import options_of
 from harness.run.recording import cassette_source
@@ -463,8 +464,8 @@ class OpenAIBackend:
         remote = video.startswith(("http://", "https://"))
         if self.frames == "server" and remote:
             return [_video_part(video)], 0.0, {"frames": SERVER_FRAMES, "video_input": "url"}
-        if not remote and not os.path.isfile(video):
-            raise BackendError("video_not_found", f"{video}: no such file")
+        if not remote and (reason := not_a_file(Path(video))):
+            raise BackendError("video_not_found", f"{video}: {reason}")
         try:
             if self.frames == "server":
                 url = await asyncio.to_thread(self._file_url, video)

@@ -48,6 +48,7 @@ from typing import Any, ClassVar
 
 from benchmarks.rows import BadField, json_type, optional_text, text_field
 from harness.errors import UsageError
+from harness.files import not_a_file
 from harness.scoring.choice import option_letters, option_span
 from harness.scoring.prompts import multiple_choice_prompt
 from harness.scoring.rules import score_multiple_choice, score_open_ended
@@ -267,8 +268,9 @@ def _video(video: str, folder: Path) -> str:
     if video.lower().startswith(_URL_SCHEMES):
         return video
     path = folder / Path(video).expanduser()
-    if not path.is_file():
-        raise BadField("video", f"no such file: {path}")
+    reason = not_a_file(path)
+    if reason:
+        raise BadField("video", f"{reason}: {path}")
     return str(path)
 
 
@@ -289,6 +291,9 @@ def _seconds(value: Any) -> float | None:
 def _read(path: Path) -> bytes:
     if path.suffix.lower() not in (".jsonl", ".csv"):
         raise UsageError(f"manifest {path} must be a .jsonl or .csv file")
+    reason = not_a_file(path)
+    if reason:  # a FIFO would block the read
+        raise UsageError(f"cannot read manifest {path}: {reason}")
     try:
         return path.read_bytes()
     except OSError as exc:

@@ -20,6 +20,7 @@ from pathlib import Path
 from harness.analysis.compare import compare_runs
 from harness.analysis.provenance import PIPELINE_CHECK
 from harness.analysis.summary import summarize_run
+from harness.files import visible, write_bytes_atomic
 from harness.plugins import backends, benchmarks
 from harness.protocols import HasBenchStandIn, StandIn
 from harness.report.compare_tables import render_markdown
@@ -73,7 +74,7 @@ def run_bench(
     markdown = side_by_side(entries, benchmark)
     markdown += comparison([entry.run_dir for entry in entries if entry.run_dir])
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.md").write_text(markdown)
+    write_bytes_atomic(out / "bench.md", visible(markdown).encode())
     return markdown
 
 

@@ -8,9 +8,12 @@ back with `from_dict()`. `Record` is the line format of `records.jsonl`; its
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+import reprlib
+import types
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, is_dataclass
+from functools import cache
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from harness.errors import HarnessError
 from harness.secrets import scrub_data
@@ -262,7 +265,9 @@ class Record:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
+        """Read a record; a field of another type than declared is a `ValueError` naming it."""
         schema_of(data, "record", READABLE_SCHEMAS)
+        check_types(cls, data)
         score = data.get("score")
         error = data.get("error")
         return cls(
@@ -283,3 +288,85 @@ def schema_of(
         expected = " or ".join(map(str, readable))
         raise ValueError(f"{what} schema {schema!r} is not supported (expected {expected})")
     return schema
+
+
+def check_types(cls: type, data: dict[str, Any]) -> None:
+    """Raise a `ValueError` naming the first field of `data`, the JSON of dataclass `cls`
+    (nested dataclasses, dicts and lists included), whose value is not of its declared
+    type: a string for a float, a number for a string, NaN or infinity for a float.
+    Fields `cls` does not declare are left to its constructor."""
+    problem = _checker(cls)(data, "")
+    if problem:
+        raise ValueError(problem)
+
+
+Checker = Callable[[Any, str], str | None]
+"""Where a value (at the place named) first departs from a type, in words; None when it fits."""
+
+
+@cache
+def _checker(hint: Any) -> Checker:
+    """The `Checker` of type `hint`, built once per type."""
+    origin, args = get_origin(hint), get_args(hint)
+    if origin in (Union, types.UnionType):
+        nullable = type(None) in args
+        options = [_checker(arg) for arg in args if arg is not type(None)]
+        if len(options) == 1:  # an optional field: say what is wrong with the value
+            (only,) = options
+            return lambda value, where: None if value is None and nullable else only(value, where)
+        return lambda value, where: (
+            None
+            if (value is None and nullable) or any(c(value, where) is None for c in options)
+            else _wrong(value, where, hint)
+        )
+    if origin is Literal:
+        return lambda value, where: None if value in args else _wrong(value, where, hint)
+    if origin in (list, tuple):
+        item = _checker(args[0])
+        return lambda value, where: (
+            _first(item(v, f"{where}[{i}]") for i, v in enumerate(value))
+            if isinstance(value, list)
+            else _wrong(value, where, hint)
+        )
+    if origin is dict:
+        item = _checker(args[1])
+        return lambda value, where: (
+            _first(item(v, _joined(where, k)) for k, v in value.items())
+            if isinstance(value, dict)
+            else _wrong(value, where, hint)
+        )
+    if isinstance(hint, type) and is_dataclass(hint):
+        fields = {name: _checker(field) for name, field in get_type_hints(hint).items()}
+        return lambda value, where: (
+            _first(fields[k](v, _joined(where, k)) for k, v in value.items() if k in fields)
+            if isinstance(value, dict)
+            else _wrong(value, where, hint)
+        )
+    return lambda value, where: None if _fits(value, hint) else _wrong(value, where, hint)
+
+
+def _first(problems: Iterable[str | None]) -> str | None:
+    return next((problem for problem in problems if problem), None)
+
+
+def _joined(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    if hint is Any:
+        return True
+    if hint is float:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        return number and math.isfinite(value)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _wrong(value: Any, where: str, hint: Any) -> str:
+    if get_origin(hint) is None and isinstance(hint, type):
+        name = "a finite number" if hint is float else hint.__name__
+    else:
+        name = str(hint).replace("typing.", "")
+    return f"{where} is {reprlib.repr(value)}, not {name}"

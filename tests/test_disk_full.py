@@ -50,7 +50,11 @@ def check_failed_session(run_dir: Path, stderr: str, written_in: Path, problem: 
     (session,) = Run.open(run_dir).manifest.sessions
     assert session.status == "failed" and session.written == len(log.records)
     assert session.reason == f"cannot write {records}: {problem}"
-    assert sorted(path.name for path in run_dir.iterdir()) == ["manifest.json", "records.jsonl"]
+    assert sorted(path.name for path in run_dir.iterdir()) == [
+        ".lock",
+        "manifest.json",
+        "records.jsonl",
+    ]
 
 
 def resume_to_the_end(run_dir: Path) -> None:

@@ -139,6 +139,7 @@ def test_resume_skips_ok_and_failed_unless_retrying(tmp_path):
 
 def test_resume_rebuilds_the_runs_own_settings(tmp_path):
     ready = new_run(tmp_path, count=3, reply="C", delay="0.001")
+    ready.store.unlock()  # as its process would by ending
     resumed = resume_run(ready.store.path)
     assert isinstance(resumed.backend, ScriptedBackend)
     assert (resumed.backend.reply, resumed.backend.delay) == ("C", 0.001)

@@ -12,6 +12,10 @@ shows up, and compared with the baseline's:
   (steady state: warm-up and cold starts are not in it). Unset, latency is not
   checked, since timings depend on the machine and the service's load.
 
+A run with records it cannot read (another schema, a field of the wrong type) is
+refused, naming how many: its numbers would leave them out. Torn lines, which a
+killed writer leaves and which hold no record, are not counted.
+
 The baseline must be of the same benchmark and benchmark version. A version
 changes whenever samples, prompts or scoring change, so across versions the
 two accuracies measure different things: the gate refuses, as bad input,
@@ -26,9 +30,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.analysis.summary import summarize_run
+from harness.analysis.summary import summarize
 from harness.analysis.summary_file import Summary
 from harness.errors import HarnessError
+from harness.files import not_a_file
+from harness.run.directory import Run
 
 # Slack for float rounding when a value sits exactly on its bound.
 TOLERANCE = 1e-9
@@ -93,17 +99,35 @@ class GateResult:
 
 
 def gate_run(run_dir: Path, baseline_path: Path, bounds: Bounds) -> GateResult:
-    """Summarise the run in `run_dir` from its records and gate it against `baseline_path`."""
+    """Summarise the run in `run_dir` from its records and gate it against `baseline_path`;
+    refuse a run with records it cannot read, as its numbers would leave them out."""
     baseline = load_summary(baseline_path)
-    return gate(summarize_run(run_dir), baseline, bounds, baseline_name=str(baseline_path))
+    run = Run.open(run_dir)
+    merged = [
+        n for shard in run.manifest.merged_from or () for n in shard.get("unreadable_records", ())
+    ]
+    unreadable = run.log.unreadable + merged
+    if unreadable:
+        total = len(run.log.records) + len(unreadable)
+        more = f"; and {len(unreadable) - 1} more" if len(unreadable) > 1 else ""
+        raise GateError(
+            f"run {run_dir} has {len(unreadable)} unreadable record(s) of {total} "
+            f"({unreadable[0]}{more}): its numbers would leave them out"
+        )
+    summary = summarize(run.log, run.manifest)
+    return gate(summary, baseline, bounds, baseline_name=str(baseline_path))
 
 
 def load_summary(path: Path) -> Summary:
     """Read a `summary.json`; a missing file, bad JSON or another document is a `GateError`."""
+    if path.exists() and not path.is_file():
+        raise GateError(f"cannot read baseline {path}: it is {not_a_file(path)}")
     try:
         data = json.loads(path.read_text())
     except OSError as exc:
         raise GateError(f"cannot read baseline {path}: {exc.strerror or exc}") from None
+    except RecursionError:
+        raise GateError(f"cannot read baseline {path}: JSON nested too deeply") from None
     except ValueError as exc:
         raise GateError(f"baseline {path} is not JSON: {exc}") from None
     try:

@@ -9,13 +9,21 @@ A download cannot stall its caller: connecting may take `CONNECT_S`, the server
 may fall silent for `SILENCE_S` at most, every `RATE_WINDOW_S` must bring at
 least `MIN_RATE` bytes a second (a server dripping a byte every few seconds
 fails there), and the whole download, headers included, ends within `TOTAL_S`.
+
+Redirects are followed, but not to a loopback, link-local or other non-public
+address (the machine itself, a cloud's metadata service, the local network)
+unless the URL given points to that kind of address itself: a public server
+cannot make the harness fetch from inside (`check_redirect`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
+import socket
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -56,7 +64,11 @@ async def _download(url: str, temp: Path) -> None:
     timeout = httpx.Timeout(SILENCE_S, connect=CONNECT_S)
     async with (
         asyncio.timeout(TOTAL_S),
-        httpx.AsyncClient(follow_redirects=True, timeout=timeout) as client,
+        httpx.AsyncClient(
+            follow_redirects=True,
+            timeout=timeout,
+            event_hooks={"request": [partial(check_redirect, url)]},
+        ) as client,
         client.stream("GET", url) as response,
     ):
         _check(url, response)
@@ -90,3 +102,43 @@ def _check(url: str, response: httpx.Response) -> None:
     kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind in ("text/html", "application/xhtml+xml"):
         raise VideoError(url, f"the server sent a web page ({kind}), not a video")
+
+
+async def check_redirect(url: str, request: httpx.Request) -> None:
+    """Refuse `request`, made while downloading `url`, when it goes to a kind of address
+    (loopback, link-local, private) that `url` itself does not point to."""
+    given = httpx.URL(url).host
+    if request.url.host == given:
+        return
+    refused = await _inner_kinds(request.url.host) - await _inner_kinds(given)
+    if refused:
+        raise VideoError(
+            url,
+            f"refused a redirect to {request.url.host}, a {' and '.join(sorted(refused))} "
+            "address: only a URL that points there itself may reach it",
+        )
+
+
+async def _inner_kinds(host: str) -> set[str]:
+    """The kinds of non-public address `host` names or resolves to; empty for a public
+    host, or one that does not resolve (it cannot be reached either)."""
+    try:
+        addresses = {ipaddress.ip_address(host)}
+    except ValueError:
+        try:
+            loop = asyncio.get_running_loop()
+            found = await loop.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except (OSError, UnicodeError):
+            return set()
+        addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in found}
+    return {kind for address in addresses if (kind := _kind(address))}
+
+
+def _kind(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    if address.is_loopback or address.is_unspecified:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    return None if address.is_global else "private"

@@ -17,12 +17,14 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import av
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.files import not_a_file
 
 __all__ = [
     "SampledFrames",
@@ -446,10 +448,9 @@ def _check_sampling(fps: float, max_frames: int) -> None:
 
 def _check_file(path: str | os.PathLike[str]) -> str:
     name = os.fspath(path)
-    if not os.path.exists(name):
-        raise VideoError(name, "no such file")
-    if not os.path.isfile(name):
-        raise VideoError(name, "not a regular file")
+    reason = not_a_file(Path(name))
+    if reason:
+        raise VideoError(name, reason)
     if os.path.getsize(name) == 0:
         raise VideoError(name, "empty file (0 bytes)")
     return name

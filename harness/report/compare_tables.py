@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from harness.analysis.compare import TIMER_RESOLUTION_S, Comparison, Interval, LatencyRatio
 from harness.analysis.provenance import PIPELINE_CHECK
-from harness.report.markdown import number, percent, seconds, table
+from harness.report.markdown import inline, number, percent, seconds, table
 from harness.scoring.judge import judge_label
 
 Table = tuple[list[str], list[list[str]]]
@@ -56,8 +56,22 @@ def titled(comparison: Comparison, title: str) -> str:
 def provenance_lines(comparison: Comparison) -> list[str]:
     """What produced each run, one line each; then, unless every run is live, why that matters."""
     lines = [f"{run_label(comparison, i)}: {p.line}" for i, p in enumerate(comparison.provenance)]
-    lines += scoring_lines(comparison)
+    lines += scoring_lines(comparison) + skipped_lines(comparison)
     return lines if comparison.measurement else [*lines, NOT_MEASURED]
+
+
+def skipped_lines(comparison: Comparison) -> list[str]:
+    """Each run's record lines that could not be read and are left out, named."""
+    lines = []
+    for index, run in enumerate(comparison.runs):
+        skipped = run.log.skipped
+        if skipped:
+            more = f"; and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+            lines.append(
+                f"{run_label(comparison, index)}: {len(skipped)} record line(s) skipped, "
+                f"unreadable ({skipped[0]}{more})"
+            )
+    return lines
 
 
 def scoring_lines(comparison: Comparison) -> list[str]:
@@ -204,7 +218,7 @@ def render_markdown(comparison: Comparison, depth: int = 1) -> str:
         "",
         "Provenance:",
         "",
-        *(f"- {line}" for line in provenance_lines(comparison)),
+        *(f"- {inline(line)}" for line in provenance_lines(comparison)),
         "",
         f"Baseline: `{comparison.runs[0].name}`. Every statistic is over the "
         f"**{len(comparison.joined)}** samples answered in every run, of {comparison.seen} "

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from harness.analysis.compare import CompareError, Comparison
 from harness.analysis.summary import TIMING_ORDER
-from harness.files import visible
+from harness.files import visible, write_bytes_atomic
 from harness.report.compare_tables import (
     ACCURACY_NOTE,
     LATENCY_NOTE,
@@ -64,9 +64,10 @@ def default_html_path(first_run: Path) -> Path:
 
 
 def write_html_report(comparison: Comparison, path: Path) -> Path:
-    """Write the page to `path` and return it."""
+    """Write the page to `path` atomically (a killed or failed write leaves the old page)
+    and return it."""
     try:
-        path.write_text(visible(render_html(comparison)), encoding="utf-8")
+        write_bytes_atomic(path, visible(render_html(comparison)).encode())
     except OSError as exc:
         raise CompareError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,23 @@ def number(value: float | None) -> str:
 
 
 def table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += [
-        "| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows
-    ]
+    """A Markdown table; every cell escaped (`cell`), so each row stays one row."""
+    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
     return lines
+
+
+def cell(value: Any) -> str:
+    """A table cell's text as Markdown that shows it as it is and keeps it one cell: HTML
+    shown as text, backslashes and pipes escaped, line breaks as `<br>`."""
+    text = html.escape(str(value), quote=False).replace("\\", "\\\\").replace("|", "\\|")
+    return "<br>".join(text.splitlines())
+
+
+def inline(text: str) -> str:
+    """Free text (a note naming a record, a run id) as Markdown that shows it as it is on
+    one line: HTML shown as text, line breaks as spaces."""
+    return " ".join(html.escape(text, quote=False).splitlines())
 
 
 def group_table(label: str, groups: dict[str, dict[str, Any]]) -> list[str]:
@@ -185,7 +198,7 @@ def render_markdown(summary: Summary) -> str:
     samples = summary.samples
     accuracy = summary.accuracy
     lines = [
-        f"# Run {summary.run_id}",
+        f"# Run {inline(summary.run_id)}",
         "",
         f"**Provenance:** {provenance_line(summary)}",
         "",
@@ -257,6 +270,6 @@ def render_markdown(summary: Summary) -> str:
         lines += [
             "",
             "Skipped unreadable record lines:",
-            *(f"- {s}" for s in summary.skipped_lines),
+            *(f"- {inline(s)}" for s in summary.skipped_lines),
         ]
     return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from harness.files import not_a_file
 from harness.run.manifest import Manifest
 from harness.run.store import MANIFEST, RECORDS, RecordLog, RunDirError, read_records
 from harness.types import Record
@@ -28,17 +29,25 @@ class Run:
     def open(cls, path: Path) -> Run:
         """Read the run directory at `path`; anything but a readable run is a `RunDirError`."""
         manifest_path = path / MANIFEST
+        if path.exists() and not path.is_dir():
+            kind = "a file" if path.is_file() else not_a_file(path)
+            raise RunDirError(f"{path} is not a run directory: it is {kind}")
+        if manifest_path.exists() and not manifest_path.is_file():
+            kind = not_a_file(manifest_path)
+            raise RunDirError(f"{path} is not a run directory: its {MANIFEST} is {kind}")
         if not manifest_path.is_file():
             raise RunDirError(f"{path} is not a run directory (no {MANIFEST})")
         try:
             data = json.loads(manifest_path.read_text())
+        except RecursionError:
+            raise RunDirError(f"cannot read {manifest_path}: JSON nested too deeply") from None
         except (OSError, ValueError) as exc:
             raise RunDirError(f"cannot read {manifest_path}: {exc}") from None
         try:
             if not isinstance(data, dict):
                 raise ValueError(f"expected a JSON object, got {type(data).__name__}")
             return cls(path, Manifest.from_dict(data))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise RunDirError(f"{manifest_path}: {exc}") from None
 
     @property

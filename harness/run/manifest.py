@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.run.spec import RunSpec
-from harness.types import UNVERSIONED, schema_of
+from harness.types import UNVERSIONED, check_types, schema_of
 
 MANIFEST_SCHEMA = 2
 """Version of the `manifest.json` format written by this package; 2 added a session's
@@ -116,6 +116,7 @@ class Manifest:
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"no usable run spec ({exc})") from None
         try:
+            check_types(cls, data)
             return cls(
                 **{
                     **data,
@@ -126,7 +127,7 @@ class Manifest:
                     "sessions": tuple(Session.from_dict(s) for s in data.get("sessions", ())),
                 }
             )
-        except (AttributeError, KeyError, TypeError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a run manifest ({exc})") from None
 
 

@@ -6,15 +6,26 @@ HTTP mode and shard count, the same commit of each dataset repo where the shards
 know it, and every shard index exactly once. Records are copied line for line,
 never rewritten: each sample keeps its best record (an OK one, else its latest
 failure), and a sample with an OK record in two shards is refused, since the
-shards should be disjoint. The merged manifest says where everything came from
-(`merged_from`) and holds every shard's sessions; it is otherwise an ordinary
-run, so `report` and `--resume` work on it. Merging writes no report: the
-`merge` command reports the merged run as `report` does.
+shards should be disjoint. Lines a shard holds but this version cannot read are
+left out and said on stderr; its unreadable records (not its torn lines) stay named
+in `merged_from` (`unreadable_records`), so `gate` refuses the merged run as it
+would the shard. The merged manifest says where everything came from
+(`merged_from`) and holds every shard's sessions; it is otherwise an ordinary run,
+so `report` and `--resume` work on it. Merging writes no report: the `merge`
+command reports the merged run as `report` does.
+
+The merged run is built aside, in a hidden directory under `out`, and renamed into
+place once whole: a merge killed part-way leaves no run directory that looks
+finished (only the hidden one, which a merge run again does not reuse).
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -23,11 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.files import fsync_directory
 from harness.run.directory import Run
 from harness.run.manifest import Manifest, data_change
 from harness.run.shards import Shard
 from harness.run.spec import RunSpec, new_run_id
-from harness.run.store import RunStore
+from harness.run.store import WRITABLE, RunDirError, RunStore
 from harness.scoring.judge import judge_label
 from harness.types import Record
 
@@ -140,25 +152,65 @@ def merged_manifest(runs: Sequence[ShardRun], run_id: str) -> Manifest:
 def merge_runs(run_dirs: Sequence[Path], out: Path, run_id: str | None = None) -> Path:
     """Join the shards in `run_dirs` into a new run directory under `out`; return its path.
 
-    Writes the merged `manifest.json` and `records.jsonl`.
+    Writes the merged `manifest.json` and `records.jsonl` aside, synced, then renames
+    the whole directory into place.
     """
     runs = sorted((read_shard(path) for path in run_dirs), key=lambda run: run.shard.index)
     check_shards(runs)
     lines = best_lines(runs)
+    for run in runs:
+        skipped = run.run.log.skipped
+        if skipped:
+            more = f"; and {len(skipped) - 1} more" if len(skipped) > 1 else ""
+            print(
+                f"{run.path}: {len(skipped)} record line(s) could not be read and are left "
+                f"out of the merge ({skipped[0]}{more})",
+                file=sys.stderr,
+            )
     run_id = new_run_id(runs[0].whole, run_id)
-    store = RunStore.create(out / run_id, merged_manifest(runs, run_id))
-    for line in lines:
-        store.append_line(line)
-    store.close()
-    return store.path
+    target = out / run_id
+    RunStore.check_new(target)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        aside = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".merging", dir=out))
+    except OSError as exc:
+        raise RunDirError(
+            f"cannot create run directory {target}: {exc.strerror or exc}; {WRITABLE}"
+        ) from None
+    try:
+        _write(aside, merged_manifest(runs, run_id), lines)
+        os.rename(aside, target)
+    except BaseException as exc:
+        shutil.rmtree(aside, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+            raise RunDirError(
+                f"run directory {target} already exists (use --resume {target})"
+            ) from None
+        raise
+    fsync_directory(out)
+    return target
+
+
+def _write(directory: Path, manifest: Manifest, lines: list[bytes]) -> None:
+    """The merged run's manifest and records, synced to disk."""
+    store = RunStore.create(directory, manifest)
+    try:
+        for line in lines:
+            store.append_line(line)
+        store.close()
+    finally:
+        store.unlock()
 
 
 def _source(run: ShardRun) -> dict[str, Any]:
     """A shard's entry in `merged_from`: its directory, index, and what its manifest says."""
     manifest = run.manifest.to_dict()
-    return {"run_dir": str(run.path), "shard": run.shard.index} | {
-        key: manifest.get(key) for key in _SOURCE_KEYS
-    }
+    unreadable = run.run.log.unreadable
+    return (
+        {"run_dir": str(run.path), "shard": run.shard.index}
+        | {key: manifest.get(key) for key in _SOURCE_KEYS}
+        | ({"unreadable_records": unreadable} if unreadable else {})
+    )
 
 
 def _data(runs: Sequence[ShardRun]) -> dict[str, str | None] | None:

@@ -50,7 +50,7 @@ from harness.run.runner import Progress, SystemicFailure, execute
 from harness.run.selection import select
 from harness.run.settings import RunSettings
 from harness.run.spec import RunSpec, new_run_id
-from harness.run.store import RecordLog, RunDirError, RunStore
+from harness.run.store import RecordLog, RunDirError, RunLock, RunStore
 from harness.scoring.judge import Judge, JudgeError
 from harness.secrets import check_secret
 from harness.types import Sample
@@ -114,8 +114,10 @@ def start_run(
 
 def resume_run(run_dir: Path) -> ReadyRun:
     """Reopen a run directory and rebuild exactly what it was run with (cheap checks
-    first, the backend last, as `start_run`)."""
+    first, the backend last, as `start_run`); the directory is locked against a second
+    writer (`RunStore.open`), and a lock held elsewhere is found before the backend is built."""
     manifest = Run.open(run_dir).manifest
+    RunLock.check(run_dir)
     spec = manifest.spec
     _check_backend(spec, "live")
     benchmark = benchmarks.create(spec.benchmark, **spec.benchmark_options)
@@ -135,7 +137,7 @@ def resume_run(run_dir: Path) -> ReadyRun:
         )
     samples = _select(benchmark, spec)
     backend = _backend(spec, "live")
-    return ReadyRun(RunStore(run_dir), backend, benchmark, samples, judge)
+    return ReadyRun(RunStore.open(run_dir), backend, benchmark, samples, judge)
 
 
 async def execute_run(
@@ -143,7 +145,8 @@ async def execute_run(
 ) -> Progress:
     """Execute one session of the run, recording it in the manifest however it ends
     (`stopped`, with the reason, after a `SystemicFailure`; `failed`, with the error,
-    after another `HarnessError`, such as a full disk)."""
+    after another `HarnessError`, such as a full disk); then release the run
+    directory's lock."""
     store = ready.store
     session = Session(started_at=time.time(), settings=asdict(settings))
     _update_manifest(store, session)
@@ -175,6 +178,7 @@ async def execute_run(
         ended = replace(_session_outcome(run.log, session, status), reason=reason)
         store.release()
         _update_manifest(store, ended, run.manifest)
+        store.unlock()
         await ready.backend.aclose()
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.errors import UsageError
 from harness.run.shards import Shard
 
 
@@ -43,7 +45,25 @@ class RunSpec:
 
 def new_run_id(spec: RunSpec, name: str | None = None) -> str:
     """`name` (default: time, benchmark, backend, random suffix), ending in the shard if any."""
-    if not name:
+    if name:
+        check_run_id(name)
+    else:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         name = f"{stamp}-{spec.benchmark}-{spec.backend}-{uuid.uuid4().hex[:6]}"
     return f"{name}-{spec.shard.label}" if spec.shard else name
+
+
+def check_run_id(name: str) -> None:
+    """Refuse a `--run-id` that is not a plain name: one with a path separator, `.`
+    or `..`, or a control character would put the run outside `--out` or in odd places."""
+    bad = (
+        name in (".", "..")
+        or "/" in name
+        or os.sep in name
+        or any(not character.isprintable() for character in name)
+    )
+    if bad:
+        raise UsageError(
+            f"--run-id {name!r} is not a name: give one without '/', control characters, "
+            "'.' or '..'; the run directory goes under --out"
+        )

@@ -11,20 +11,28 @@ line only partly written is cut off again, so the log stays whole lines. While a
 session runs, `reserve` holds a little space in `.reserve`, which `release` gives
 back just before the session's last manifest write: on a full disk the manifest
 can still say how the session ended.
+
+One process writes a run directory at a time: the writer holds an OS lock
+(`flock`) on its `.lock` file, which names the holder (pid, host, start time);
+the kernel releases it when that process ends, however it ends. A second run or
+resume of the same directory stops at once with one line naming the holder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
+import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from harness.errors import HarnessError
-from harness.files import json_bytes, write_json_atomic
+from harness.files import json_bytes, not_a_file, write_json_atomic
 from harness.run.manifest import Manifest
 from harness.types import Record
 
@@ -33,6 +41,7 @@ RECORDS = "records.jsonl"
 RESERVE = ".reserve"
 RESERVE_BYTES = 16 * 1024
 """Beyond the manifest's own size: room for the session's outcome in it."""
+LOCK = ".lock"
 WRITABLE = "give --out a folder you can write in"
 
 
@@ -42,11 +51,18 @@ class RunDirError(HarnessError):
 
 @dataclass
 class RecordLog:
-    """What `read_records` found: the records, their lines as read, and the lines it skipped."""
+    """What `read_records` found: the records, their lines as read, and the lines it skipped.
+
+    `unreadable` are the skipped lines that are not torn: JSON that holds no record this
+    version reads (another schema, a field of the wrong type, nesting too deep), so records
+    the numbers leave out. A torn line, the part of a line a killed writer left, is no
+    record: its sample is run again on resume.
+    """
 
     records: list[Record] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     lines: list[bytes] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
 
     def latest_by_sample(self) -> dict[str, Record]:
         """Each sample's outcome: its OK record if it has one, else its last record."""
@@ -63,40 +79,111 @@ class RecordLog:
 
 
 def read_records(path: Path) -> RecordLog:
-    """Read `records.jsonl`, skipping torn or foreign lines instead of failing."""
+    """Read `records.jsonl`, skipping torn or unreadable lines, each with a note, instead
+    of failing; a `records.jsonl` that is not a regular file is a `RunDirError`."""
     log = RecordLog()
     if not path.exists():
         return log
+    if not path.is_file():
+        raise RunDirError(f"cannot read {path}: it is {not_a_file(path)}")
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             line = raw.strip()
             if not line:
                 continue
             try:
-                data = json.loads(line)
-                if not isinstance(data, dict):
-                    raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-                log.records.append(Record.from_dict(data))
+                log.records.append(_record(line))
                 log.lines.append(line)
-            except (ValueError, TypeError) as exc:
+            except _NotJson as exc:
                 torn = "" if raw.endswith(b"\n") else " (torn last line)"
                 log.skipped.append(f"{path.name} line {number}{torn}: {exc}")
+            except (ValueError, TypeError, RecursionError) as exc:
+                note = f"{path.name} line {number}: {exc}"
+                log.skipped.append(note)
+                log.unreadable.append(note)
     return log
 
 
-class RunStore:
-    """One run directory, opened for appending records."""
+class _NotJson(Exception):
+    """A line that is not JSON at all: torn by a killed writer."""
 
-    def __init__(self, path: Path) -> None:
+
+def _record(line: bytes) -> Record:
+    try:
+        data = json.loads(line)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to read") from None
+    except ValueError as exc:
+        raise _NotJson(str(exc)) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    return Record.from_dict(data)
+
+
+class RunLock:
+    """The lock that makes a process the one writer of a run directory (`LOCK`).
+
+    Held from `acquire` until `release` or the process's end; the file stays, naming
+    the last holder, and is overwritten by the next.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, directory: Path) -> RunLock:
+        """Lock `directory`; a `RunDirError` naming the holder when another process has it."""
+        try:
+            fd = os.open(directory / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise RunDirError(
+                f"cannot lock run directory {directory}: {exc.strerror or exc}; {WRITABLE}"
+            ) from None
+        _take(fd, directory)
+        started = time.strftime("%Y-%m-%d %H:%M:%S %z")
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": started}
+        with contextlib.suppress(OSError):  # a full disk: the lock holds, unnamed
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode() + b"\n", 0)
+        return cls(fd)
+
+    @staticmethod
+    def check(directory: Path) -> None:
+        """Raise `acquire`'s `RunDirError` if another process holds `directory`; creates
+        nothing and holds nothing."""
+        try:
+            fd = os.open(directory / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:
+            return  # never locked, or not lockable: `acquire` says which
+        try:
+            _take(fd, directory)
+        finally:
+            os.close(fd)
+
+    def release(self) -> None:
+        """Let another process write the run directory."""
+        if self._fd is not None:
+            os.close(self._fd)  # closing the only descriptor releases the flock
+            self._fd = None
+
+
+class RunStore:
+    """One run directory, opened for appending records; `create` and `open` lock it
+    (`RunLock`) until `unlock`."""
+
+    def __init__(self, path: Path, lock: RunLock | None = None) -> None:
         self.path = path
         self._records: IO[bytes] | None = None
+        self._lock = lock
 
     @classmethod
     def create(cls, path: Path, manifest: Manifest) -> RunStore:
-        """A new run directory; one whose creation was killed before its manifest is reused."""
+        """A new run directory, locked; one whose creation was killed before its manifest
+        landed is reused."""
         try:
             path.mkdir(parents=True, exist_ok=False)
         except FileExistsError:
+            RunLock.check(path)
             if not _unfinished(path):
                 raise RunDirError(
                     f"run directory {path} already exists (use --resume {path})"
@@ -105,9 +192,23 @@ class RunStore:
             raise RunDirError(
                 f"cannot create run directory {path}: {exc.strerror or exc}; {WRITABLE}"
             ) from None
-        store = cls(path)
+        store = cls.open(path)
+        if not _unfinished(path):  # another process made it a run while this one waited
+            store.unlock()
+            raise RunDirError(f"run directory {path} already exists (use --resume {path})")
         store.write_manifest(manifest)
         return store
+
+    @classmethod
+    def open(cls, path: Path) -> RunStore:
+        """An existing run directory, locked for this process to write."""
+        return cls(path, RunLock.acquire(path))
+
+    def unlock(self) -> None:
+        """Release the run directory for another process (after the session's last write)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     @staticmethod
     def check_new(path: Path) -> None:
@@ -116,6 +217,7 @@ class RunStore:
         process can write in. Creates nothing, so a run checks its output directory
         before it loads a model or reads its data."""
         if path.exists() or path.is_symlink():
+            RunLock.check(path)  # in use: name the holder, not --resume
             if not _unfinished(path):
                 raise RunDirError(f"run directory {path} already exists (use --resume {path})")
             return
@@ -202,10 +304,28 @@ def _unwritable(path: Path, exc: OSError) -> RunDirError:
 
 
 def _unfinished(path: Path) -> bool:
-    """A directory left by a creation killed before its manifest landed: at most temp files."""
+    """A directory left by a creation killed before its manifest landed: at most temp files
+    and the lock."""
     if not path.is_dir():
         return False
     return all(
-        child.name.startswith(f".{MANIFEST}.") and child.name.endswith(".tmp")
+        child.name == LOCK
+        or (child.name.startswith(f".{MANIFEST}.") and child.name.endswith(".tmp"))
         for child in path.iterdir()
     )
+
+
+def _take(fd: int, directory: Path) -> None:
+    """flock `fd`, or raise the `RunDirError` that names who holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0))
+            who = f"pid {holder['pid']} on {holder['host']} since {holder['started']}"
+        except (OSError, ValueError, TypeError, KeyError):
+            who = "another process"
+        raise RunDirError(
+            f"run directory {directory} is in use by {who}: one process writes a run at a "
+            "time; wait for it to end, or stop it"
+        ) from None
