@@ -42,8 +42,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import httpx._client
 from fal_client.auth import FAL_QUEUE_RUN_HOST
+from httpx_routing import routed_to
 
 QUEUE_HOST = "queue.fal.run"
 BACKUP_QUEUE_HOST = "queue.falrun.com"  # fal-client's fallback when queue.fal.run won't connect
@@ -222,22 +222,8 @@ class FalEmulator:
 
     @contextlib.contextmanager
     def _installed(self) -> Iterator[FalEmulator]:
-        # httpx.AsyncClient / httpx.Client build their default (and proxy) transports
-        # from these module globals; clients given an explicit transport are unaffected.
-        saved = (httpx._client.AsyncHTTPTransport, httpx._client.HTTPTransport)
-
-        def async_transport(*args: Any, **kwargs: Any) -> httpx.MockTransport:
-            return self.transport
-
-        def sync_transport(*args: Any, **kwargs: Any) -> httpx.MockTransport:
-            return self.sync_transport
-
-        httpx._client.AsyncHTTPTransport = async_transport  # type: ignore[assignment,misc]
-        httpx._client.HTTPTransport = sync_transport  # type: ignore[assignment,misc]
-        try:
+        with routed_to(self.transport, self.sync_transport):
             yield self
-        finally:
-            httpx._client.AsyncHTTPTransport, httpx._client.HTTPTransport = saved
 
     def inject(
         self,

@@ -50,8 +50,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import httpx
-import httpx._client
 import numpy as np
+from httpx_routing import routed_to
 
 FAULTS = ("rate_limit", "server_error", "drop", "stream_cut", "slow_first_token")
 MODEL = "openbmb/MiniCPM-V-2_6"
@@ -123,20 +123,8 @@ class VLLMEmulator:
 
     @contextlib.contextmanager
     def _installed(self) -> Iterator[VLLMEmulator]:
-        saved = (httpx._client.AsyncHTTPTransport, httpx._client.HTTPTransport)
-
-        def async_transport(*args: Any, **kwargs: Any) -> httpx.MockTransport:
-            return self.transport
-
-        def sync_transport(*args: Any, **kwargs: Any) -> httpx.MockTransport:
-            return self.sync_transport
-
-        httpx._client.AsyncHTTPTransport = async_transport  # type: ignore[assignment,misc]
-        httpx._client.HTTPTransport = sync_transport  # type: ignore[assignment,misc]
-        try:
+        with routed_to(self.transport, self.sync_transport):
             yield self
-        finally:
-            httpx._client.AsyncHTTPTransport, httpx._client.HTTPTransport = saved
 
     def inject(self, fault: str, *, times: int = 1, **params: Any) -> None:
         """Serve `fault` to the next `times` chat requests: `rate_limit` (`retry_after`),
