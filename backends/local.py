@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from harness.protocols import Cost, HttpMode, SessionSpan, StandIn
+from harness.protocols import Cost, HttpMode, SessionSpan, StandIn, session_time
 from harness.registry import option_specs, options_of
 from harness.types import Answer, BackendError, Query, Record
 
@@ -184,11 +184,7 @@ class LocalBackend:
         """Price per GPU-hour times the sessions' summed wall time, per sample written."""
         if price is None:
             return Cost(None, "no GPU price given")
-        finished = [
-            (s.finished_at - s.started_at, s.written or 0) for s in sessions if s.finished_at
-        ]
-        gpu_seconds = sum(seconds for seconds, _ in finished)
-        written = sum(count for _, count in finished)
+        gpu_seconds, written = session_time(sessions)
         if not written:
             return Cost(None, "no finished session wrote a sample")
         basis = f"{gpu_seconds:.1f} GPU-seconds for {written} samples at ${price:g}/GPU-hour"

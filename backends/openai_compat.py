@@ -46,7 +46,7 @@ import httpx
 
 from harness.errors import HarnessError
 from harness.files import not_a_file
-from harness.protocols import Cost, HttpMode, SessionSpan, StandIn
+from harness.protocols import Cost, HttpMode, SessionSpan, StandIn, session_time
 from harness.registry import options_of
 from harness.run.recording import cassette_source
 from harness.types import Answer, BackendError, Query, Record
@@ -214,28 +214,16 @@ class OpenAIBackend:
         sample written; the replicas are those the records name."""
         if price is None:
             return Cost(None, "no GPU price given")
-        finished = [
-            (s.finished_at - s.started_at, s.written or 0) for s in sessions if s.finished_at
-        ]
-        seconds = sum(span for span, _ in finished)
-        written = sum(count for _, count in finished)
+        seconds, written = session_time(sessions)
         if not written:
             return Cost(None, "no finished session wrote a sample")
-        replicas = {r.meta.get("replica") for r in records if r.meta.get("replica")}
-        gpus = (
-            sum(
-                max(
-                    (
-                        r.meta.get("gpus_per_replica", 1)
-                        for r in records
-                        if r.meta.get("replica") == url
-                    ),
-                    default=1,
-                )
-                for url in replicas
-            )
-            or 1
-        )
+        per_replica: dict[str, int] = {}  # each replica the records name, and its GPUs
+        for record in records:
+            if url := record.meta.get("replica"):
+                gpus_here = record.meta.get("gpus_per_replica", 1)
+                per_replica[url] = max(per_replica.get(url, gpus_here), gpus_here)
+        replicas = per_replica.keys()
+        gpus = sum(per_replica.values()) or 1
         basis = (
             f"{seconds:.1f} s of {len(replicas) or 1} replica(s), {gpus} GPU(s) in all, "
             f"for {written} samples at ${price:g}/GPU-hour"

@@ -163,6 +163,13 @@ class SessionSpan(Protocol):
     def written(self) -> int | None: ...
 
 
+def session_time(sessions: Sequence[SessionSpan]) -> tuple[float, int]:
+    """The summed wall time of the finished sessions, and the samples they wrote: what a
+    cost estimate per sample rests on."""
+    finished = [(s.finished_at - s.started_at, s.written or 0) for s in sessions if s.finished_at]
+    return sum(span for span, _ in finished), sum(count for _, count in finished)
+
+
 @runtime_checkable
 class EstimatesCost(Protocol):
     """A backend that prices its finished runs from one price (`compare --price NAME=USD`)."""
