@@ -75,32 +75,35 @@ def skipped_lines(comparison: Comparison) -> list[str]:
 
 
 def scoring_lines(comparison: Comparison) -> list[str]:
-    """Where a judge graded some runs only, or another judge, or the official scorers
-    differ: said before any number."""
-    lines = []
-    judges = [judge_label(run.manifest.judge) for run in comparison.runs]
-    if len(set(judges)) > 1:
-        each = "; ".join(f"{run_label(comparison, i)}: {j}" for i, j in enumerate(judges))
-        lines.append(
-            f"Scoring differs: {each}. Accuracy, agreement and their tests here are each run's "
-            "benchmark scoring, alike in every run (a judge never changes it); judge accuracies "
-            "are not compared."
-        )
-    presets = [run.manifest.spec.preset or "none" for run in comparison.runs]
-    if len(set(presets)) > 1:
-        each = "; ".join(f"{run_label(comparison, i)}: {p}" for i, p in enumerate(presets))
-        lines.append(
-            f"Protocol presets differ: {each}. The runs were asked under different settings "
-            "(frames, slices, prompt): deltas here measure the protocol with the backend."
-        )
-    official = [comparison.official_scorer(i) for i in range(len(comparison.runs))]
-    if len(set(official)) > 1:
-        each = "; ".join(f"{run_label(comparison, i)}: {o}" for i, o in enumerate(official))
-        lines.append(
-            f"Official scoring differs: {each}. Deltas and tests here are the benchmark's own "
-            "scoring, alike in every run; official accuracies are shown, not compared."
-        )
-    return lines
+    """Where a judge graded some runs only, or another judge, or the protocol presets or
+    official scorers differ: said before any number."""
+    runs = comparison.runs
+    differences = (
+        (
+            "Scoring differs",
+            [judge_label(run.manifest.judge) for run in runs],
+            "Accuracy, agreement and their tests here are each run's benchmark scoring, alike "
+            "in every run (a judge never changes it); judge accuracies are not compared.",
+        ),
+        (
+            "Protocol presets differ",
+            [run.manifest.spec.preset or "none" for run in runs],
+            "The runs were asked under different settings (frames, slices, prompt): deltas "
+            "here measure the protocol with the backend.",
+        ),
+        (
+            "Official scoring differs",
+            [comparison.official_scorer(i) for i in range(len(runs))],
+            "Deltas and tests here are the benchmark's own scoring, alike in every run; "
+            "official accuracies are shown, not compared.",
+        ),
+    )
+    return [
+        f"{title}: {'; '.join(f'{run_label(comparison, i)}: {v}' for i, v in enumerate(values))}"
+        f". {consequence}"
+        for title, values, consequence in differences
+        if len(set(values)) > 1
+    ]
 
 
 def run_label(comparison: Comparison, index: int) -> str:
