@@ -270,18 +270,17 @@ def official_stats(outcomes: Sequence[Record]) -> dict[str, Any] | None:
     scored = [r for r in outcomes if r.ok and r.score is not None and r.score.official]
     if not scored:
         return None
-    verdicts = {r.sample_id: _official(r) for r in scored}
-    ran = [r for r in scored if verdicts[r.sample_id].error is None]
-    counted = {r.sample_id for r in ran if verdicts[r.sample_id].correct is not None}
-    read = [r for r in ran if _choice(r) and verdicts[r.sample_id].prediction != _prediction(r)]
-    judged = [r for r in ran if verdicts[r.sample_id].correct != r.correct]
+    ran = [r for r in scored if _official(r).error is None]
+    counted = {r.sample_id for r in ran if _official(r).correct is not None}
+    read = [r for r in ran if _choice(r) and _official(r).prediction != _prediction(r)]
+    scored_apart = [r for r in ran if _official(r).correct != r.correct]
     means: dict[str, list[float]] = defaultdict(list)
     for record in ran:
-        for name, value in verdicts[record.sample_id].metrics.items():
+        for name, value in _official(record).metrics.items():
             means[name].append(value)
-    differ = {r.sample_id: r for r in [*judged, *read]}
+    differ = {r.sample_id: r for r in [*scored_apart, *read]}
     return {
-        "scorer": ", ".join(sorted({o.scorer for o in verdicts.values()})),
+        "scorer": ", ".join(sorted({_official(r).scorer for r in scored})),
         "scored": len(ran),
         "accuracy": (
             accuracy([r for r in outcomes if not r.ok or r.sample_id in counted], _correct)
@@ -290,9 +289,9 @@ def official_stats(outcomes: Sequence[Record]) -> dict[str, Any] | None:
         ),
         "metrics": {name: float(np.mean(values)) for name, values in means.items()},
         "read_differently": len(read),
-        "scored_differently": len(judged),
+        "scored_differently": len(scored_apart),
         "examples": [_difference(r) for r in list(differ.values())[:OFFICIAL_EXAMPLES]],
-        "unscored": dict(Counter(o.error for o in verdicts.values() if o.error is not None)),
+        "unscored": dict(Counter(e for r in scored if (e := _official(r).error) is not None)),
     }
 
 
