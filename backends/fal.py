@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
 
-from backends.uploads import UploadCache, file_sha256
+from backends.uploads import ContentHashes, UploadCache
 from harness.files import not_a_file
 from harness.media.cache import cache_root
 from harness.protocols import Cost, HttpMode, SessionSpan, StandIn, note, time_left
@@ -77,6 +77,13 @@ REQUEST_TIMEOUT_TYPE = "X-Fal-Request-Timeout-Type"
 # fal-client refuses a start timeout of 1 s or less (`add_timeout_header`).
 MIN_START_TIMEOUT_S = 1.0
 START_TIMEOUT_MARGIN_S = 1.0
+
+# How much longer than the upload cache hands a URL out fal is asked to keep the file
+# (`X-Fal-Object-Lifecycle`): a URL given to a sample stays readable while it waits and runs.
+UPLOAD_GRACE_S = 3600.0
+# A fal model error whose `video_url` the app could not read (docs.fal.ai/errors).
+DOWNLOAD_ERROR = "file_download_error"
+_FAL_ERROR_DOCS = "https://docs.fal.ai/errors"
 
 # How long giving up a request waits for fal to accept its cancel: a sample past its
 # deadline ends at most this much later.
@@ -165,7 +172,10 @@ class FalBackend:
         default=None,
         metadata={"help": "sha256 -> URL cache file (default: in the vqa-harness cache dir)"},
     )
-    upload_ttl_hours: float = field(default=24.0, metadata={"help": "reuse an upload this long"})
+    upload_ttl_hours: float = field(
+        default=24.0,
+        metadata={"help": "reuse an upload this long (fal is asked to keep it an hour longer)"},
+    )
     fallbacks: bool = field(
         default=False,
         metadata={
@@ -189,6 +199,8 @@ class FalBackend:
     )
     _client: Any = field(default=None, init=False, repr=False)  # fal_client.AsyncClient
     _uploads: UploadCache | None = field(default=None, init=False, repr=False)
+    _hashes: ContentHashes = field(default_factory=ContentHashes, init=False, repr=False)
+    _uploaded: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # url -> sha
     _mode: HttpMode = field(default="live", init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -268,6 +280,8 @@ class FalBackend:
                 else self.start_timeout
             ),
             "submit_headers": sorted(self._submit_headers()),
+            # fal deletes each uploaded video this long after its upload (X-Fal-Object-Lifecycle).
+            "upload_lifetime_s": self._upload_cache().expires_s,
         }
 
     def _submit_headers(self) -> dict[str, str]:
@@ -321,7 +335,11 @@ class FalBackend:
                 raise life.failed(_as_backend_error(exc, handle.request_id)) from exc
             raise
         if completed.error:
-            raise life.failed(await _completed_error(handle, completed))
+            error = await _completed_error(handle, completed)
+            if error.kind == DOWNLOAD_ERROR and video_url in self._uploaded:
+                # fal no longer has the uploaded copy: the next sample uploads it again.
+                self._upload_cache().forget(self._uploaded.pop(video_url))
+            raise life.failed(error)
         try:
             result = await handle.get()
         except Exception as exc:
@@ -384,15 +402,18 @@ class FalBackend:
                 )
             uri = await asyncio.to_thread(fal_client.encode_file, Path(video))
             return uri, time.perf_counter() - started, "data-uri"
-        sha256 = await asyncio.to_thread(file_sha256, video)
+        sha256 = await asyncio.to_thread(self._hashes.sha256, video)
+        cache = self._upload_cache()
+        lifecycle = fal_client.StorageSettings(expires_in=cache.expires_s)
 
         async def upload() -> str:
             try:
-                return await self._fal().upload_file(Path(video))
+                return await self._fal().upload_file(Path(video), lifecycle=lifecycle)
             except Exception as exc:
                 raise _as_backend_error(exc, kind_prefix="upload") from exc
 
-        url, uploaded = await self._upload_cache().url_for(sha256, upload)
+        url, uploaded = await cache.url_for(sha256, upload)
+        self._uploaded[url] = sha256
         return url, time.perf_counter() - started, "uploaded" if uploaded else "upload_cached"
 
     def _upload_cache(self) -> UploadCache:
@@ -400,7 +421,8 @@ class FalBackend:
             # Recorded and replayed runs keep uploads in memory, so the cassette holds them all.
             on_disk = self._mode == "live"
             path = (self.upload_cache or cache_root() / "fal-uploads.json") if on_disk else None
-            self._uploads = UploadCache(path, ttl_s=self.upload_ttl_hours * 3600)
+            ttl_s = self.upload_ttl_hours * 3600
+            self._uploads = UploadCache(path, ttl_s=ttl_s, grace_s=UPLOAD_GRACE_S)
         return self._uploads
 
     async def _wait(
@@ -488,7 +510,11 @@ def _as_backend_error(
     if isinstance(exc, fal_client.FalClientHTTPError):
         details["status_code"] = exc.status_code
         headers = {k.lower(): v for k, v in exc.response_headers.items()}
-        kind = exc.error_type or _KIND_BY_STATUS.get(exc.status_code, f"http_{exc.status_code}")
+        kind = (
+            exc.error_type
+            or _model_error_type(exc.message)
+            or _KIND_BY_STATUS.get(exc.status_code, f"http_{exc.status_code}")
+        )
         message = _detail_text(exc.message)
         if exc.status_code == 504 and headers.get(REQUEST_TIMEOUT_TYPE.lower()) == "user":
             # Our own X-Fal-Request-Timeout passed before any runner took the request.
@@ -511,6 +537,18 @@ def _as_backend_error(
     if isinstance(exc, MissingCredentialsError):
         return BackendError("missing_credentials", str(exc))
     return BackendError(prefix + type(exc).__name__, str(exc) or type(exc).__name__, **details)
+
+
+def _model_error_type(detail: Any) -> str | None:
+    """The `type` of a model error fal documents (a `detail` list whose objects link to
+    docs.fal.ai/errors, e.g. `file_download_error`); None for any other body, such as a
+    validation error, whose types say only what was malformed."""
+    if not isinstance(detail, list) or not detail:
+        return None
+    first = detail[0]
+    if isinstance(first, dict) and str(first.get("url", "")).startswith(_FAL_ERROR_DOCS):
+        return str(first.get("type") or "") or None
+    return None
 
 
 def _detail_text(detail: Any) -> str:

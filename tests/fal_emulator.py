@@ -16,6 +16,11 @@ result a 504 with `X-Fal-Request-Timeout-Type: user` and `error_type` `request_t
 the endpoint is down and fal's model fallback answers that text, unless the submit sent
 `x-fal-disable-fallbacks`, when the request fails (`runner_scheduling_failure`, 503).
 Each submit's `x-fal-*` headers are kept in `submit_headers` for tests to assert.
+Files live in a `FalStorage` (`tests/fal_storage.py`, which says what it was checked
+against): kept for the lifetime each upload asks (`X-Fal-Object-Lifecycle`), uploaded
+whole or, over fal-client's 100 MB threshold, in parts; the model downloads a request's
+`video_url` when it has run, and one it cannot read (a deleted or expired upload, a
+private address, bad base64) completes the request with fal's 422 `file_download_error`.
 It stands in for the hosted service, which tests cannot reach; it is not a
 specification of that service, and where the client does not look (ids, log text,
 timestamps) its answers are plausible stand-ins.
@@ -43,6 +48,7 @@ from typing import Any
 
 import httpx
 from fal_client.auth import FAL_QUEUE_RUN_HOST
+from fal_storage import DOWNLOAD_ERROR, FalStorage, download_failure, safe_name
 from httpx_routing import routed_to
 
 QUEUE_HOST = "queue.fal.run"
@@ -93,6 +99,7 @@ _NGINX_502 = (
     "</body>\r\n</html>\r\n"
 )
 _APP_NAMESPACES = ("workflows", "comfy")  # as fal_client.client.APP_NAMESPACES
+SHARED_STORAGE = FalStorage()
 
 
 @dataclass
@@ -118,6 +125,7 @@ class _Job:
     error_type: str | None = None
     error_status: int = 500
     error_headers: dict[str, str] = field(default_factory=dict)
+    error_body: dict[str, Any] | None = None  # the result's body, where not fal's usual one
     start_timeout: float | None = None
     held: bool = False  # kept IN_QUEUE (no runner free)
     fallbacks: bool = True
@@ -173,6 +181,7 @@ class FalEmulator:
         service_time: float = 0.0,
         inference_time: float = 0.42,
         fallback_reply: str | None = None,
+        storage: FalStorage | None = None,
     ) -> None:
         if queue_polls < 0 or progress_polls < 0:
             raise ValueError("queue_polls and progress_polls must be >= 0")
@@ -208,8 +217,10 @@ class FalEmulator:
 
         self._jobs: dict[str, _Job] = {}
         self._faults: list[_Fault] = []
-        self._files: dict[str, tuple[bytes, str]] = {}  # path on the CDN -> (bytes, type)
-        self._signed: dict[str, str] = {}  # signed-upload path -> CDN path it fills
+        # fal's CDN outlives a run, as the upload cache on disk does: emulators share one
+        # storage unless given their own (a test that moves its clock to expire files).
+        self.storage = storage or SHARED_STORAGE
+        self._signed: dict[str, tuple[str, httpx.Headers]] = {}  # signed path -> CDN path, headers
         self._counter = 0
         self._lock = threading.RLock()
 
@@ -323,7 +334,11 @@ class FalEmulator:
                 if request.headers.get("authorization") != f"Bearer {CDN_TOKEN}":
                     return _json(401, {"detail": "Invalid or missing CDN token"})
                 return _Plan(request, "upload", body=self._upload_info(request))
-            if method == "GET" and path in self._files:
+            if path.startswith("/files/upload/multipart") or "/multipart/" in path:
+                if request.headers.get("authorization") != f"Bearer {CDN_TOKEN}":
+                    return _json(401, {"detail": "Invalid or missing CDN token"})
+                return self.storage.multipart(request)
+            if method == "GET" and self.storage.get(path) is not None:
                 return _Plan(request, "download")
             return _json(404, {"detail": "File not found"})
         if host == SIGNED_UPLOAD_HOST and path.startswith(SIGNED_UPLOAD_PREFIX):
@@ -393,8 +408,10 @@ class FalEmulator:
         with self._lock:
             if plan.endpoint in handlers:
                 return handlers[plan.endpoint](plan)
-            data, content_type = self._files[plan.request.url.path]
-            return httpx.Response(200, content=data, headers={"content-type": content_type})
+            stored = self.storage.files[plan.request.url.path]
+            return httpx.Response(
+                200, content=stored.data, headers={"content-type": stored.content_type}
+            )
 
     def _submit(self, plan: _Plan) -> httpx.Response:
         arguments = plan.body
@@ -497,6 +514,8 @@ class FalEmulator:
                 if job.served_polls <= self.queue_polls:
                     return "IN_QUEUE"
                 finished = job.served_polls > self.queue_polls + self.progress_polls
+            if finished and self._download_failed(job):
+                return "COMPLETED"
             if finished and job.fallbacks is False and self.fallback_reply is not None:
                 self._fail(job, "No runner available", "runner_scheduling_failure", 503)
                 return "COMPLETED"
@@ -523,6 +542,17 @@ class FalEmulator:
         job.error_headers = {"x-fal-request-timeout-type": "user"}
         return True
 
+    def _download_failed(self, job: _Job) -> bool:
+        """The model downloads the request's `video_url` (as fal apps do with `download_file`);
+        when it cannot, the request completes with fal's 422 `file_download_error`."""
+        url = job.input.get("video_url", "")
+        reason = self.storage.download(url)
+        if reason is None:
+            return False
+        self._fail(job, f"Failed to download the file: {reason}", DOWNLOAD_ERROR, 422)
+        job.error_body = download_failure(url, reason)
+        return True
+
     def _fail(self, job: _Job, message: str, error_type: str, status: int) -> None:
         job.done = True
         job.error, job.error_type, job.error_status = message, error_type, status
@@ -542,6 +572,8 @@ class FalEmulator:
         assert job is not None
         if not self._is_done(job):
             return _json(400, {"detail": "Request is still in progress"}, job.id)
+        if job.error_body is not None:  # a model's error: typed `detail` objects
+            return _json(job.error_status, job.error_body, job.id)
         if job.error is not None:
             body = {"detail": job.error}
             headers = dict(job.error_headers)
@@ -584,11 +616,11 @@ class FalEmulator:
             )
         # The storage fallback: a signed URL to PUT the bytes to, and where they will be.
         body = plan.body if isinstance(plan.body, dict) else {}
-        name = _safe_name(body.get("file_name"))
+        name = safe_name(body.get("file_name"))
         key = self._new_id("upload").replace("-", "")[:16]
         signed_path = f"{SIGNED_UPLOAD_PREFIX}{key}/{name}"
         file_path = f"/files/{key}/{name}"
-        self._signed[signed_path] = file_path
+        self._signed[signed_path] = (file_path, plan.request.headers)
         return _json(
             200,
             {
@@ -604,10 +636,11 @@ class FalEmulator:
         content_type = request.headers.get("content-type", "application/octet-stream")
         self.uploads.append(digest)
         if request.url.host == SIGNED_UPLOAD_HOST:
-            self._files[self._signed[request.url.path]] = (data, content_type)
+            file_path, initiated = self._signed[request.url.path]
+            self.storage.put(file_path, data, content_type, initiated)
             return httpx.Response(200)
         file_path = f"/files/{digest[:16]}/{plan.body['file_name']}"
-        self._files[file_path] = (data, content_type)
+        self.storage.put(file_path, data, content_type, request.headers)
         return _json(200, {"access_url": f"https://{CDN_HOST}{file_path}"})
 
     # -- helpers ------------------------------------------------------------------
@@ -622,7 +655,7 @@ class FalEmulator:
         if request.url.host == SIGNED_UPLOAD_HOST:
             name = request.url.path.rsplit("/", 1)[-1]
         return {
-            "file_name": _safe_name(name),
+            "file_name": safe_name(name),
             "sha256": hashlib.sha256(request.content).hexdigest(),
             "size": len(request.content),
         }
@@ -675,12 +708,6 @@ def _validate(arguments: Any) -> list[dict[str, Any]]:
                 }
             )
     return problems
-
-
-def _safe_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip():
-        return "upload.bin"
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name.strip().rsplit("/", 1)[-1])
 
 
 def _json(

@@ -7,8 +7,10 @@ import re
 from pathlib import Path
 from typing import get_args, get_type_hints
 
+import fal_client.client
 import pytest
 from fal_emulator import FalEmulator
+from fal_storage import FalStorage
 from record_fal import guessing_reply
 
 from backends.fal import FalBackend
@@ -55,12 +57,19 @@ def test_every_upload_mode_is_scanned():
     assert set(get_args(get_type_hints(FalBackend)["upload"])) == set(UPLOAD_MODES)
 
 
-@pytest.mark.parametrize("mode", UPLOAD_MODES)
+@pytest.mark.parametrize(
+    ("mode", "multipart"),
+    [*((mode, False) for mode in UPLOAD_MODES), ("storage", True)],
+    ids=[*UPLOAD_MODES, "storage-multipart"],
+)
 def test_a_recorded_run_holds_no_video_in_any_upload_mode(
-    mode, tmp_path, monkeypatch, synthetic_cache
+    mode, multipart, tmp_path, monkeypatch, synthetic_cache
 ):
     monkeypatch.setenv("FAL_KEY", "test-key-id:test-key-secret")
-    emulator = FalEmulator(reply=guessing_reply)
+    if multipart:  # files over fal-client's threshold (100 MB) go up in parts: make these so
+        monkeypatch.setattr(fal_client.client, "MULTIPART_THRESHOLD", 1000)
+        monkeypatch.setattr(fal_client.client, "MULTIPART_CHUNK_SIZE", 1000)
+    emulator = FalEmulator(reply=guessing_reply, storage=FalStorage())
     # A validation error whose body echoes the submitted input (as pydantic 2 does).
     emulator.inject("validation", on="submit")
     with emulator.installed():
@@ -93,6 +102,7 @@ def test_a_recorded_run_holds_no_video_in_any_upload_mode(
     assert videos, "the synthetic suite has videos"
     sent = {args["video_url"][:5] for args in emulator.submitted.values()}
     assert sent == ({"data:"} if mode == "data-uri" else {"https"})  # the mode was exercised
+    assert bool(emulator.storage.multipart_parts) is multipart
     files = [p for p in (tmp_path / "rec").rglob("*") if p.is_file()]
     files += [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
     assert any(p.name == "http.yaml" for p in files)
