@@ -49,6 +49,8 @@ from harness.types import Answer, BackendError, Query, Record
 if TYPE_CHECKING:
     import fal_client
 
+    from backends.fal_client_pool import PooledAsyncClient
+
 DEFAULT_APP = "fal-ai/mini-cpm/video"
 SECRET_VARIABLES = ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET")
 # A replayed run needs no key, but fal-client will not build a client without one.
@@ -367,14 +369,17 @@ class FalBackend:
         return Answer(text=output, timings=timings, meta=meta)
 
     async def aclose(self) -> None:
-        self._client = None  # fal-client owns its httpx clients; they close with the process
+        # The uploads' shared client is ours to close; fal-client's own close with the process.
+        if self._client is not None:
+            await self._client.aclose()
+        self._client = None
 
-    def _fal(self) -> fal_client.AsyncClient:
+    def _fal(self) -> PooledAsyncClient:
         if self._client is None:
-            import fal_client
+            from backends.fal_client_pool import PooledAsyncClient
 
             key = REPLAY_KEY if self._mode == "replay" else None
-            self._client = fal_client.AsyncClient(key=key)
+            self._client = PooledAsyncClient(key=key)
         return self._client
 
     async def _video_url(self, video: str) -> tuple[str, float, str]:

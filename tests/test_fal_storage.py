@@ -4,6 +4,7 @@ download of `video_url`, and an upload cache that never hands out a deleted file
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import time
@@ -306,3 +307,36 @@ def test_a_model_error_keeps_its_documented_type_as_the_failure_kind(detail, kin
         fal_client.FalClientHTTPError(detail, 422, response_headers={}, response=response)
     )
     assert error.kind == kind
+
+
+def test_uploads_share_one_cdn_client_which_closes_with_the_backend(
+    tmp_path, emulator, monkeypatch
+):
+    # The override rests on fal-client 1.0.x opening its CDN client through `_cdn_client`.
+    for method in (fal_client.AsyncClient.upload, fal_client.AsyncClient.upload_file):
+        assert "self._cdn_client()" in inspect.getsource(method)
+    built = []
+    real_init = httpx.AsyncClient.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(sorted(kwargs.get("headers", {})))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(httpx.AsyncClient, "__init__", counting_init)
+    videos = []
+    for index in range(3):
+        videos.append(tmp_path / f"clip{index}.mp4")
+        write_video(videos[-1], 3 + index, fps=10)
+    fal = backend(tmp_path)
+
+    async def ask_and_close():
+        for index, video in enumerate(videos):
+            await fal.answer(Query(f"s{index}", str(video), "What happens?"))
+        shared = fal._client._cdn
+        await fal.aclose()
+        return shared
+
+    shared = asyncio.run(ask_and_close())
+    assert len(emulator.uploads) == 3
+    assert built.count(["User-Agent"]) == 1  # one CDN client (fal-client's own has a key too)
+    assert shared is not None and shared.is_closed
