@@ -34,13 +34,14 @@ the emulated app. A result is kept `result_retention` seconds (fal: 1 h) after t
 request completes, `large_result_retention` (fal: 6 min) when its body is 10 KB or
 larger, and for the storage period (here: for good) when its payload is stored (no
 `X-Fal-Store-IO: 0`); after that it answers 404 like an unknown request (fal's
-documents do not say how an expired result answers). A cancel answers with the `status` values the reference lists: a queued
-request is removed (200 `OK`; it never runs or bills); a running one only has its app
-signalled (202 `CANCELLATION_REQUESTED`), and the app stops (`app_honours_cancel`, the
-default) or runs on to its output and bills; a completed one 400 `ALREADY_COMPLETED`;
-an unknown id 404 `NOT_FOUND`. The reference gives the removed case as the default
-(200) response but, as read here, not the HTTP statuses of the others: 202 and 400 are
-what this emulator answered before, 404 what it answers for any unknown request.
+documents do not say how an expired result answers). A cancel answers with the `status`
+values the reference lists: a queued request is removed (200 `OK`; it never runs or
+bills); a running one only has its app signalled (202 `CANCELLATION_REQUESTED`), and the
+app stops (`app_honours_cancel`, the default) or runs on to its output and bills; a
+completed one 400 `ALREADY_COMPLETED`; an unknown id 404 `NOT_FOUND`. The reference
+gives the removed case as the default (200) response but, as read here, not the HTTP
+statuses of the others: 202 and 400 are what this emulator answered before, 404 what
+it answers for any unknown request.
 
 It stands in for the hosted service, which tests cannot reach; it is not a
 specification of that service, and where the client does not look (ids, log text,
