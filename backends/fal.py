@@ -8,6 +8,10 @@ fal-client retries 408/409/429, ingress 5xx and transport errors itself;
 everything else becomes a `BackendError` carrying fal's error type and message.
 A request given up before it completes (deadline, Ctrl-C, a status poll that
 failed) is cancelled at fal; one COMPLETED with an error has its error body fetched.
+The result and a cancel are our own requests (`backends.fal_billing`), which keep
+what fal-client drops: the units fal billed, and fal's answer to the cancel; each
+record keeps its billed units with the unit price read once from fal's pricing API,
+and `estimate_cost` prices a run by them.
 
 Every submit, unless told otherwise, disables fal's model fallbacks (so only this
 endpoint answers), asks fal not to store its payloads (`X-Fal-Store-IO: 0`) and
@@ -39,6 +43,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
 
+from backends import fal_billing
 from backends.uploads import ContentHashes, UploadCache
 from harness.files import not_a_file
 from harness.media.cache import cache_root
@@ -114,6 +119,7 @@ class _Life:
     states: list[list[Any]] = field(default_factory=list)  # [seconds, state, queue position]
     logs: list[str] = field(default_factory=list)
     cancel: str | None = None
+    resent_submits: int = 0  # fal-client's retries of the submit: fal may have run each
 
     def saw(self, status: fal_client.Status) -> None:
         import fal_client
@@ -137,6 +143,8 @@ class _Life:
         facts["logs"] = self.logs[-LOG_LINES_KEPT:]
         if self.cancel is not None:
             facts["cancel"] = self.cancel
+        if self.resent_submits:
+            facts["resent_submits"] = self.resent_submits
         return facts
 
     def failed(self, error: BackendError) -> BackendError:
@@ -156,7 +164,10 @@ class FalBackend:
 
     name: ClassVar[str] = "fal"
     default_concurrency: ClassVar[int] = 8
-    price_unit: ClassVar[str] = "second of fal inference (fal bills a request's GPU seconds)"
+    price_unit: ClassVar[str] = (
+        "second of fal inference, for runs whose records lack the units fal billed and its "
+        "unit price (those are priced without --price)"
+    )
 
     app: str = field(default=DEFAULT_APP, metadata={"help": "fal app id"})
     upload: Literal["storage", "data-uri"] = field(
@@ -204,6 +215,7 @@ class FalBackend:
     _hashes: ContentHashes = field(default_factory=ContentHashes, init=False, repr=False)
     _uploaded: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # url -> sha
     _mode: HttpMode = field(default="live", init=False, repr=False)
+    _price: fal_billing.PriceReader | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for option in ("poll_interval", "poll_max_interval", "data_uri_max_mb", "upload_ttl_hours"):
@@ -238,19 +250,9 @@ class FalBackend:
     def estimate_cost(
         cls, records: Sequence[Record], sessions: Sequence[SessionSpan], price: float | None
     ) -> Cost:
-        """Price per second times the mean billed seconds: `inference`, else `total`."""
-        if price is None:
-            return Cost(None, "no fal price given")
-        answered = [r for r in records if r.ok]
-        if not answered:
-            return Cost(None, "no answered samples")
-        billed = [r.timings.get("inference", r.timings.get("total", 0.0)) for r in answered]
-        mean = sum(billed) / len(billed)
-        basis = f"mean {mean:.3f} s of fal inference per answer at ${price:g}/s"
-        fallback = sum("inference" not in r.timings for r in answered)
-        if fallback:
-            basis += f" ({fallback} of {len(answered)} without `inference`: `total` used)"
-        return Cost(1000 * mean * price, basis)
+        """fal's billed units times its unit price, as the records carry them; `price` per
+        second of `inference` (else `total`) for answers without (`fal_billing`)."""
+        return fal_billing.estimate_cost(records, price)
 
     @classmethod
     def bench_standin(cls, benchmark: str, demo_dir: Path | None) -> StandIn | str | None:
@@ -315,6 +317,7 @@ class FalBackend:
         start_timeout = self._start_timeout()
         submitted = time.perf_counter()
         life = _Life(submitted)
+        retried_before = retries[0]
         try:
             handle = await client.submit(
                 self.app,
@@ -323,7 +326,11 @@ class FalBackend:
                 start_timeout=start_timeout,
             )
         except Exception as exc:
-            raise _as_backend_error(exc) from exc
+            error = _as_backend_error(exc)
+            if resent := retries[0] - retried_before:  # fal may have run the earlier tries
+                error.details["resent_submits"] = resent
+            raise error from exc
+        life.resent_submits = retries[0] - retried_before
         life.request_id = handle.request_id
         note(**life.facts())
         try:
@@ -343,9 +350,12 @@ class FalBackend:
                 self._upload_cache().forget(self._uploaded.pop(video_url))
             raise life.failed(error)
         try:
-            result = await handle.get()
+            result, units = await fal_billing.fetch_result(handle, retries)
         except Exception as exc:
             raise life.failed(_as_backend_error(exc, handle.request_id)) from exc
+        if self._price is None:
+            self._price = fal_billing.PriceReader(self.app)
+        price = await self._price.read(handle.client)
         output = result.get("output") if isinstance(result, dict) else None
         if not isinstance(output, str):
             keys = ", ".join(result) if isinstance(result, dict) else type(result).__name__
@@ -365,7 +375,10 @@ class FalBackend:
             "start_timeout": start_timeout,
             "states": life.states,
             "logs": life.logs[-LOG_LINES_KEPT:],
+            "billing": fal_billing.billing_meta(units, price),
         }
+        if life.resent_submits:
+            meta["resent_submits"] = life.resent_submits
         return Answer(text=output, timings=timings, meta=meta)
 
     async def aclose(self) -> None:
@@ -462,25 +475,21 @@ class FalBackend:
 
 async def _cancel_quietly(handle: fal_client.AsyncRequestHandle) -> str:
     """Ask fal to cancel the request, waiting at most `CANCEL_TIMEOUT_S`; say how that went
-    (fal's answer: CANCELLATION_REQUESTED, ALREADY_COMPLETED, ...), never raising, so
-    nothing hides why it was cancelled."""
+    (fal's answer: OK when it was still queued, CANCELLATION_REQUESTED when it was running,
+    ALREADY_COMPLETED, ...), never raising, so nothing hides why it was cancelled."""
     import fal_client
 
     try:
         async with asyncio.timeout(CANCEL_TIMEOUT_S):
-            await asyncio.shield(handle.cancel())
+            return await asyncio.shield(fal_billing.cancel(handle, _retries.get() or [0]))
     except fal_client.FalClientHTTPError as exc:
-        try:
-            return str(json.loads(exc.response.text)["status"])
-        except (ValueError, KeyError, TypeError, AttributeError):
-            return f"refused: HTTP {exc.status_code}"
+        return f"refused: HTTP {exc.status_code}"
     except TimeoutError:
         return f"no answer within {CANCEL_TIMEOUT_S:g} s"
     except asyncio.CancelledError:
         return "interrupted"
     except Exception as exc:
         return f"failed: {_as_backend_error(exc).message}"
-    return "CANCELLATION_REQUESTED"
 
 
 async def _completed_error(

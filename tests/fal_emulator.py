@@ -21,6 +21,33 @@ against): kept for the lifetime each upload asks (`X-Fal-Object-Lifecycle`), upl
 whole or, over fal-client's 100 MB threshold, in parts; the model downloads a request's
 `video_url` when it has run, and one it cannot read (a deleted or expired upload, a
 private address, bad base64) completes the request with fal's 422 `file_download_error`.
+
+Billing, results and cancels follow docs.fal.ai "Pricing", "Platform APIs: Pricing",
+"Get request result", "Cancel a request" and "Handle Request Cancellations" (read
+2026-12). fal bills a model per its own output unit, or per second of GPU where a model
+has no output price, never queue time or a 5xx: a result the app produced carries the
+units billed in `x-fal-billable-units` (a decimal number, set by the app). The video
+endpoint's page names no output price, so the emulator bills the per-second fallback:
+the request's inference seconds (`billable_units` to change), unit `billing_unit`
+("second") at `unit_price` USD. `billed` is what fal billed, by request id: every
+request the app ran to an output, whether or not anyone fetched it (in time mode a
+request runs unpolled, as at fal; poll-driven ones advance only when polled); a 422
+that fal may bill is not emulated. The pricing API answers `GET
+api.fal.ai/v1/models/pricing?endpoint_id=...` (a key required, else 401) with `{"prices":
+[{endpoint_id, unit_price, unit, currency}], "next_cursor", "has_more"}`, listing only
+the emulated app. A result is kept `result_retention` seconds (fal: 1 h) after the
+request completes, `large_result_retention` (fal: 6 min) when its body is 10 KB or
+larger, and for the storage period (here: for good) when its payload is stored (no
+`X-Fal-Store-IO: 0`); after that it answers 404 like an unknown request (fal's
+documents do not say how an expired result answers). A cancel answers with the `status`
+values the reference lists: a queued request is removed (200 `OK`; it never runs or
+bills); a running one only has its app signalled (202 `CANCELLATION_REQUESTED`), and the
+app stops (`app_honours_cancel`, the default) or runs on to its output and bills; a
+completed one 400 `ALREADY_COMPLETED`; an unknown id 404 `NOT_FOUND`. The reference
+gives the removed case as the default (200) response but, as read here, not the HTTP
+statuses of the others: 202 and 400 are what this emulator answered before, 404 what
+it answers for any unknown request.
+
 It stands in for the hosted service, which tests cannot reach; it is not a
 specification of that service, and where the client does not look (ids, log text,
 timestamps) its answers are plausible stand-ins.
@@ -54,13 +81,17 @@ from httpx_routing import routed_to
 QUEUE_HOST = "queue.fal.run"
 BACKUP_QUEUE_HOST = "queue.falrun.com"  # fal-client's fallback when queue.fal.run won't connect
 REST_HOST = "rest.fal.ai"
+API_HOST = "api.fal.ai"  # fal's Platform APIs (pricing)
+PRICING_PATH = "/v1/models/pricing"
+BILLABLE_UNITS = "x-fal-billable-units"
+LARGE_RESULT_BYTES = 10 * 1024  # results this large are kept for the shorter retention
 CDN_HOST = "v3.fal.media"
 # Where the storage fallback's signed upload URLs point (a GCS bucket on the real service).
 SIGNED_UPLOAD_HOST = "storage.googleapis.com"
 SIGNED_UPLOAD_PREFIX = "/fal-emulated-uploads/"
 CDN_TOKEN = "emulated-cdn-token"
 
-ENDPOINTS = ("submit", "status", "result", "cancel", "token", "upload")
+ENDPOINTS = ("submit", "status", "result", "cancel", "token", "upload", "pricing")
 FAULTS = (
     "rate_limit",
     "server_error",
@@ -129,6 +160,7 @@ class _Job:
     start_timeout: float | None = None
     held: bool = False  # kept IN_QUEUE (no runner free)
     fallbacks: bool = True
+    completed_at: float | None = None  # time.monotonic(); in time mode, None until polled
 
 
 @dataclass
@@ -169,6 +201,10 @@ class FalEmulator:
     Options: "drop" with `processed=True` serves the request before dropping the
     response (a submit that was accepted although the client saw an error);
     "server_error" and "ingress" take `status`; "validation" takes `detail`.
+    `on="pricing"` covers fal's pricing API.
+
+    Billing, result retention and cancels: see the module's docstring; `billed` holds
+    the units billed by request id.
     """
 
     def __init__(
@@ -182,11 +218,19 @@ class FalEmulator:
         inference_time: float = 0.42,
         fallback_reply: str | None = None,
         storage: FalStorage | None = None,
+        billable_units: float | None = None,
+        billing_unit: str = "second",
+        unit_price: float = 0.0005,
+        result_retention: float = 3600.0,
+        large_result_retention: float = 360.0,
+        app_honours_cancel: bool = True,
     ) -> None:
         if queue_polls < 0 or progress_polls < 0:
             raise ValueError("queue_polls and progress_polls must be >= 0")
         if service_time < 0:
             raise ValueError("service_time must be >= 0")
+        if min(result_retention, large_result_retention) < 0:
+            raise ValueError("result retentions must be >= 0")
         self.app_id = app_id.strip("/")
         self.reply = reply
         self.queue_polls = queue_polls
@@ -194,6 +238,12 @@ class FalEmulator:
         self.service_time = service_time
         self.inference_time = inference_time
         self.fallback_reply = fallback_reply
+        self.billable_units = inference_time if billable_units is None else billable_units
+        self.billing_unit = billing_unit
+        self.unit_price = unit_price
+        self.result_retention = result_retention
+        self.large_result_retention = large_result_retention
+        self.app_honours_cancel = app_honours_cancel
 
         parts = self.app_id.split("/")
         if len(parts) < 2:
@@ -260,6 +310,14 @@ class FalEmulator:
         with self._lock:
             self._faults.append(_Fault(fault, on, times, when, params))
 
+    @property
+    def billed(self) -> dict[str, float]:
+        """The units fal billed, by request id: each request its app ran to an output,
+        fetched or not; none for a request that failed, was removed from the queue or
+        whose app stopped on a cancel."""
+        with self._lock:
+            return {job.id: self.billable_units for job in self._jobs.values() if self._ran(job)}
+
     # -- transport handlers -------------------------------------------------------
 
     async def _handle_async(self, request: httpx.Request) -> httpx.Response:
@@ -289,6 +347,8 @@ class FalEmulator:
             if isinstance(routed, httpx.Response):
                 return routed
             if routed.endpoint in ("status", "result", "cancel"):
+                if routed.job is None and routed.endpoint == "cancel":
+                    return _json(404, {"status": "NOT_FOUND"})
                 if routed.job is None:
                     return _json(404, {"detail": "Request not found"})
                 if routed.endpoint == "status":
@@ -329,6 +389,14 @@ class FalEmulator:
                     return _json(400, {"detail": f"Unsupported storage type {storage_type!r}"})
                 return _Plan(request, "token", body=_json_body(request))
             return _json(404, {"detail": f"Path {path} not found"})
+        if host == API_HOST:
+            if denied := _check_auth(request):
+                return denied
+            if path != PRICING_PATH:
+                return _json(404, {"detail": f"Path {path} not found"})
+            if method != "GET":
+                return _json(405, {"detail": "Method Not Allowed"})
+            return _Plan(request, "pricing")
         if host == CDN_HOST:
             if method == "POST" and path == "/files/upload":
                 if request.headers.get("authorization") != f"Bearer {CDN_TOKEN}":
@@ -404,6 +472,7 @@ class FalEmulator:
             "cancel": self._cancel,
             "token": self._token,
             "upload": self._upload,
+            "pricing": self._pricing,
         }
         with self._lock:
             if plan.endpoint in handlers:
@@ -468,6 +537,7 @@ class FalEmulator:
         fault = plan.fault
         if fault is not None and fault.kind == "completed_error":
             job.done = True
+            job.completed_at = time.monotonic()
             job.error = str(fault.params.get("message", "CUDA out of memory"))
             job.error_type = str(fault.params.get("error_type", "runner_disconnected"))
             job.error_status = 500
@@ -521,6 +591,7 @@ class FalEmulator:
                 return "COMPLETED"
             if finished:
                 job.done = True
+                job.completed_at = self._completion(job)
                 message = f"Inference finished in {self.inference_time:.2f}s"
                 job.logs.append(self._log(job, message))
                 return "COMPLETED"
@@ -535,8 +606,7 @@ class FalEmulator:
         completes with fal's 504); a request a runner took is never timed out."""
         if job.done or job.start_timeout is None:
             return False
-        queued = job.held or (self.service_time == 0 and job.served_polls <= self.queue_polls)
-        if not queued or time.monotonic() - job.submitted_at < job.start_timeout:
+        if not self._queued(job) or time.monotonic() - job.submitted_at < job.start_timeout:
             return False
         self._fail(job, "Request timed out before it started", "request_timeout", 504)
         job.error_headers = {"x-fal-request-timeout-type": "user"}
@@ -553,10 +623,28 @@ class FalEmulator:
         job.error_body = download_failure(url, reason)
         return True
 
+    def _queued(self, job: _Job) -> bool:
+        """Whether the request still waits for a runner (a cancel removes it)."""
+        return job.held or (self.service_time == 0 and job.served_polls <= self.queue_polls)
+
+    def _completion(self, job: _Job) -> float:
+        """When the request completed: in time mode its service time after its submit."""
+        if job.completed_at is not None:
+            return job.completed_at
+        return job.submitted_at + self.service_time if self.service_time > 0 else time.monotonic()
+
     def _fail(self, job: _Job, message: str, error_type: str, status: int) -> None:
         job.done = True
+        job.completed_at = time.monotonic()
         job.error, job.error_type, job.error_status = message, error_type, status
         job.logs.append(self._log(job, f"Error: {message}", level="ERROR"))
+
+    def _ran(self, job: _Job) -> bool:
+        """Whether the app ran the request to an output (what fal bills)."""
+        if not self._is_done(job) or job.error is not None:
+            return False
+        # Unpolled in time mode, a request with fallbacks off and the endpoint down fails.
+        return job.fallbacks or self.fallback_reply is None
 
     def _is_done(self, job: _Job) -> bool:
         if job.done or self._timed_out(job):
@@ -580,10 +668,27 @@ class FalEmulator:
             if job.error_type is not None:
                 body["error_type"] = job.error_type
                 headers["x-fal-error-type"] = job.error_type
-            return _json(job.error_status, body, job.id, headers)
-        if plan.fault is not None and plan.fault.kind == "missing_output":
-            return _json(200, {"answer": self._reply(job)}, job.id)
-        return _json(200, {"output": self._reply(job)}, job.id)
+            response = _json(job.error_status, body, job.id, headers)
+        else:
+            key = (
+                "answer"
+                if plan.fault is not None and plan.fault.kind == "missing_output"
+                else "output"
+            )
+            billed = {BILLABLE_UNITS: str(self.billable_units)}
+            response = _json(200, {key: self._reply(job)}, job.id, billed)
+        if self._expired(job, len(response.content)):
+            return _json(404, {"detail": "Request not found"})
+        return response
+
+    def _expired(self, job: _Job, size: int) -> bool:
+        """Whether fal no longer keeps the request's result (of `size` bytes)."""
+        if job.id in self.stored_payloads:  # kept for the payload storage period
+            return False
+        retention = (
+            self.large_result_retention if size >= LARGE_RESULT_BYTES else self.result_retention
+        )
+        return time.monotonic() - self._completion(job) >= retention
 
     def _reply(self, job: _Job) -> str:
         if self.fallback_reply is not None and job.fallbacks:
@@ -596,11 +701,38 @@ class FalEmulator:
         if self._is_done(job):
             return _json(400, {"status": "ALREADY_COMPLETED"}, job.id)
         self.cancelled.append(job.id)
+        if self._queued(job):  # removed from the queue: it never runs
+            self._stop(job)
+            return _json(200, {"status": "OK"}, job.id)
+        if self.app_honours_cancel:  # else the app runs on to its output, billed
+            self._stop(job)
+        return _json(202, {"status": "CANCELLATION_REQUESTED"}, job.id)
+
+    @staticmethod
+    def _stop(job: _Job) -> None:
         job.done = True
+        job.completed_at = time.monotonic()
         job.error = "Request was cancelled"
         job.error_type = None
         job.error_status = 400
-        return _json(202, {"status": "CANCELLATION_REQUESTED"}, job.id)
+
+    def _pricing(self, plan: _Plan) -> httpx.Response:
+        asked = [
+            endpoint.strip()
+            for value in plan.request.url.params.get_list("endpoint_id")
+            for endpoint in value.split(",")
+            if endpoint.strip()
+        ]
+        if not asked:
+            return _json(400, {"detail": "endpoint_id is required"})
+        price = {
+            "endpoint_id": self.app_id,
+            "unit_price": self.unit_price,
+            "unit": self.billing_unit,
+            "currency": "USD",
+        }
+        prices = [price] if self.app_id in asked else []
+        return _json(200, {"prices": prices, "next_cursor": None, "has_more": False})
 
     def _token(self, plan: _Plan) -> httpx.Response:
         if plan.request.url.path == "/storage/auth/token":

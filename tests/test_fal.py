@@ -70,6 +70,8 @@ def test_answer_carries_text_request_id_timings_and_counts(tmp_path, emulator):
         "video_input": "url",
         "frames": "not reported by the service (fal samples the video itself)",
         "start_timeout": None,  # no deadline here
+        # what fal billed (its x-fal-billable-units) at the price its pricing API gave
+        "billing": {"units": 0.42, "unit": "second", "unit_price": 0.0005, "currency": "USD"},
     }
     timings = answer.timings
     assert timings["upload"] == 0.0

@@ -78,10 +78,13 @@ def test_a_cancel_says_what_fal_answered():
         client = fal_client.AsyncClient(key="k")
         app, arguments = "fal-ai/mini-cpm/video", {"video_url": "https://x/v.mp4", "prompt": "p"}
         queued = await client.submit(app, arguments)
+        running = await client.submit(app, arguments)
+        while not isinstance(await running.status(), fal_client.InProgress):
+            pass
         done = await client.submit(app, arguments)
         while not isinstance(await done.status(), fal_client.Completed):
             pass
-        return [await _cancel_quietly(queued), await _cancel_quietly(done)]
+        return [await _cancel_quietly(handle) for handle in (queued, running, done)]
 
     with FalEmulator().installed():
-        assert asyncio.run(outcomes()) == ["CANCELLATION_REQUESTED", "ALREADY_COMPLETED"]
+        assert asyncio.run(outcomes()) == ["OK", "CANCELLATION_REQUESTED", "ALREADY_COMPLETED"]

@@ -25,9 +25,10 @@ benchmarks, or of different versions of one, are refused.
   runs whose official scorers differ are said to.
 - Provenance: what produced each run (`harness.analysis.provenance`); unless
   every run is live, the comparison is a pipeline check, not a measurement.
-- Cost per 1,000 samples, estimated from the prices given, by the manifest's
-  backend name: each backend estimates its own (`harness.protocols.EstimatesCost`)
-  from its records and sessions and one price in a unit it names.
+- Cost per 1,000 samples, by the manifest's backend name: each backend estimates
+  its own (`harness.protocols.EstimatesCost`) from its records and sessions and one
+  price in a unit it names, or from what its records say it was billed (fal's billed
+  units at fal's unit price), with no price given.
 """
 
 from __future__ import annotations
@@ -159,6 +160,11 @@ class Comparison:
     categories: list[CategoryRow]
     prices: Prices
     costs: list[Cost]  # per run
+
+    @property
+    def priced(self) -> bool:
+        """Whether there are costs to show: prices were given, or some run has its own."""
+        return bool(self.prices) or any(c.usd_per_1000 is not None for c in self.costs)
 
     @property
     def measurement(self) -> bool:
@@ -333,7 +339,7 @@ def run_cost(run: Run, prices: Prices) -> Cost:
 
 def compare_runs(paths: Sequence[Path], prices: Prices | None = None) -> Comparison:
     """Read the runs at `paths` and compare each with the first."""
-    prices = prices or Prices()
+    prices = Prices() if prices is None else prices
     runs = [Run.open(path) for path in paths]
     check_comparable(runs)
     joined, coverage = join(runs)

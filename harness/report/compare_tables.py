@@ -31,7 +31,8 @@ NO_TIMINGS = "No timing component is in both runs."
 NO_JOINED = "No sample was answered in every run."
 NO_PRICES = (
     "Not estimated: no prices given (vqa-harness compare takes --price BACKEND=USD, "
-    "in the unit `vqa-harness list` gives for each backend)."
+    "in the unit `vqa-harness list` gives for each backend), and no run's records say "
+    "what it was billed."
 )
 
 
@@ -246,7 +247,7 @@ def render_markdown(comparison: Comparison, depth: int = 1) -> str:
     categories = category_table(comparison)
     lines += table(*categories) if categories[1] else [NO_JOINED]
     lines += ["", f"{section} Cost per 1,000 samples (estimate)", ""]
-    lines += table(*cost_table(comparison)) if comparison.prices else [NO_PRICES]
+    lines += table(*cost_table(comparison)) if comparison.priced else [NO_PRICES]
     return "\n".join(lines) + "\n"
 
 

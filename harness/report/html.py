@@ -102,7 +102,7 @@ def render_html(comparison: Comparison) -> str:
         _table("categories", categories) if categories[1] else f"<p>{escape(NO_JOINED)}</p>",
         "<h2>Cost per 1,000 samples (estimate)</h2>",
         _table("cost", cost_table(comparison))
-        if comparison.prices
+        if comparison.priced
         else f"<p>{escape(NO_PRICES)}</p>",
     ]
     return (
