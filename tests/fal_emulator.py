@@ -16,6 +16,9 @@ result a 504 with `X-Fal-Request-Timeout-Type: user` and `error_type` `request_t
 the endpoint is down and fal's model fallback answers that text, unless the submit sent
 `x-fal-disable-fallbacks`, when the request fails (`runner_scheduling_failure`, 503).
 Each submit's `x-fal-*` headers are kept in `submit_headers` for tests to assert.
+`forget(request_id)` drops a request as fal does once it stops keeping its result (1 h,
+6 min when 10 KB or larger: "Get request result"); what fal answers then is not
+documented, so its status, result and cancel answer as for an id fal never gave (404).
 It stands in for the hosted service, which tests cannot reach; it is not a
 specification of that service, and where the client does not look (ids, log text,
 timestamps) its answers are plausible stand-ins.
@@ -248,6 +251,11 @@ class FalEmulator:
             raise ValueError("the 'slow' fault needs delay=<seconds>")
         with self._lock:
             self._faults.append(_Fault(fault, on, times, when, params))
+
+    def forget(self, request_id: str) -> None:
+        """Drop a request, as fal does once its result is no longer kept (see the module)."""
+        with self._lock:
+            del self._jobs[request_id]
 
     # -- transport handlers -------------------------------------------------------
 
