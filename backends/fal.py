@@ -45,7 +45,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
 
-from backends.fal_journal import Journaled, RunFiles, at_deadline, fingerprint, resubmitting
+from backends.fal_journal import (
+    RESULT_READ,
+    Journaled,
+    RunFiles,
+    at_deadline,
+    fingerprint,
+    resubmitting,
+)
 from backends.uploads import UploadCache, file_sha256
 from harness.files import not_a_file
 from harness.media.cache import cache_root
@@ -392,7 +399,7 @@ class FalBackend:
             result = await handle.get()
         except Exception as exc:
             raise life.failed(_as_backend_error(exc, handle.request_id)) from exc
-        self._ended(handle.request_id, "result_read")
+        self._ended(handle.request_id, RESULT_READ)
         output = result.get("output") if isinstance(result, dict) else None
         if not isinstance(output, str):
             keys = ", ".join(result) if isinstance(result, dict) else type(result).__name__

@@ -5,13 +5,15 @@ disk (`fsync`) before the sample waits on it: the sample, the request id, the ap
 a fingerprint of what was asked (sha256 of the video reference and the prompt,
 never the video) and the wall-clock time. A second line ends the entry once the
 request's outcome is known: its result or error body read, or the request given up
-and cancelled at fal (the sample's deadline, a failed poll). An entry left open
-(the run interrupted or killed while waiting; a result that could not be read) is
-what `--resume` re-attaches to instead of submitting again: fal may still be
-running the request (a cancel only signals a running app, which may finish and
-bill), or have its result (kept 1 h, 6 min when 10 KB or larger). Only a request
-fal no longer knows, or one that ended without an answer (cancelled, failed), has
-its sample submitted anew.
+and cancelled at fal (the sample's deadline, a failed poll). `--resume`
+re-attaches a sample without a record to its latest request instead of
+submitting again when that entry is open (the run interrupted or killed while
+waiting; a result that could not be read) or ended with its result read (the run
+stopped before the sample's record was written: while it was scored, a judge
+asked): fal may still be running the request (a cancel only signals a running
+app, which may finish and bill), or have its result (kept 1 h, 6 min when 10 KB or
+larger). Only a request fal no longer knows, or one that ended without an answer
+(cancelled, failed), has its sample submitted anew.
 
 `fal-logs.jsonl` holds every line fal logged for each request, once and in order
 (`n`, from 0), whether fal sends all lines so far on each poll or only new ones,
@@ -34,12 +36,14 @@ from typing import Any
 
 from harness.files import json_bytes
 from harness.protocols import time_left
-from harness.run.store import AppendOnlyFile, read_lines
+from harness.run.store import RECORDS, AppendOnlyFile, read_lines, read_records
 from harness.secrets import scrub_data
 from harness.types import BackendError
 
 REQUESTS = "fal-requests.jsonl"
 LOGS = "fal-logs.jsonl"
+RESULT_READ = "result_read"
+"""The outcome of a request whose result was read: its answer, or what fal sent instead."""
 
 
 def fingerprint(video: str, prompt: str) -> str:
@@ -64,14 +68,14 @@ class Journaled:
 class RunFiles:
     """The journal and logs of one run directory, for one session.
 
-    Resuming (`resuming`), the open entries are read first: each sample's latest,
-    taken once (`take`). Without `journal` (a replay) only logs are kept.
+    Resuming (`resuming`), the requests to re-attach to are read first (see the module),
+    each taken once (`take`). Without `journal` (a replay) only logs are kept.
     """
 
     def __init__(self, directory: Path, *, resuming: bool, journal: bool) -> None:
         self._requests = AppendOnlyFile(directory / REQUESTS) if journal else None
         self._logs = AppendOnlyFile(directory / LOGS)
-        self._open = _open_requests(directory / REQUESTS) if journal and resuming else {}
+        self._open = _to_reattach(directory) if journal and resuming else {}
         if self._open:
             earlier = _logs_of(directory / LOGS, {e.request_id for e in self._open.values()})
             self._open = {
@@ -82,8 +86,8 @@ class RunFiles:
         self._kept: dict[str, int] = {}  # the log lines kept of each live request
 
     def take(self, sample_id: str, app: str, asked: str) -> Journaled | None:
-        """The open request of an earlier session for `sample_id`, if it asked `app` the
-        same (`asked`: its `fingerprint`); each is taken at most once."""
+        """The request of an earlier session to re-attach `sample_id` to, if it asked
+        `app` the same (`asked`: its `fingerprint`); each is taken at most once."""
         entry = self._open.pop(sample_id, None)
         if entry is None or (entry.app, entry.fingerprint) != (app, asked):
             return None
@@ -165,11 +169,12 @@ def _objects(path: Path) -> Iterator[dict[str, Any]]:
             yield data
 
 
-def _open_requests(path: Path) -> dict[str, Journaled]:
-    """The journal's entries that were never ended: each sample's latest."""
+def _to_reattach(directory: Path) -> dict[str, Journaled]:
+    """Each sample's latest request, where a resume re-attaches to it: its entry is open,
+    or ended with the result read while the sample has no record."""
     submitted: dict[str, Journaled] = {}
-    ended: set[str] = set()
-    for data in _objects(path):
+    ended: dict[str, str] = {}
+    for data in _objects(directory / REQUESTS):
         try:
             if data.get("event") == "submitted":
                 entry = Journaled(
@@ -181,14 +186,17 @@ def _open_requests(path: Path) -> dict[str, Journaled]:
                 )
                 submitted[entry.request_id] = entry
             elif data.get("event") == "ended":
-                ended.add(str(data["request_id"]))
+                ended[str(data["request_id"])] = str(data["outcome"])
         except (KeyError, TypeError, ValueError):
             continue
-    latest: dict[str, Journaled] = {}
-    for entry in submitted.values():  # in the order they were written
-        if entry.request_id not in ended:
-            latest[entry.sample_id] = entry
-    return latest
+    latest = {entry.sample_id: entry for entry in submitted.values()}  # in written order
+    recorded = {record.sample_id for record in read_records(directory / RECORDS).records}
+    chosen = {}
+    for sample, entry in latest.items():
+        outcome = ended.get(entry.request_id)
+        if outcome is None or (outcome == RESULT_READ and sample not in recorded):
+            chosen[sample] = entry
+    return chosen
 
 
 def _logs_of(path: Path, request_ids: set[str]) -> dict[str, tuple[str, ...]]:

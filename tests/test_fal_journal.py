@@ -354,3 +354,21 @@ def test_the_emulator_forgets_a_request_as_fal_does_once_its_result_is_no_longer
     emulator = FalEmulator()
     with emulator.installed():
         assert asyncio.run(forgotten()) == [404, 404, 404]
+
+
+def test_an_answer_read_but_not_recorded_is_fetched_again_not_submitted(tmp_path, synthetic_cache):
+    """The run stopped after the result was read, before the record was written (while
+    a judge scored it): the resume reads the result again, which fal still keeps."""
+    emulator = FalEmulator(reply=guessing_reply)
+    with emulator.installed():
+        assert main([*run_args(tmp_path, synthetic_cache), "--run-id", "r"]) == 0
+    records = tmp_path / "r" / "records.jsonl"
+    first, lost = records.read_bytes().splitlines(keepends=True)
+    records.write_bytes(first)
+    lost_id = json.loads(lost)["sample_id"]
+    assert set(journal(tmp_path / "r")[1].values()) == {"result_read"}
+
+    resumed = resume(emulator, tmp_path / "r")
+    assert len(emulator.submitted) == 2 and resumed[lost_id].ok
+    assert resumed[lost_id].meta["reattached"]["outcome"] == "fetched"
+    assert resumed[lost_id].response == json.loads(lost)["response"]
