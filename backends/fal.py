@@ -13,6 +13,12 @@ what fal-client drops: the units fal billed, and fal's answer to the cancel; eac
 record keeps its billed units with the unit price read once from fal's pricing API,
 and `estimate_cost` prices a run by them.
 
+In a run directory (`use_run_directory`), each request is journaled before it is
+waited on and fal's logs are kept in full (`backends.fal_journal`); a `--resume`
+re-attaches a sample to the request an interrupted session left open (still
+queued, running, or done with its result kept) instead of submitting it again,
+and says so in the record's meta (`reattached`).
+
 Every submit, unless told otherwise, disables fal's model fallbacks (so only this
 endpoint answers), asks fal not to store its payloads (`X-Fal-Store-IO: 0`) and
 bounds its wait to start by the sample's deadline (`start_timeout`, whose 504 fails
@@ -44,12 +50,20 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import httpx
 
 from backends import fal_billing
+from backends.fal_journal import (
+    RESULT_READ,
+    Journaled,
+    RunFiles,
+    at_deadline,
+    fingerprint,
+    resubmitting,
+)
 from backends.uploads import ContentHashes, UploadCache
 from harness.files import not_a_file
 from harness.media.cache import cache_root
 from harness.protocols import Cost, HttpMode, SessionSpan, StandIn, note, time_left
 from harness.run.recording import NotRecorded, cassette_source
-from harness.types import Answer, BackendError, Query, Record
+from harness.types import PARTIAL_TIMINGS, Answer, BackendError, Query, Record
 
 if TYPE_CHECKING:
     import fal_client
@@ -120,6 +134,8 @@ class _Life:
     logs: list[str] = field(default_factory=list)
     cancel: str | None = None
     resent_submits: int = 0  # fal-client's retries of the submit: fal may have run each
+    reattached: dict[str, Any] | None = None  # a journaled request's, on `--resume`
+    billing: dict[str, Any] | None = None  # what fal billed for the result (`fal_billing`)
 
     def saw(self, status: fal_client.Status) -> None:
         import fal_client
@@ -131,7 +147,7 @@ class _Life:
             seconds = round(time.perf_counter() - self.submitted, 3)
             self.states.append([seconds, state, position])
         lines = [_log_line(log) for log in getattr(status, "logs", None) or ()]
-        if len(lines) >= len(self.logs):  # fal sends every line so far
+        if lines[: len(self.logs)] == self.logs:  # fal sends every line so far
             self.logs = lines
         else:  # or only the new ones
             self.logs += lines
@@ -145,6 +161,8 @@ class _Life:
             facts["cancel"] = self.cancel
         if self.resent_submits:
             facts["resent_submits"] = self.resent_submits
+        if self.reattached is not None:
+            facts["reattached"] = self.reattached
         return facts
 
     def failed(self, error: BackendError) -> BackendError:
@@ -216,6 +234,7 @@ class FalBackend:
     _uploaded: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # url -> sha
     _mode: HttpMode = field(default="live", init=False, repr=False)
     _price: fal_billing.PriceReader | None = field(default=None, init=False, repr=False)
+    _files: RunFiles | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for option in ("poll_interval", "poll_max_interval", "data_uri_max_mb", "upload_ttl_hours"):
@@ -245,6 +264,11 @@ class FalBackend:
         """Live: uploads cached on disk. Record, replay: in memory, so the cassette has them;
         a replay needs no key and does not wait between polls."""
         self._mode = mode
+
+    def use_run_directory(self, path: Path, resuming: bool) -> None:
+        """Keep fal's logs in the run directory and, unless replaying, journal each
+        request there, so that a resume re-attaches to it (`backends.fal_journal`)."""
+        self._files = RunFiles(path, resuming=resuming, journal=self._mode != "replay")
 
     @classmethod
     def estimate_cost(
@@ -312,11 +336,21 @@ class FalBackend:
     async def answer(self, query: Query) -> Answer:
         retries = [0]
         _retries.set(retries)
+        asked = fingerprint(query.video, query.prompt)
+        journaled = self._files.take(query.sample_id, self.app, asked) if self._files else None
+        reattached = None
+        if journaled is not None:
+            try:
+                return await self._reattach(journaled, retries)
+            except BackendError as error:
+                if (reattached := resubmitting(journaled, error)) is None:
+                    raise
+                self._ended(journaled.request_id, reattached["outcome"])
         video_url, upload_s, upload_kind = await self._video_url(query.video)
         client = self._fal()
         start_timeout = self._start_timeout()
         submitted = time.perf_counter()
-        life = _Life(submitted)
+        life = _Life(submitted, reattached=reattached)
         retried_before = retries[0]
         try:
             handle = await client.submit(
@@ -326,66 +360,99 @@ class FalBackend:
                 start_timeout=start_timeout,
             )
         except Exception as exc:
-            error = _as_backend_error(exc)
+            refused = _as_backend_error(exc)
             if resent := retries[0] - retried_before:  # fal may have run the earlier tries
-                error.details["resent_submits"] = resent
-            raise error from exc
+                refused.details["resent_submits"] = resent
+            raise refused from exc
         life.resent_submits = retries[0] - retried_before
         life.request_id = handle.request_id
         note(**life.facts())
         try:
+            completed, polls, queue_s, output = await self._follow(
+                handle, life, retries, journal=(query.sample_id, asked)
+            )
+        except BackendError as failure:
+            if failure.kind == DOWNLOAD_ERROR and video_url in self._uploaded:
+                # fal no longer has the uploaded copy: the next sample uploads it again.
+                self._upload_cache().forget(self._uploaded.pop(video_url))
+            raise
+        timings = {"upload": upload_s, "queue": queue_s, **_inference(completed)}
+        meta = _answer_meta(
+            life, polls, retries[0], video_input=upload_kind, start_timeout=start_timeout
+        )
+        return Answer(text=output, timings=timings, meta=meta)
+
+    async def _reattach(self, journaled: Journaled, retries: list[int]) -> Answer:
+        """The answer of a request an earlier session submitted (`--resume`): waited for
+        while fal still runs it, its result read once done. Its timings are this
+        session's wait, so only fal's `inference` is kept (`PARTIAL_TIMINGS`)."""
+        handle = await self._fal().get_handle(self.app, journaled.request_id)
+        reattached = {"request_id": journaled.request_id, "submitted_at": journaled.submitted_at}
+        life = _Life(time.perf_counter(), handle.request_id, logs=list(journaled.logs))
+        life.reattached = reattached
+        note(**life.facts())
+        completed, polls, _, output = await self._follow(handle, life, retries)
+        reattached["outcome"] = "fetched" if life.states[0][1] == "COMPLETED" else "waited"
+        partial = "re-attached to a request an earlier session submitted: `total` is this wait"
+        meta = _answer_meta(life, polls, retries[0], **{PARTIAL_TIMINGS: partial})
+        return Answer(text=output, timings=_inference(completed), meta=meta)
+
+    async def _follow(
+        self,
+        handle: fal_client.AsyncRequestHandle,
+        life: _Life,
+        retries: list[int],
+        journal: tuple[str, str] | None = None,
+    ) -> tuple[fal_client.Completed, int, float, str]:
+        """Wait for a request and read its answer: (final status, polls, seconds queued,
+        output); what fal billed goes on `life`. A new request is journaled first
+        (`journal`: its sample id and fingerprint); its entry ends once its outcome is
+        known, and stays open when the run is interrupted, so a resume can re-attach."""
+        try:
+            if self._files is not None and journal is not None:
+                self._files.submitted(journal[0], handle.request_id, self.app, journal[1])
             completed, polls, queue_s = await self._wait(handle, life)
         except BaseException as exc:
             # Given up before COMPLETED (deadline, Ctrl-C, a failed poll): the request
             # may still be queued or running at fal, so cancel it there too.
             life.cancel = await _cancel_quietly(handle)
             note(**life.facts())
+            if isinstance(exc, Exception) or at_deadline():  # not an interrupt
+                self._ended(handle.request_id, "given_up", cancel=life.cancel)
             if isinstance(exc, Exception):
                 raise life.failed(_as_backend_error(exc, handle.request_id)) from exc
             raise
         if completed.error:
             error = await _completed_error(handle, completed)
-            if error.kind == DOWNLOAD_ERROR and video_url in self._uploaded:
-                # fal no longer has the uploaded copy: the next sample uploads it again.
-                self._upload_cache().forget(self._uploaded.pop(video_url))
+            self._ended(handle.request_id, "error_read")
             raise life.failed(error)
         try:
             result, units = await fal_billing.fetch_result(handle, retries)
         except Exception as exc:
             raise life.failed(_as_backend_error(exc, handle.request_id)) from exc
+        self._ended(handle.request_id, RESULT_READ)
         if self._price is None:
             self._price = fal_billing.PriceReader(self.app)
-        price = await self._price.read(handle.client)
+        life.billing = fal_billing.billing_meta(units, await self._price.read(handle.client))
         output = result.get("output") if isinstance(result, dict) else None
         if not isinstance(output, str):
             keys = ", ".join(result) if isinstance(result, dict) else type(result).__name__
             raise life.failed(
                 BackendError("invalid_response", f"fal result has no 'output' text (got: {keys})")
             )
-        timings = {"upload": upload_s, "queue": queue_s}
-        inference = completed.metrics.get("inference_time") if completed.metrics else None
-        if isinstance(inference, int | float):
-            timings["inference"] = float(inference)
-        meta = {
-            "request_id": handle.request_id,
-            "polls": polls,
-            "retries": retries[0],
-            "video_input": upload_kind,
-            "frames": NOT_REPORTED,
-            "start_timeout": start_timeout,
-            "states": life.states,
-            "logs": life.logs[-LOG_LINES_KEPT:],
-            "billing": fal_billing.billing_meta(units, price),
-        }
-        if life.resent_submits:
-            meta["resent_submits"] = life.resent_submits
-        return Answer(text=output, timings=timings, meta=meta)
+        return completed, polls, queue_s, output
+
+    def _ended(self, request_id: str, outcome: str, **facts: Any) -> None:
+        if self._files is not None:
+            self._files.ended(request_id, outcome, **facts)
 
     async def aclose(self) -> None:
         # The uploads' shared client is ours to close; fal-client's own close with the process.
         if self._client is not None:
             await self._client.aclose()
         self._client = None
+        if self._files is not None:
+            self._files.close()
 
     def _fal(self) -> PooledAsyncClient:
         if self._client is None:
@@ -462,6 +529,8 @@ class FalBackend:
             polls += 1
             life.saw(status)
             note(**life.facts())
+            if self._files is not None:
+                self._files.log(handle.request_id, life.logs)
             waited = time.perf_counter() - life.submitted
             if queue_s is None and not isinstance(status, fal_client.Queued):
                 queue_s = waited
@@ -471,6 +540,25 @@ class FalBackend:
                 max(self.poll_interval, self.poll_backoff * waited), self.poll_max_interval
             )
             await asyncio.sleep(0 if replaying else interval)
+
+
+def _answer_meta(life: _Life, polls: int, retries: int, **more: Any) -> dict[str, Any]:
+    """An answer's meta: its request's life, the polls and retries it took, and `more`."""
+    meta = {"request_id": life.request_id, "polls": polls, "retries": retries, **more}
+    meta |= {"frames": NOT_REPORTED, "states": life.states, "logs": life.logs[-LOG_LINES_KEPT:]}
+    if life.reattached is not None:
+        meta["reattached"] = life.reattached
+    if life.billing is not None:
+        meta["billing"] = life.billing
+    if life.resent_submits:
+        meta["resent_submits"] = life.resent_submits
+    return meta
+
+
+def _inference(completed: fal_client.Completed) -> dict[str, float]:
+    """fal's `inference_time` of a completed request, as the `inference` timing, if it says."""
+    inference = completed.metrics.get("inference_time") if completed.metrics else None
+    return {"inference": float(inference)} if isinstance(inference, int | float) else {}
 
 
 async def _cancel_quietly(handle: fal_client.AsyncRequestHandle) -> str:

@@ -80,6 +80,7 @@ async def fetch_result(
         raise BackendError(
             EXPIRED,
             f"fal no longer holds the result ({RESULT_KEPT}): HTTP 404 {_detail(response)}",
+            status_code=404,
         )
     if not response.is_success:
         raise _http_error(response)

@@ -6,6 +6,7 @@ backend that `PreparesVideos` gets per-video work done ahead; one that
 `SpeaksHttp` is told whether its HTTP is live, recorded or replayed; one that
 `ChecksOptions` says what is wrong with its options before it is built; one that
 `ReadsSecrets` names the environment variables holding its keys; one that
+`KeepsRunFiles` keeps files of its own in the run directory; one that
 `EstimatesCost` prices its runs in `compare`; one that `HasBenchStandIn` says
 what `bench` runs in its place where it cannot run for real. A benchmark that
 `FetchesVideos` downloads a selected sample's video shortly before it runs; one
@@ -109,6 +110,28 @@ class SpeaksHttp(Protocol):
     """
 
     def use_http_mode(self, mode: HttpMode) -> None: ...
+
+
+def run_file_pattern(backend: str) -> str:
+    """The names of the files backend `backend` may keep in a run directory (`KeepsRunFiles`)."""
+    return f"{backend}-*.jsonl"
+
+
+@runtime_checkable
+class KeepsRunFiles(Protocol):
+    """A backend that keeps files of its own in the run directory (a journal of the
+    requests it made, so a resume can pick them up; a service's logs in full).
+
+    The runner calls `use_run_directory` once the directory exists and before any
+    `answer`: a new run once its manifest is written, a resume once it holds the
+    directory's lock (`resuming`: earlier sessions' files may be there). The files are
+    named `<backend name>-<what>.jsonl` (`run_file_pattern`) and hold JSON lines, each
+    about one sample, appended as `records.jsonl` is (`harness.run.store.AppendOnlyFile`;
+    a killed writer may leave a torn last line, which readers skip); `merge` carries
+    each shard's whole lines into the merged run, shard after shard.
+    """
+
+    def use_run_directory(self, path: Path, resuming: bool) -> None: ...
 
 
 @runtime_checkable

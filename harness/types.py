@@ -41,6 +41,10 @@ hostile one would take seconds to score and bloat every file that holds it."""
 INVALID_RESPONSE = "invalid_response"
 """The error kind of an answer the runner cannot keep as it is: a timing, count or other
 number in it that is not finite (`NaN`, `-Infinity`)."""
+PARTIAL_TIMINGS = "partial_timings"
+"""The `meta` key of an answer whose timings cover only part of its work (it was picked up
+from a request an earlier session of the run made); its value says why. Latency
+statistics leave such a record out."""
 
 
 @dataclass(frozen=True)

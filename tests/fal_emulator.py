@@ -48,6 +48,9 @@ gives the removed case as the default (200) response but, as read here, not the 
 statuses of the others: 202 and 400 are what this emulator answered before, 404 what
 it answers for any unknown request.
 
+`forget(request_id)` drops a request as fal does once it stops keeping its result (1 h,
+6 min when 10 KB or larger: "Get request result"); what fal answers then is not
+documented, so its status, result and cancel answer as for an id fal never gave (404).
 It stands in for the hosted service, which tests cannot reach; it is not a
 specification of that service, and where the client does not look (ids, log text,
 timestamps) its answers are plausible stand-ins.
@@ -317,6 +320,11 @@ class FalEmulator:
         whose app stopped on a cancel."""
         with self._lock:
             return {job.id: self.billable_units for job in self._jobs.values() if self._ran(job)}
+
+    def forget(self, request_id: str) -> None:
+        """Drop a request, as fal does once its result is no longer kept (see the module)."""
+        with self._lock:
+            del self._jobs[request_id]
 
     # -- transport handlers -------------------------------------------------------
 

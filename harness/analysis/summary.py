@@ -10,10 +10,12 @@ Every summary starts with the run's provenance (`harness.analysis.provenance`).
 `published` sets the run beside the number published for its model and
 benchmark, if any (`harness.analysis.published`).
 
-Latency statistics are the steady state: they leave out warm-up samples and
-cold starts. A cold start is the first answer of each session (a start, a
-`--resume`, each shard's process), which `harness.run.session` records in the
-manifest's session; cold starts are reported apart (`cold_start`).
+Latency statistics are the steady state: they leave out warm-up samples, cold
+starts, and answers whose timings cover only part of their work (`PARTIAL_TIMINGS`:
+picked up on `--resume` from a request an earlier session made). A cold start is
+the first answer of each session (a start, a `--resume`, each shard's process),
+which `harness.run.session` records in the manifest's session; cold starts are
+reported apart (`cold_start`).
 
 Accuracy is broken down by category, and by task and duration bucket when the
 records carry them (`Record.groups`). Open-ended answers add the mean of each
@@ -45,7 +47,7 @@ from harness.run.manifest import Manifest, Session
 from harness.run.store import RecordLog
 from harness.scoring.groups import DURATION_ORDER
 from harness.scoring.judge import judge_label
-from harness.types import INVALID_SAMPLE, OfficialScore, Record
+from harness.types import INVALID_SAMPLE, PARTIAL_TIMINGS, OfficialScore, Record
 
 # The latency vocabulary of DESIGN.md, in report order; other keys follow sorted.
 TIMING_ORDER = (
@@ -79,7 +81,7 @@ def summarize(log: RecordLog, manifest: Manifest) -> Summary:
     ok = [r for r in outcomes if r.ok]
     failed = [r for r in outcomes if not r.ok]
     cold = cold_starts(ok, manifest.sessions)
-    timed = [r for r in ok if not r.warmup and r not in cold]
+    timed = [r for r in ok if not r.warmup and r not in cold and PARTIAL_TIMINGS not in r.meta]
     overall = accuracy(outcomes)
     missing = max(planned - len(outcomes), 0)
     return Summary(

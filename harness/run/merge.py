@@ -9,9 +9,12 @@ failure), and a sample with an OK record in two shards is refused, since the
 shards should be disjoint. Lines a shard holds but this version cannot read are
 left out and said on stderr; its unreadable records (not its torn lines) stay named
 in `merged_from` (`unreadable_records`), so `gate` refuses the merged run as it
-would the shard. The merged manifest says where everything came from
-(`merged_from`) and holds every shard's sessions; it is otherwise an ordinary run,
-so `report` and `--resume` work on it. Merging writes no report: the `merge`
+would the shard. The backend's own files (`KeepsRunFiles`: a journal of its
+requests, a service's logs) are carried too, each shard's whole lines after the
+previous shard's, so a resume of the merged run picks up what the shards left open.
+The merged manifest says where everything came from (`merged_from`) and holds every
+shard's sessions; it is otherwise an ordinary run, so `report` and `--resume` work
+on it. Merging writes no report: the `merge`
 command reports the merged run as `report` does.
 
 The merged run is built aside, in a hidden directory under `out`, and renamed into
@@ -35,11 +38,12 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.files import fsync_directory
+from harness.protocols import run_file_pattern
 from harness.run.directory import Run
 from harness.run.manifest import Manifest, data_change
 from harness.run.shards import Shard
 from harness.run.spec import RunSpec, new_run_id
-from harness.run.store import WRITABLE, RunDirError, RunStore
+from harness.run.store import WRITABLE, AppendOnlyFile, RunDirError, RunStore, read_lines
 from harness.scoring.judge import judge_label
 from harness.types import Record
 
@@ -152,8 +156,8 @@ def merged_manifest(runs: Sequence[ShardRun], run_id: str) -> Manifest:
 def merge_runs(run_dirs: Sequence[Path], out: Path, run_id: str | None = None) -> Path:
     """Join the shards in `run_dirs` into a new run directory under `out`; return its path.
 
-    Writes the merged `manifest.json` and `records.jsonl` aside, synced, then renames
-    the whole directory into place.
+    Writes the merged `manifest.json`, `records.jsonl` and the backend's own files aside,
+    synced, then renames the whole directory into place.
     """
     runs = sorted((read_shard(path) for path in run_dirs), key=lambda run: run.shard.index)
     check_shards(runs)
@@ -179,6 +183,7 @@ def merge_runs(run_dirs: Sequence[Path], out: Path, run_id: str | None = None) -
         ) from None
     try:
         _write(aside, merged_manifest(runs, run_id), lines)
+        _carry_run_files(runs, aside)
         os.rename(aside, target)
     except BaseException as exc:
         shutil.rmtree(aside, ignore_errors=True)
@@ -200,6 +205,21 @@ def _write(directory: Path, manifest: Manifest, lines: list[bytes]) -> None:
         store.close()
     finally:
         store.unlock()
+
+
+def _carry_run_files(runs: Sequence[ShardRun], directory: Path) -> None:
+    """The backend's own files of every shard (`KeepsRunFiles`), joined in `directory`:
+    whole lines only (a torn last line is left out), synced to disk."""
+    pattern = run_file_pattern(runs[0].manifest.spec.backend)
+    files: dict[str, AppendOnlyFile] = {}
+    for run in runs:
+        for path in sorted(run.path.glob(pattern)):
+            joined = files.setdefault(path.name, AppendOnlyFile(directory / path.name))
+            for _, line, whole in read_lines(path):
+                if whole:
+                    joined.append(line)
+    for joined in files.values():
+        joined.close()
 
 
 def _source(run: ShardRun) -> dict[str, Any]:

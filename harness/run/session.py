@@ -6,7 +6,9 @@ what it was; a session ends by naming its cold start, the first sample it
 answered. A resume rebuilds the backend and benchmark from the manifest, so it
 cannot silently continue with other settings or on another commit of its data
 (`DescribesData`), and a selection (`--category`, `--sample`, `--limit`) and a
-shard stay what they were.
+shard stay what they were. A backend that keeps files of its own in the run
+directory (`KeepsRunFiles`: a journal of its requests) is told where it is, and
+whether it resumes, before any sample.
 
 Both check everything cheap before anything costly: options, keys, the output
 directory, the data and the selection are settled before the backend is built,
@@ -29,6 +31,7 @@ from harness.protocols import (
     Benchmark,
     DescribesData,
     HttpMode,
+    KeepsRunFiles,
     ReadsSecrets,
     SpeaksHttp,
 )
@@ -107,6 +110,7 @@ def start_run(
         command=sys.argv,
     )
     store = RunStore.create(out / manifest.run_id, manifest)
+    _use_run_directory(backend, store, resuming=False)
     ids = [sample.id for sample in samples]
     recording.keep_selection(benchmark.name, manifest.spec.benchmark_options, ids, sys.argv)
     return ReadyRun(store, backend, benchmark, samples, judge)
@@ -137,7 +141,9 @@ def resume_run(run_dir: Path) -> ReadyRun:
         )
     samples = _select(benchmark, spec)
     backend = _backend(spec, "live")
-    return ReadyRun(RunStore.open(run_dir), backend, benchmark, samples, judge)
+    store = RunStore.open(run_dir)
+    _use_run_directory(backend, store, resuming=True)
+    return ReadyRun(store, backend, benchmark, samples, judge)
 
 
 async def execute_run(
@@ -214,6 +220,17 @@ def _backend(spec: RunSpec, mode: HttpMode) -> Backend:
     if isinstance(backend, SpeaksHttp):
         backend.use_http_mode(mode)
     return backend
+
+
+def _use_run_directory(backend: Backend, store: RunStore, *, resuming: bool) -> None:
+    """Tell a backend that keeps files of its own (`KeepsRunFiles`) where the run is; the
+    directory is unlocked again if that fails."""
+    if isinstance(backend, KeepsRunFiles):
+        try:
+            backend.use_run_directory(store.path, resuming)
+        except BaseException:
+            store.unlock()
+            raise
 
 
 def _data_revisions(benchmark: Benchmark) -> dict[str, str | None] | None:

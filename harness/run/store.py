@@ -7,7 +7,9 @@ line, so the torn bytes never merge with a new record. `harness.run.directory.Ru
 reads a run directory.
 
 A write that fails (a full disk) is a `RunDirError` naming the file; a record
-line only partly written is cut off again, so the log stays whole lines. While a
+line only partly written is cut off again, so the log stays whole lines. A backend's
+own append-only files in the run directory are written (`AppendOnlyFile`) and read
+(`read_lines`) the same way. While a
 session runs, `reserve` holds a little space in `.reserve`, which `release` gives
 back just before the session's last manifest write: on a full disk the manifest
 can still say how the session ended.
@@ -27,6 +29,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -82,26 +85,33 @@ def read_records(path: Path) -> RecordLog:
     """Read `records.jsonl`, skipping torn or unreadable lines, each with a note, instead
     of failing; a `records.jsonl` that is not a regular file is a `RunDirError`."""
     log = RecordLog()
+    for number, line, whole in read_lines(path):
+        try:
+            log.records.append(_record(line))
+            log.lines.append(line)
+        except _NotJson as exc:
+            torn = "" if whole else " (torn last line)"
+            log.skipped.append(f"{path.name} line {number}{torn}: {exc}")
+        except (ValueError, TypeError, RecursionError) as exc:
+            note = f"{path.name} line {number}: {exc}"
+            log.skipped.append(note)
+            log.unreadable.append(note)
+    return log
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
+    """The lines of an append-only file (`AppendOnlyFile`; nothing when it is missing), blank
+    ones left out: each one's number, its bytes stripped, and whether it is whole (ends in a
+    newline; a killed writer leaves its last line torn). A `path` that is not a regular file
+    is a `RunDirError`."""
     if not path.exists():
-        return log
+        return
     if not path.is_file():
         raise RunDirError(f"cannot read {path}: it is {not_a_file(path)}")
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            try:
-                log.records.append(_record(line))
-                log.lines.append(line)
-            except _NotJson as exc:
-                torn = "" if raw.endswith(b"\n") else " (torn last line)"
-                log.skipped.append(f"{path.name} line {number}{torn}: {exc}")
-            except (ValueError, TypeError, RecursionError) as exc:
-                note = f"{path.name} line {number}: {exc}"
-                log.skipped.append(note)
-                log.unreadable.append(note)
-    return log
+            if line := raw.strip():
+                yield number, line, raw.endswith(b"\n")
 
 
 class _NotJson(Exception):
@@ -173,7 +183,7 @@ class RunStore:
 
     def __init__(self, path: Path, lock: RunLock | None = None) -> None:
         self.path = path
-        self._records: IO[bytes] | None = None
+        self._records = AppendOnlyFile(path / RECORDS)
         self._lock = lock
 
     @classmethod
@@ -252,32 +262,11 @@ class RunStore:
         self.append_line(json_bytes(record.to_dict(), separators=(",", ":")))
 
     def append_line(self, line: bytes) -> None:
-        """Append a record line exactly as another run's log holds it; if that fails,
-        cut off what part of it was written and raise `RunDirError`."""
-        try:
-            if self._records is None:
-                self._records = self._open_for_append()
-            end = os.fstat(self._records.fileno()).st_size  # not tell(): after a cut
-        except OSError as exc:
-            raise _unwritable(self.records_path, exc) from None
-        data = memoryview(line + b"\n")
-        try:
-            while data:  # unbuffered: a failed write leaves nothing behind to retry
-                data = data[self._records.write(data) :]
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._records.fileno(), end)
-            raise _unwritable(self.records_path, exc) from None
+        """Append a record line exactly as another run's log holds it (`AppendOnlyFile`)."""
+        self._records.append(line)
 
     def close(self) -> None:
-        if self._records is not None:
-            try:
-                os.fsync(self._records.fileno())
-            except OSError as exc:
-                raise _unwritable(self.records_path, exc) from None
-            finally:
-                self._records.close()
-                self._records = None
+        self._records.close()
 
     def reserve(self) -> None:
         """Hold room for the manifest's next version in `.reserve`, as much as there is."""
@@ -289,10 +278,59 @@ class RunStore:
         """Give back the room `reserve` held."""
         (self.path / RESERVE).unlink(missing_ok=True)
 
-    def _open_for_append(self) -> IO[bytes]:
-        handle = self.records_path.open("ab", buffering=0)
+
+class AppendOnlyFile:
+    """A file of lines that are only ever appended (`records.jsonl`, a backend's journal).
+
+    A line is written whole or not at all: one that fails part-way (a full disk) is cut off
+    again and raises `RunDirError`. The first line a process appends starts on a line of
+    its own, so a torn last line a killed writer left never merges with it; `read_lines`
+    says which line is torn. Writes go straight to the OS; `sync` puts them on disk.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[bytes] | None = None
+
+    def append(self, line: bytes) -> None:
+        """Append `line` and a newline, unbuffered; if that fails, cut off what part of it
+        was written and raise `RunDirError`."""
+        try:
+            if self._handle is None:
+                self._handle = self._open()
+            end = os.fstat(self._handle.fileno()).st_size  # not tell(): after a cut
+        except OSError as exc:
+            raise _unwritable(self.path, exc) from None
+        data = memoryview(line + b"\n")
+        try:
+            while data:  # unbuffered: a failed write leaves nothing behind to retry
+                data = data[self._handle.write(data) :]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._handle.fileno(), end)
+            raise _unwritable(self.path, exc) from None
+
+    def sync(self) -> None:
+        """Put what was appended on disk (`fsync`)."""
+        if self._handle is not None:
+            try:
+                os.fsync(self._handle.fileno())
+            except OSError as exc:
+                raise _unwritable(self.path, exc) from None
+
+    def close(self) -> None:
+        """Sync and close; a later `append` opens the file again."""
+        try:
+            self.sync()
+        finally:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+
+    def _open(self) -> IO[bytes]:
+        handle = self.path.open("ab", buffering=0)
         if handle.tell() > 0:
-            with self.records_path.open("rb") as reader:
+            with self.path.open("rb") as reader:
                 reader.seek(-1, os.SEEK_END)
                 if reader.read(1) != b"\n":
                     handle.write(b"\n")  # isolate a torn line left by a killed writer
