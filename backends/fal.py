@@ -39,10 +39,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import httpx
 
+from backends.fal_account import InFlight, account_facts, requeues
 from backends.uploads import UploadCache, file_sha256
 from harness.files import not_a_file
 from harness.media.cache import cache_root
-from harness.protocols import Cost, HttpMode, SessionSpan, StandIn, note, time_left
+from harness.protocols import Cost, HttpMode, RunFacts, SessionSpan, StandIn, note, time_left
 from harness.run.recording import NotRecorded, cassette_source
 from harness.types import Answer, BackendError, Query, Record
 
@@ -105,6 +106,8 @@ class _Life:
     states: list[list[Any]] = field(default_factory=list)  # [seconds, state, queue position]
     logs: list[str] = field(default_factory=list)
     cancel: str | None = None
+    account: dict[str, Any] = field(default_factory=dict)  # `InFlight.at_submit()`
+    in_progress: list[list[float]] = field(default_factory=list)  # [first, last] seen, seconds
 
     def saw(self, status: fal_client.Status) -> None:
         import fal_client
@@ -112,9 +115,15 @@ class _Life:
         state = type(status).__name__
         state = {"Queued": "IN_QUEUE", "InProgress": "IN_PROGRESS"}.get(state, state.upper())
         position = status.position if isinstance(status, fal_client.Queued) else None
-        if not self.states or self.states[-1][1:] != [state, position]:
-            seconds = round(time.perf_counter() - self.submitted, 3)
+        seconds = round(time.perf_counter() - self.submitted, 3)
+        changed = not self.states or self.states[-1][1:] != [state, position]
+        if changed:
             self.states.append([seconds, state, position])
+        if state == "IN_PROGRESS":  # each run, from the first poll that saw it to the last
+            if changed:
+                self.in_progress.append([seconds, seconds])
+            else:
+                self.in_progress[-1][1] = seconds
         lines = [_log_line(log) for log in getattr(status, "logs", None) or ()]
         if len(lines) >= len(self.logs):  # fal sends every line so far
             self.logs = lines
@@ -128,7 +137,12 @@ class _Life:
         facts["logs"] = self.logs[-LOG_LINES_KEPT:]
         if self.cancel is not None:
             facts["cancel"] = self.cancel
-        return facts
+        return {**facts, **self.concurrency()}
+
+    def concurrency(self) -> dict[str, Any]:
+        """What `backends.fal_account` reads: the submit's time and requests in flight,
+        the spans polls saw the request IN_PROGRESS, and its re-queues."""
+        return {**self.account, "in_progress": self.in_progress, "requeues": requeues(self.states)}
 
     def failed(self, error: BackendError) -> BackendError:
         """`error`, carrying the request's life as it was."""
@@ -187,9 +201,17 @@ class FalBackend:
             "time left to the sample's deadline; sent as X-Fal-Request-Timeout)"
         },
     )
+    account_concurrency: int | None = field(
+        default=None,
+        metadata={
+            "help": "most requests in flight at fal (your account's concurrency limit: fal "
+            "queues the rest, as `queue`); the wait for a place here is `cap_wait`"
+        },
+    )
     _client: Any = field(default=None, init=False, repr=False)  # fal_client.AsyncClient
     _uploads: UploadCache | None = field(default=None, init=False, repr=False)
     _mode: HttpMode = field(default="live", init=False, repr=False)
+    _in_flight: InFlight = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         for option in ("poll_interval", "poll_max_interval", "data_uri_max_mb", "upload_ttl_hours"):
@@ -201,6 +223,11 @@ class FalBackend:
             )
         if self.poll_backoff < 0:
             raise ValueError(f"poll_backoff must be 0 or more, got {self.poll_backoff}")
+        if self.account_concurrency is not None and self.account_concurrency < 1:
+            raise ValueError(
+                f"account_concurrency must be at least 1, got {self.account_concurrency}"
+            )
+        self._in_flight = InFlight(self.account_concurrency)
         _filter_fal_logs()
 
     @classmethod
@@ -239,6 +266,11 @@ class FalBackend:
         return Cost(1000 * mean * price, basis)
 
     @classmethod
+    def run_facts(cls, records: Sequence[Record]) -> RunFacts | None:
+        """The run's requests against the account's concurrency (`backends.fal_account`)."""
+        return account_facts(records)
+
+    @classmethod
     def bench_standin(cls, benchmark: str, demo_dir: Path | None) -> StandIn | str | None:
         """Without a key: the committed recording of `benchmark`, replayed, if there is one."""
         reason = cls.unavailable_reason()
@@ -268,6 +300,7 @@ class FalBackend:
                 else self.start_timeout
             ),
             "submit_headers": sorted(self._submit_headers()),
+            "account_concurrency": self.account_concurrency or "not capped here",
         }
 
     def _submit_headers(self) -> dict[str, str]:
@@ -294,11 +327,23 @@ class FalBackend:
     async def answer(self, query: Query) -> Answer:
         retries = [0]
         _retries.set(retries)
-        video_url, upload_s, upload_kind = await self._video_url(query.video)
+        video = await self._video_url(query.video)
+        async with self._in_flight.request() as cap_wait:
+            return await self._ask(query, video, cap_wait, retries)
+
+    async def _ask(
+        self,
+        query: Query,
+        video: tuple[str, float, str],
+        cap_wait: float | None,
+        retries: list[int],
+    ) -> Answer:
+        """One request at fal: submit, wait for it, fetch its result."""
+        video_url, upload_s, upload_kind = video
         client = self._fal()
         start_timeout = self._start_timeout()
         submitted = time.perf_counter()
-        life = _Life(submitted)
+        life = _Life(submitted, account=self._in_flight.at_submit())
         try:
             handle = await client.submit(
                 self.app,
@@ -336,6 +381,8 @@ class FalBackend:
         inference = completed.metrics.get("inference_time") if completed.metrics else None
         if isinstance(inference, int | float):
             timings["inference"] = float(inference)
+        if cap_wait is not None:
+            timings["cap_wait"] = cap_wait
         meta = {
             "request_id": handle.request_id,
             "polls": polls,
@@ -345,6 +392,7 @@ class FalBackend:
             "start_timeout": start_timeout,
             "states": life.states,
             "logs": life.logs[-LOG_LINES_KEPT:],
+            **life.concurrency(),
         }
         return Answer(text=output, timings=timings, meta=meta)
 
