@@ -90,6 +90,15 @@ def test_capping_requests_in_flight_at_the_limit_moves_the_wait_here(
     assert manifest["backend"]["describe"]["account_concurrency"] == 2
 
 
+def test_a_cap_below_one_is_one_line_and_exit_status_2(tmp_path, capsys):
+    args = ["run", "--backend", "fal", "-B", "account_concurrency=0", "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == "vqa-harness: error: backend 'fal': account_concurrency must be at least 1, got 0\n"
+    )
+
+
 def test_without_a_limit_every_request_runs_at_once_and_nothing_warns(
     tmp_path, synthetic_cache, capsys
 ):
