@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import httpx
 
 from backends import fal_billing
+from backends.fal_account import InFlight, account_facts, requeues
 from backends.fal_journal import (
     RESULT_READ,
     Journaled,
@@ -61,7 +62,7 @@ from backends.fal_journal import (
 from backends.uploads import ContentHashes, UploadCache
 from harness.files import not_a_file
 from harness.media.cache import cache_root
-from harness.protocols import Cost, HttpMode, SessionSpan, StandIn, note, time_left
+from harness.protocols import Cost, HttpMode, RunFacts, SessionSpan, StandIn, note, time_left
 from harness.run.recording import NotRecorded, cassette_source
 from harness.types import PARTIAL_TIMINGS, Answer, BackendError, Query, Record
 
@@ -136,6 +137,8 @@ class _Life:
     resent_submits: int = 0  # fal-client's retries of the submit: fal may have run each
     reattached: dict[str, Any] | None = None  # a journaled request's, on `--resume`
     billing: dict[str, Any] | None = None  # what fal billed for the result (`fal_billing`)
+    account: dict[str, Any] = field(default_factory=dict)  # `InFlight.at_submit()`
+    in_progress: list[list[float]] = field(default_factory=list)  # [first, last] seen, seconds
 
     def saw(self, status: fal_client.Status) -> None:
         import fal_client
@@ -143,9 +146,15 @@ class _Life:
         state = type(status).__name__
         state = {"Queued": "IN_QUEUE", "InProgress": "IN_PROGRESS"}.get(state, state.upper())
         position = status.position if isinstance(status, fal_client.Queued) else None
-        if not self.states or self.states[-1][1:] != [state, position]:
-            seconds = round(time.perf_counter() - self.submitted, 3)
+        seconds = round(time.perf_counter() - self.submitted, 3)
+        changed = not self.states or self.states[-1][1:] != [state, position]
+        if changed:
             self.states.append([seconds, state, position])
+        if state == "IN_PROGRESS":  # each run, from the first poll that saw it to the last
+            if changed:
+                self.in_progress.append([seconds, seconds])
+            else:
+                self.in_progress[-1][1] = seconds
         lines = [_log_line(log) for log in getattr(status, "logs", None) or ()]
         if lines[: len(self.logs)] == self.logs:  # fal sends every line so far
             self.logs = lines
@@ -163,7 +172,12 @@ class _Life:
             facts["resent_submits"] = self.resent_submits
         if self.reattached is not None:
             facts["reattached"] = self.reattached
-        return facts
+        return {**facts, **self.concurrency()}
+
+    def concurrency(self) -> dict[str, Any]:
+        """What `backends.fal_account` reads: the submit's time and requests in flight,
+        the spans polls saw the request IN_PROGRESS, and its re-queues."""
+        return {**self.account, "in_progress": self.in_progress, "requeues": requeues(self.states)}
 
     def failed(self, error: BackendError) -> BackendError:
         """`error`, carrying the request's life as it was."""
@@ -228,6 +242,13 @@ class FalBackend:
             "time left to the sample's deadline; sent as X-Fal-Request-Timeout)"
         },
     )
+    account_concurrency: int | None = field(
+        default=None,
+        metadata={
+            "help": "most requests in flight at fal (your account's concurrency limit: fal "
+            "queues the rest, as `queue`); the wait for a place here is `cap_wait`"
+        },
+    )
     _client: Any = field(default=None, init=False, repr=False)  # fal_client.AsyncClient
     _uploads: UploadCache | None = field(default=None, init=False, repr=False)
     _hashes: ContentHashes = field(default_factory=ContentHashes, init=False, repr=False)
@@ -235,6 +256,7 @@ class FalBackend:
     _mode: HttpMode = field(default="live", init=False, repr=False)
     _price: fal_billing.PriceReader | None = field(default=None, init=False, repr=False)
     _files: RunFiles | None = field(default=None, init=False, repr=False)
+    _in_flight: InFlight = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         for option in ("poll_interval", "poll_max_interval", "data_uri_max_mb", "upload_ttl_hours"):
@@ -246,6 +268,11 @@ class FalBackend:
             )
         if self.poll_backoff < 0:
             raise ValueError(f"poll_backoff must be 0 or more, got {self.poll_backoff}")
+        if self.account_concurrency is not None and self.account_concurrency < 1:
+            raise ValueError(
+                f"account_concurrency must be at least 1, got {self.account_concurrency}"
+            )
+        self._in_flight = InFlight(self.account_concurrency)
         _filter_fal_logs()
 
     @classmethod
@@ -279,6 +306,11 @@ class FalBackend:
         return fal_billing.estimate_cost(records, price)
 
     @classmethod
+    def run_facts(cls, records: Sequence[Record]) -> RunFacts | None:
+        """The run's requests against the account's concurrency (`backends.fal_account`)."""
+        return account_facts(records)
+
+    @classmethod
     def bench_standin(cls, benchmark: str, demo_dir: Path | None) -> StandIn | str | None:
         """Without a key: the committed recording of `benchmark`, replayed, if there is one."""
         reason = cls.unavailable_reason()
@@ -310,6 +342,7 @@ class FalBackend:
             "submit_headers": sorted(self._submit_headers()),
             # fal deletes each uploaded video this long after its upload (X-Fal-Object-Lifecycle).
             "upload_lifetime_s": self._upload_cache().expires_s,
+            "account_concurrency": self.account_concurrency or "not capped here",
         }
 
     def _submit_headers(self) -> dict[str, str]:
@@ -341,16 +374,40 @@ class FalBackend:
         reattached = None
         if journaled is not None:
             try:
-                return await self._reattach(journaled, retries)
+                async with self._in_flight.request():
+                    return await self._reattach(journaled, retries)
             except BackendError as error:
                 if (reattached := resubmitting(journaled, error)) is None:
                     raise
                 self._ended(journaled.request_id, reattached["outcome"])
         video_url, upload_s, upload_kind = await self._video_url(query.video)
+        try:
+            async with self._in_flight.request() as cap_wait:
+                answer = await self._ask(query, video_url, retries, asked, reattached)
+        except BackendError as failure:
+            if failure.kind == DOWNLOAD_ERROR and video_url in self._uploaded:
+                # fal no longer has the uploaded copy: the next sample uploads it again.
+                self._upload_cache().forget(self._uploaded.pop(video_url))
+            raise
+        answer.timings["upload"] = upload_s
+        if cap_wait is not None:
+            answer.timings["cap_wait"] = cap_wait
+        answer.meta["video_input"] = upload_kind
+        return answer
+
+    async def _ask(
+        self,
+        query: Query,
+        video_url: str,
+        retries: list[int],
+        asked: str,
+        reattached: dict[str, Any] | None,
+    ) -> Answer:
+        """One request at fal: submit it, journal it, wait for it, read its result."""
         client = self._fal()
         start_timeout = self._start_timeout()
-        submitted = time.perf_counter()
-        life = _Life(submitted, reattached=reattached)
+        life = _Life(time.perf_counter(), reattached=reattached)
+        life.account = self._in_flight.at_submit()
         retried_before = retries[0]
         try:
             handle = await client.submit(
@@ -367,19 +424,11 @@ class FalBackend:
         life.resent_submits = retries[0] - retried_before
         life.request_id = handle.request_id
         note(**life.facts())
-        try:
-            completed, polls, queue_s, output = await self._follow(
-                handle, life, retries, journal=(query.sample_id, asked)
-            )
-        except BackendError as failure:
-            if failure.kind == DOWNLOAD_ERROR and video_url in self._uploaded:
-                # fal no longer has the uploaded copy: the next sample uploads it again.
-                self._upload_cache().forget(self._uploaded.pop(video_url))
-            raise
-        timings = {"upload": upload_s, "queue": queue_s, **_inference(completed)}
-        meta = _answer_meta(
-            life, polls, retries[0], video_input=upload_kind, start_timeout=start_timeout
+        completed, polls, queue_s, output = await self._follow(
+            handle, life, retries, journal=(query.sample_id, asked)
         )
+        timings = {"queue": queue_s, **_inference(completed)}
+        meta = _answer_meta(life, polls, retries[0], start_timeout=start_timeout)
         return Answer(text=output, timings=timings, meta=meta)
 
     async def _reattach(self, journaled: Journaled, retries: list[int]) -> Answer:
@@ -390,6 +439,7 @@ class FalBackend:
         reattached = {"request_id": journaled.request_id, "submitted_at": journaled.submitted_at}
         life = _Life(time.perf_counter(), handle.request_id, logs=list(journaled.logs))
         life.reattached = reattached
+        life.account = self._in_flight.at_submit()  # its states count from the re-attach
         note(**life.facts())
         completed, polls, _, output = await self._follow(handle, life, retries)
         reattached["outcome"] = "fetched" if life.states[0][1] == "COMPLETED" else "waited"
@@ -552,7 +602,7 @@ def _answer_meta(life: _Life, polls: int, retries: int, **more: Any) -> dict[str
         meta["billing"] = life.billing
     if life.resent_submits:
         meta["resent_submits"] = life.resent_submits
-    return meta
+    return {**meta, **life.concurrency()}
 
 
 def _inference(completed: fal_client.Completed) -> dict[str, float]:

@@ -432,7 +432,8 @@ def shard_argument(text: str) -> Shard:
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from harness.report.markdown import percent, write_report
+    from harness.analysis.summary import summarize_run
+    from harness.report.markdown import percent, write_summary
     from harness.run.recording import http_recording
     from harness.run.runner import SystemicFailure
     from harness.run.store import RunDirError
@@ -470,12 +471,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print(_resume_line(ready), file=sys.stderr)
             return EXIT_USAGE
         _explain_replay_misses(recording, ready)
-    write_report(ready.store.path)
+    summary = summarize_run(ready.store.path)
+    write_summary(ready.store.path, summary)
     print(
         f"accuracy {percent(progress.correct / progress.total if progress.total else None)} "
         f"({progress.correct}/{progress.total}), {progress.failed} failed; "
         f"report: {ready.store.path / 'report.md'}"
     )
+    for warning in summary.backend_facts["warnings"] if summary.backend_facts else ():
+        print(f"{PROG}: warning: {scrub(warning)}", file=sys.stderr)
     return 0
 
 

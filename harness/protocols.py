@@ -8,7 +8,9 @@ backend that `PreparesVideos` gets per-video work done ahead; one that
 `ReadsSecrets` names the environment variables holding its keys; one that
 `KeepsRunFiles` keeps files of its own in the run directory; one that
 `EstimatesCost` prices its runs in `compare`; one that `HasBenchStandIn` says
-what `bench` runs in its place where it cannot run for real. A benchmark that
+what `bench` runs in its place where it cannot run for real; one that
+`HasRunFacts` reads facts of its own in a run's records (fal: its account's
+concurrency) for the summary, the report and the end of a run. A benchmark that
 `FetchesVideos` downloads a selected sample's video shortly before it runs; one
 that `DescribesData` names the commits of the data it reads.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -234,6 +236,36 @@ class HasBenchStandIn(Protocol):
 
         `demo_dir` is where a demo model may be built (`bench --demo`); None: it may not.
         """
+        ...
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What a backend reads in a run's records that only it knows how to: named facts
+    (JSON values) under a title, and warnings about the run."""
+
+    title: str
+    facts: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@runtime_checkable
+class HasRunFacts(Protocol):
+    """A backend with facts of its own about a finished run, read from its records.
+
+    `summary.json` keeps them (`backend_facts`), `report.md` shows them, and a run
+    prints their warnings once at its end. Reading a run's summary imports the
+    backend's module for this, so it must import none of its libraries.
+    """
+
+    @classmethod
+    def run_facts(cls, records: Sequence[Record]) -> RunFacts | None:
+        """Facts about a run from its latest record of each sample; None when they hold
+        none (records from before the backend wrote what it reads). Records of any age
+        and shape must not make it raise."""
         ...
 
 

@@ -9,8 +9,9 @@ entry with a `shorthand` class attribute (an option's name) can also be named
 
 Entries are lazy, as in lm-evaluation-harness and lmms-eval: a name is registered
 with the module that holds its class (`"package.module:Class"`), which is
-imported only when the entry is first created or described, so listing names or
-reading a run directory imports no plugin. Third-party packages add entries the
+imported only when the entry is first created or described, so listing names
+imports no plugin, and reading a run directory at most the run's backend's module
+(see `harness.plugins`). Third-party packages add entries the
 same way through the entry-point group given to the registry (e.g.
 `vqa_harness.backends`); `register` adds a class already imported.
 """

@@ -2,7 +2,9 @@
 
 The emulator of the tests (`tests/fal_emulator.py`) stands in for the hosted
 service with a fixed simulated service time; fal-client talks to it unmodified
-through httpx's transport layer.
+through httpx's transport layer. A second section emulates an account whose
+concurrency limit (2, a new account's) is below the requests in flight: the run
+must read its `queue` as that limit's and measure the peak IN_PROGRESS at 2.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from fal_emulator import FalEmulator  # noqa: E402
 
 from backends.fal import FalBackend  # noqa: E402
 from harness.run.settings import RunSettings  # noqa: E402
+from harness.run.store import read_records  # noqa: E402
 
 VIDEO_URL = "https://storage.googleapis.com/falserverless/model_tests/musepose/dance.mp4"
 SERVICE_TIME = 0.5
@@ -34,12 +37,16 @@ TARGET_CONCURRENCY, TARGET_EFFICIENCY = 16, 0.8
 # concurrency -> samples: 200 at 16 (issue 3); fewer at 1 and 4 to keep them short.
 FULL = {1: 10, 4: 40, 16: 200, 64: 200}
 QUICK = {1: 4, 4: 16, 16: 64, 64: 128}
+# An emulated account limit below the requests in flight: (limit, in flight, samples).
+ACCOUNT_LIMIT, ACCOUNT_IN_FLIGHT = 2, 8
+ACCOUNT_SAMPLES = {False: 40, True: 16}  # by --quick
 
 
 @contextmanager
-def emulated_fal(service_time: float) -> Iterator[FalEmulator]:
-    """fal's queue and storage, served by the emulator with `service_time` per request."""
-    emulator = FalEmulator(reply="A", service_time=service_time)
+def emulated_fal(service_time: float, account_limit: int | None = None) -> Iterator[FalEmulator]:
+    """fal's queue and storage, served by the emulator with `service_time` per request
+    (and at most `account_limit` requests running at once)."""
+    emulator = FalEmulator(reply="A", service_time=service_time, account_concurrency=account_limit)
     # fal-client insists on a key; the emulator's never leaves this block.
     with emulator.installed(), patch.dict(os.environ, FAL_KEY="emulator-key"):
         yield emulator
@@ -97,4 +104,73 @@ def measure(*, quick: bool = False) -> Section:
             Column("met", "met"),
         ],
         rows=[fal_concurrency(n, SERVICE_TIME, c) for c, n in plan.items()],
+    )
+
+
+def fal_account_limit(samples: int, service_time: float) -> dict[str, Any]:
+    """A run at `ACCOUNT_IN_FLIGHT` in flight over an account limited to `ACCOUNT_LIMIT`:
+    what its records say of fal's `queue` and the peak IN_PROGRESS (`backends.fal_account`)."""
+    benchmark = Questions([VIDEO_URL], per_video=samples, count=samples)
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        emulated_fal(service_time, ACCOUNT_LIMIT),
+    ):
+        backend = FalBackend(upload_cache=Path(scratch) / "uploads.json")
+        settings = RunSettings(concurrency=ACCOUNT_IN_FLIGHT)
+        progress, wall, _ = timed_run(backend, benchmark, Path(scratch), settings)
+        (records_path,) = Path(scratch).glob("run-*/records.jsonl")
+        records = read_records(records_path).records
+    found = FalBackend.run_facts(records)
+    facts = found.facts if found else {}
+    queues = [r.timings["queue"] for r in records if "queue" in r.timings]
+    likely = f"mostly the account's concurrency limit (likely {ACCOUNT_LIMIT})"
+    return {
+        "name": f"fal emulator, account limit {ACCOUNT_LIMIT}, {ACCOUNT_IN_FLIGHT} in flight",
+        "account_limit": ACCOUNT_LIMIT,
+        "concurrency": ACCOUNT_IN_FLIGHT,
+        "samples": samples,
+        "service_s": service_time,
+        "wall_s": round(wall, 3),
+        "ideal_s": math.ceil(samples / ACCOUNT_LIMIT) * service_time,
+        "queue_mean_s": round(sum(queues) / len(queues), 3) if queues else None,
+        "peak_in_progress": facts.get("peak_in_progress"),
+        "queue_is": facts.get("queue_is"),
+        "warned": bool(found and found.warnings),
+        "failed_samples": progress.failed,
+        "target": f"peak IN_PROGRESS = {ACCOUNT_LIMIT}; queue read as the account's",
+        "met": facts.get("peak_in_progress") == ACCOUNT_LIMIT
+        and facts.get("queue_is") == likely
+        and progress.failed == 0,
+    }
+
+
+def measure_account_limit(*, quick: bool = False) -> Section:
+    """fal's queue under an emulated account limit below the requests in flight."""
+    samples = ACCOUNT_SAMPLES[quick]
+    return Section(
+        key="remote_account_limit",
+        title="fal account concurrency limit through the emulator",
+        note=(
+            f"The `fal` backend and the runner at {ACCOUNT_IN_FLIGHT} in flight over the"
+            f" protocol emulator with an account limit of {ACCOUNT_LIMIT} (a new fal"
+            f" account's), {SERVICE_TIME:g} s simulated service time, {samples} samples:"
+            " the rest of the requests wait IN_QUEUE at fal. Peak IN_PROGRESS and what"
+            " `queue` is are read from the run's records (`backends/fal_account.py`), as"
+            " `summary.json` and `report.md` show them; ideal = ceil(samples / limit) x"
+            " service time."
+        ),
+        columns=[
+            Column("limit", "account_limit"),
+            Column("in flight", "concurrency"),
+            Column("samples", "samples"),
+            Column("wall", "wall_s", "{:.2f} s"),
+            Column("ideal", "ideal_s", "{:.2f} s"),
+            Column("queue mean", "queue_mean_s", "{:.2f} s"),
+            Column("peak IN_PROGRESS", "peak_in_progress"),
+            Column("queue is", "queue_is"),
+            Column("warned", "warned"),
+            Column("target", "target"),
+            Column("met", "met"),
+        ],
+        rows=[fal_account_limit(samples, SERVICE_TIME)],
     )

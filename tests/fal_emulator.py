@@ -15,6 +15,14 @@ result a 504 with `X-Fal-Request-Timeout-Type: user` and `error_type` `request_t
 `X-Fal-Store-IO: 0` keeps the payload out of `stored_payloads`; with `fallback_reply`
 the endpoint is down and fal's model fallback answers that text, unless the submit sent
 `x-fal-disable-fallbacks`, when the request fails (`runner_scheduling_failure`, 503).
+With `account_concurrency` it runs at most that many of the account's requests at once
+and queues the rest, never refusing one ("Concurrency Limits": only IN_PROGRESS counts,
+queued requests are dispatched as places free; "Understanding Requests": `queue_position`
+is the number of requests ahead); a runner failure re-queues a running request, unless
+it was submitted with `x-fal-no-retry` ("Retries and Error Handling", "Reliability": 503,
+504 and connection errors are retried through the queue; `runner_disconnected` is a 503
+in "Request Errors"). That a re-queued request reads IN_QUEUE again while it waits is
+our reading of those pages (IN_QUEUE: waiting for a runner), not a documented example.
 Each submit's `x-fal-*` headers are kept in `submit_headers` for tests to assert.
 Files live in a `FalStorage` (`tests/fal_storage.py`, which says what it was checked
 against): kept for the lifetime each upload asks (`X-Fal-Object-Lifecycle`), uploaded
@@ -67,6 +75,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import math
 import re
 import threading
 import time
@@ -109,22 +118,25 @@ FAULTS = (
     "drop",
     "unreachable",
     "never_start",
+    "requeue",
 )
 # Faults that only make sense on some endpoints.
 _FAULT_ENDPOINTS = {
     "completed_error": ("status",),
     "never_complete": ("status",),
     "never_start": ("status",),
+    "requeue": ("status",),
     "missing_output": ("result",),
     "unreachable": ("submit", "status", "result", "cancel"),
 }
 _QUEUE_ENDPOINTS = ("submit", "status", "result", "cancel")
 # Faults that change what the endpoint serves rather than replacing its response.
-_STATE_FAULTS = ("completed_error", "never_complete", "missing_output", "never_start")
+_STATE_FAULTS = ("completed_error", "never_complete", "missing_output", "never_start", "requeue")
 # Platform headers fal reads on submit (docs.fal.ai "Platform Headers", "Reliability").
 REQUEST_TIMEOUT = "x-fal-request-timeout"
 DISABLE_FALLBACKS = "x-fal-disable-fallbacks"
 STORE_IO = "x-fal-store-io"
+NO_RETRY = "x-fal-no-retry"  # no re-queue after a runner failure (docs.fal.ai "Reliability")
 _ID_NAMESPACE = uuid.UUID("5f1c7a52-8f0e-4f49-9d55-0c2b8f6a1e01")
 _LOG_EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
 _NGINX_502 = (
@@ -145,13 +157,13 @@ class _Fault:
     params: dict[str, Any]
 
 
-@dataclass
+@dataclass(eq=False)  # one per request: found in the queue by identity
 class _Job:
     id: str
     input: dict
     base_url: str
     submitted_at: float
-    served_polls: int = 0
+    served_polls: int = 0  # status calls served since it last entered the queue
     logs: list[dict] = field(default_factory=list)
     done: bool = False
     stuck: bool = False
@@ -163,7 +175,11 @@ class _Job:
     start_timeout: float | None = None
     held: bool = False  # kept IN_QUEUE (no runner free)
     fallbacks: bool = True
-    completed_at: float | None = None  # time.monotonic(); in time mode, None until polled
+    queued_at: float = 0.0  # when it last entered the queue: its submit, or a re-queue
+    started_at: float | None = None  # when a runner last took it; None while it waits
+    running_polls: int = 0  # status calls served since then (poll-count mode)
+    ended_at: float | None = None  # when it completed, freeing its runner
+    retry: bool = True  # re-queued after a runner failure (no x-fal-no-retry)
 
 
 @dataclass
@@ -190,7 +206,15 @@ class FalEmulator:
     Progress: with `service_time == 0` a request answers `queue_polls` status calls
     IN_QUEUE (positions counting down to 0), then `progress_polls` IN_PROGRESS, then
     COMPLETED; with `service_time > 0` it is IN_PROGRESS until that many seconds after
-    its submit. Status calls that got a fault do not advance it.
+    it started (at its submit, unless it waited). Status calls that got a fault do not
+    advance it.
+
+    With `account_concurrency=N`, at most N requests run at once, as fal runs an
+    account's: the rest wait IN_QUEUE, never refused, and start oldest first as runs
+    end, their `queue_position` the number waiting ahead of them. A request waits
+    only for that (`queue_polls` is not used), and runs `service_time` seconds from
+    its start; in poll-count mode (`service_time == 0`) it runs for `progress_polls`
+    of its own status calls and frees its place on the call that sees it COMPLETED.
 
     Faults (`inject`) are matched in injection order; each request gets at most one.
     `on="token"` covers the CDN token and the storage fallback's upload initiation,
@@ -199,6 +223,9 @@ class FalEmulator:
     "completed_error" and "never_complete" change the request for good (they count
     once per request), "missing_output" applies only to a completed request, and
     "never_start" keeps a request IN_QUEUE (no runner takes it) until its start timeout;
+    "requeue" fails a running request's runner once (a 503, 504 or lost connection):
+    fal queues it again (IN_QUEUE, last in line) and runs it anew, or, when it was
+    submitted with `x-fal-no-retry`, it completes with `runner_disconnected` (503);
     "unreachable" (beyond the documented set) raises `httpx.ConnectError` on the
     primary queue host so fal-client's backup-domain transport takes over.
     Options: "drop" with `processed=True` serves the request before dropping the
@@ -227,6 +254,7 @@ class FalEmulator:
         result_retention: float = 3600.0,
         large_result_retention: float = 360.0,
         app_honours_cancel: bool = True,
+        account_concurrency: int | None = None,
     ) -> None:
         if queue_polls < 0 or progress_polls < 0:
             raise ValueError("queue_polls and progress_polls must be >= 0")
@@ -234,6 +262,8 @@ class FalEmulator:
             raise ValueError("service_time must be >= 0")
         if min(result_retention, large_result_retention) < 0:
             raise ValueError("result retentions must be >= 0")
+        if account_concurrency is not None and account_concurrency < 1:
+            raise ValueError("account_concurrency must be >= 1")
         self.app_id = app_id.strip("/")
         self.reply = reply
         self.queue_polls = queue_polls
@@ -247,6 +277,7 @@ class FalEmulator:
         self.result_retention = result_retention
         self.large_result_retention = large_result_retention
         self.app_honours_cancel = app_honours_cancel
+        self.account_concurrency = account_concurrency
 
         parts = self.app_id.split("/")
         if len(parts) < 2:
@@ -263,6 +294,7 @@ class FalEmulator:
         self.requests: list[tuple[str, str]] = []
         self.submitted: dict[str, dict] = {}
         self.cancelled: list[str] = []
+        self.requeued: list[str] = []  # a request's id at each of its re-queues
         self.uploads: list[str] = []
         self.polls: dict[str, int] = {}
         self.submit_headers: dict[str, dict[str, str]] = {}  # id -> its x-fal-* headers
@@ -276,6 +308,9 @@ class FalEmulator:
         self._signed: dict[str, tuple[str, httpx.Headers]] = {}  # signed path -> CDN path, headers
         self._counter = 0
         self._lock = threading.RLock()
+        self._waiting: list[_Job] = []  # IN_QUEUE, oldest first
+        self._running: list[_Job] = []  # holding one of the account's places
+        self._freed_at = float("-inf")  # when the latest place freed
 
     # -- public API ---------------------------------------------------------------
 
@@ -354,6 +389,7 @@ class FalEmulator:
             routed = self._route(request)
             if isinstance(routed, httpx.Response):
                 return routed
+            self._dispatch(time.monotonic())
             if routed.endpoint in ("status", "result", "cancel"):
                 if routed.job is None and routed.endpoint == "cancel":
                     return _json(404, {"status": "NOT_FOUND"})
@@ -442,6 +478,10 @@ class FalEmulator:
                 job is None or self._is_done(job) or job.stuck
             ):
                 continue
+            if fault.kind == "requeue" and (
+                job is None or job.started_at is None or job.held or self._is_done(job)
+            ):
+                continue
             if fault.kind == "missing_output" and (
                 job is None or not self._is_done(job) or job.error
             ):
@@ -506,9 +546,13 @@ class FalEmulator:
                 return _json(400, body, self._new_id("error"))
         request_id = self._new_id("request")
         base = f"https://{self._public_queue_host}/{self._app_base}/requests/{request_id}"
-        job = _Job(request_id, arguments, base, time.monotonic(), start_timeout=start_timeout)
+        now = time.monotonic()
+        job = _Job(request_id, arguments, base, now, start_timeout=start_timeout, queued_at=now)
         job.fallbacks = headers.get(DISABLE_FALLBACKS, "").lower() not in ("1", "true", "yes")
+        job.retry = headers.get(NO_RETRY, "").lower() not in ("1", "true", "yes")
         self._jobs[request_id] = job
+        self._waiting.append(job)
+        self._dispatch(now)
         self.submitted[request_id] = arguments
         self.submit_headers[request_id] = {
             k.lower(): v for k, v in headers.items() if k.lower().startswith("x-fal-")
@@ -523,7 +567,7 @@ class FalEmulator:
                 "response_url": base,
                 "status_url": base + "/status",
                 "cancel_url": base + "/cancel",
-                "queue_position": 0,
+                "queue_position": self._position(job) if self.account_concurrency else 0,
             },
             request_id,
         )
@@ -544,16 +588,17 @@ class FalEmulator:
         with_logs = raw_logs in ("true", "1")
         fault = plan.fault
         if fault is not None and fault.kind == "completed_error":
-            job.done = True
-            job.completed_at = time.monotonic()
-            job.error = str(fault.params.get("message", "CUDA out of memory"))
-            job.error_type = str(fault.params.get("error_type", "runner_disconnected"))
-            job.error_status = 500
-            job.logs.append(self._log(job, f"Error: {job.error}", level="ERROR"))
+            message = str(fault.params.get("message", "CUDA out of memory"))
+            error_type = str(fault.params.get("error_type", "runner_disconnected"))
+            self._fail(job, message, error_type, 500)
         elif fault is not None and fault.kind == "never_complete":
             job.stuck = True
         elif fault is not None and fault.kind == "never_start":
             job.held = True
+            if job.started_at is not None:
+                self._queue_again(job)
+        elif fault is not None and fault.kind == "requeue":
+            self._requeue(job)
 
         job.served_polls += 1
         urls = {
@@ -564,7 +609,7 @@ class FalEmulator:
         }
         state = self._advance(job)
         if state == "IN_QUEUE":
-            position = max(self.queue_polls - job.served_polls, 0)
+            position = self._position(job)
             return _json(202, {"status": "IN_QUEUE", "queue_position": position, **urls}, job.id)
         logs = list(job.logs) if with_logs else None
         if state == "IN_PROGRESS":
@@ -583,15 +628,16 @@ class FalEmulator:
         """The state one served status call sees, updating the job (logs, done)."""
         if job.done or self._timed_out(job):
             return "COMPLETED"
-        if job.held:
+        if job.held or job.started_at is None:
             return "IN_QUEUE"
         if not job.stuck:
             if self.service_time > 0:
-                finished = time.monotonic() - job.submitted_at >= self.service_time
+                finished = time.monotonic() - job.started_at >= self.service_time
             else:
-                if job.served_polls <= self.queue_polls:
-                    return "IN_QUEUE"
-                finished = job.served_polls > self.queue_polls + self.progress_polls
+                job.running_polls += 1
+                finished = job.running_polls > self.progress_polls
+            if finished:
+                job.ended_at = min(self._end(job), time.monotonic())
             if finished and self._download_failed(job):
                 return "COMPLETED"
             if finished and job.fallbacks is False and self.fallback_reply is not None:
@@ -599,7 +645,6 @@ class FalEmulator:
                 return "COMPLETED"
             if finished:
                 job.done = True
-                job.completed_at = self._completion(job)
                 message = f"Inference finished in {self.inference_time:.2f}s"
                 job.logs.append(self._log(job, message))
                 return "COMPLETED"
@@ -609,12 +654,13 @@ class FalEmulator:
         job.logs.append(self._log(job, f"Generating answer (step {step + 1})"))
         return "IN_PROGRESS"
 
-    def _timed_out(self, job: _Job) -> bool:
-        """Whether the request's start timeout passed while it waited for a runner (then it
-        completes with fal's 504); a request a runner took is never timed out."""
+    def _timed_out(self, job: _Job, at: float | None = None) -> bool:
+        """Whether the request's start timeout passed while it waited for a runner, by now
+        or by `at` (then it completes with fal's 504); one a runner has is never timed out."""
         if job.done or job.start_timeout is None:
             return False
-        if not self._queued(job) or time.monotonic() - job.submitted_at < job.start_timeout:
+        waited = (time.monotonic() if at is None else at) - job.submitted_at
+        if not self._queued(job) or waited < job.start_timeout:
             return False
         self._fail(job, "Request timed out before it started", "request_timeout", 504)
         job.error_headers = {"x-fal-request-timeout-type": "user"}
@@ -631,21 +677,97 @@ class FalEmulator:
         job.error_body = download_failure(url, reason)
         return True
 
-    def _queued(self, job: _Job) -> bool:
+    @staticmethod
+    def _queued(job: _Job) -> bool:
         """Whether the request still waits for a runner (a cancel removes it)."""
-        return job.held or (self.service_time == 0 and job.served_polls <= self.queue_polls)
+        return job.held or job.started_at is None
 
     def _completion(self, job: _Job) -> float:
-        """When the request completed: in time mode its service time after its submit."""
-        if job.completed_at is not None:
-            return job.completed_at
-        return job.submitted_at + self.service_time if self.service_time > 0 else time.monotonic()
+        """When the request completed (its runner freed): in time mode, once its service
+        time ran out, though nobody polled it; now when that is not known."""
+        end = self._end(job)
+        return time.monotonic() if end == math.inf else end
 
     def _fail(self, job: _Job, message: str, error_type: str, status: int) -> None:
         job.done = True
-        job.completed_at = time.monotonic()
         job.error, job.error_type, job.error_status = message, error_type, status
         job.logs.append(self._log(job, f"Error: {message}", level="ERROR"))
+        self._leave(job)
+
+    # -- the account's concurrency ------------------------------------------------
+
+    def _dispatch(self, now: float) -> None:
+        """Start waiting requests, oldest first, while the account has a free place (any
+        number without `account_concurrency`): each at the moment its place freed, or it
+        was queued if later, as fal dispatches them; one whose start timeout passed
+        first completes with fal's 504 instead."""
+        limit = self.account_concurrency
+        while job := next((j for j in self._waiting if self._may_start(j)), None):
+            if limit is not None and len(self._running) >= limit:
+                first = min(self._running, key=self._end)
+                if self._end(first) > now:
+                    return  # every place is taken still
+                self._running.remove(first)
+                self._freed_at = max(self._freed_at, self._end(first))
+                continue
+            start = max(job.queued_at, self._freed_at)
+            if self._timed_out(job, at=start):
+                continue
+            self._waiting.remove(job)
+            job.started_at, job.running_polls = start, 0
+            if limit is not None:
+                self._running.append(job)
+
+    def _may_start(self, job: _Job) -> bool:
+        """Whether a runner may take the request: not held back by a fault and, in
+        poll-count mode without an account limit, after its `queue_polls` IN_QUEUE answers."""
+        if job.held:
+            return False
+        if self.account_concurrency is None and self.service_time == 0:
+            return job.served_polls >= self.queue_polls
+        return True
+
+    def _end(self, job: _Job) -> float:
+        """When a running request frees its place: when it completed, else when its
+        service time runs out; infinity while that is not known (poll-count mode, stuck)."""
+        if job.ended_at is not None:
+            return job.ended_at
+        if job.started_at is None or job.stuck or self.service_time == 0:
+            return math.inf
+        return job.started_at + self.service_time
+
+    def _position(self, job: _Job) -> int:
+        """`queue_position`: the requests waiting ahead of it with an account limit, else
+        counting down its `queue_polls`."""
+        if self.account_concurrency is None:
+            return max(self.queue_polls - job.served_polls, 0)
+        return self._waiting.index(job) if job in self._waiting else 0
+
+    def _queue_again(self, job: _Job) -> None:
+        """Take a running request off its runner and back into the queue, last in line."""
+        now = time.monotonic()
+        if job in self._running:
+            self._running.remove(job)
+            self._freed_at = max(self._freed_at, now)
+        job.started_at, job.queued_at, job.served_polls = None, now, 0
+        self._waiting.append(job)
+
+    def _requeue(self, job: _Job) -> None:
+        """Its runner failed (a 503, 504, lost connection): fal runs it again from the
+        queue, or fails it when it was submitted with `x-fal-no-retry`."""
+        if not job.retry:
+            self._fail(job, "Runner disconnected", "runner_disconnected", 503)
+            return
+        self.requeued.append(job.id)
+        job.logs.append(self._log(job, "Runner disconnected: request re-queued", "WARNING"))
+        self._queue_again(job)
+
+    def _leave(self, job: _Job) -> None:
+        """A completed request leaves the queue, or frees its place from now."""
+        if job in self._waiting:
+            self._waiting.remove(job)
+        if job.ended_at is None:
+            job.ended_at = time.monotonic()
 
     def _ran(self, job: _Job) -> bool:
         """Whether the app ran the request to an output (what fal bills)."""
@@ -657,11 +779,11 @@ class FalEmulator:
     def _is_done(self, job: _Job) -> bool:
         if job.done or self._timed_out(job):
             return True
-        if job.held:
+        if job.held or job.started_at is None:
             return False
         if job.stuck or self.service_time == 0:
             return False
-        return time.monotonic() - job.submitted_at >= self.service_time
+        return time.monotonic() - job.started_at >= self.service_time
 
     def _result(self, plan: _Plan) -> httpx.Response:
         job = plan.job
@@ -716,13 +838,12 @@ class FalEmulator:
             self._stop(job)
         return _json(202, {"status": "CANCELLATION_REQUESTED"}, job.id)
 
-    @staticmethod
-    def _stop(job: _Job) -> None:
+    def _stop(self, job: _Job) -> None:
         job.done = True
-        job.completed_at = time.monotonic()
         job.error = "Request was cancelled"
         job.error_type = None
         job.error_status = 400
+        self._leave(job)
 
     def _pricing(self, plan: _Plan) -> httpx.Response:
         asked = [

@@ -42,7 +42,7 @@ def ask(fal: FalBackend, video: str = VIDEO_URL, prompt: str = "What happens?", 
 
 
 def test_answer_carries_text_request_id_timings_and_counts(tmp_path, emulator):
-    started = time.perf_counter()
+    started, clock = time.perf_counter(), time.time()
     answer = ask(backend(tmp_path))
     wall = time.perf_counter() - started
     assert answer.text == "The answer is B."
@@ -58,6 +58,10 @@ def test_answer_carries_text_request_id_timings_and_counts(tmp_path, emulator):
     ]
     seconds = [state[0] for state in states]
     assert seconds == sorted(seconds) and seconds[0] >= 0 and seconds[-1] <= wall
+    # Where the request stood among the run's (fal's account concurrency: test_fal_account).
+    assert clock - 0.001 <= meta.pop("submitted_at") <= clock + wall
+    assert meta.pop("in_flight") == 1 and meta.pop("requeues") == 0
+    assert meta.pop("in_progress") == [[seconds[2], seconds[2]]]  # seen by one poll
     assert meta.pop("logs") == [
         "2024-01-01T00:00:00+00:00 INFO Decoding video frames",
         "2024-01-01T00:00:00.100000+00:00 INFO Generating answer (step 1)",

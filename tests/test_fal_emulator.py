@@ -393,6 +393,131 @@ def test_time_mode_completes_after_service_time_and_slow_delays():
     assert sum(emulator.polls.values()) > 2
 
 
+def test_an_account_limit_runs_that_many_and_queues_the_rest_in_order():
+    emulator = FalEmulator(queue_polls=5, progress_polls=1, account_concurrency=2)
+
+    async def body(client):
+        handles = [await client.submit(APP, {**INPUT, "prompt": p}) for p in "abcde"]
+        first = [await h.status() for h in handles]
+        done = await handles[0].status()  # its run ends: the oldest waiting one starts
+        after = [await h.status() for h in handles[1:]]
+        return first, done, after
+
+    first, done, after = drive(emulator, body)
+    # Two run, the rest wait (`queue_polls` is not used), each told how many are ahead.
+    running = InProgress(logs=None)
+    assert first == [running, running, Queued(position=0), Queued(1), Queued(2)]
+    assert isinstance(done, Completed) and done.error is None
+    # The second completes too: the two oldest waiting took their places, one still waits.
+    assert isinstance(after[0], Completed) and after[1:] == [running, running, Queued(0)]
+
+
+def test_an_account_limit_never_refuses_a_request():
+    emulator = FalEmulator(account_concurrency=1)
+    many = 30
+
+    async def body(client):
+        handles = [await client.submit(APP, INPUT) for _ in range(many)]
+        return [await h.status() for h in handles]
+
+    statuses = drive(emulator, body)
+    assert statuses == [InProgress(logs=None)] + [Queued(position=n) for n in range(many - 1)]
+    submitted = raw(emulator, "POST", f"https://queue.fal.run/{APP}", json=INPUT)
+    assert submitted.json()["queue_position"] == many - 1
+
+
+def test_with_an_account_limit_service_time_counts_from_the_start_not_the_submit():
+    service = 1.0
+    emulator = FalEmulator(service_time=service, account_concurrency=1)
+
+    async def body(client):
+        submitted = time.monotonic()
+        first, second = [await client.submit(APP, INPUT) for _ in range(2)]
+        waiting = await second.status()
+        await first.get(interval=0.05)
+        await second.get(interval=0.05)
+        return waiting, time.monotonic() - submitted
+
+    waiting, elapsed = drive(emulator, body)
+    assert waiting == Queued(position=0)
+    assert elapsed >= 2 * service  # the second ran only once the first was done
+
+
+def test_a_cancelled_or_timed_out_request_leaves_the_accounts_queue():
+    emulator = FalEmulator(progress_polls=1, account_concurrency=1)
+
+    async def body(client):
+        _running, cancelled, waiting = [await client.submit(APP, INPUT) for _ in range(3)]
+        await cancelled.cancel()
+        return waiting, await waiting.status()
+
+    waiting, moved_up = drive(emulator, body)
+    assert moved_up == Queued(position=0)
+    late = raw(
+        emulator,
+        "POST",
+        f"https://queue.fal.run/{APP}",
+        json=INPUT,
+        headers={"Authorization": "Key k", "X-Fal-Request-Timeout": "0.2"},
+    ).json()
+    time.sleep(0.3)  # its start timeout passes while the account's place is still taken
+    timed_out = raw(emulator, "GET", late["status_url"]).json()
+    assert timed_out["status"] == "COMPLETED" and timed_out["error_type"] == "request_timeout"
+    assert raw(emulator, "GET", waiting.status_url).json()["queue_position"] == 0
+
+
+def test_a_requeued_request_waits_last_in_line_then_runs_again():
+    emulator = FalEmulator(progress_polls=1, account_concurrency=1)
+
+    async def body(client):
+        first = await client.submit(APP, {**INPUT, "prompt": "first"})
+        second = await client.submit(APP, {**INPUT, "prompt": "second"})
+        seen = [await first.status()]
+        emulator.inject("requeue", on="status")
+        seen += [await second.status()]  # queued: the fault waits for a running request
+        seen += [await first.status(), await second.status(), await first.status()]
+        seen += [await second.status(), await first.status(with_logs=True)]
+        seen += [await first.status()]
+        return first, seen, await first.get(interval=0)
+
+    first, seen, result = drive(emulator, body)
+    running = InProgress(logs=None)
+    assert seen[:5] == [running, Queued(0), Queued(1), running, Queued(0)]
+    assert isinstance(seen[5], Completed)  # the second, whose run freed the place
+    assert [log["message"] for log in seen[6].logs] == [
+        "Decoding video frames",
+        "Generating answer (step 1)",
+        "Runner disconnected: request re-queued",
+        "Generating answer (step 2)",
+    ]
+    assert isinstance(seen[7], Completed) and seen[7].error is None
+    assert result == {"output": "A"}
+    assert emulator.requeued == [first.request_id]
+
+
+def test_requeue_without_a_limit_and_x_fal_no_retry_fails_instead():
+    emulator = FalEmulator(queue_polls=0, progress_polls=2)
+
+    async def body(client):
+        retried = await client.submit(APP, INPUT)
+        refused = await client.submit(APP, INPUT, headers={"x-fal-no-retry": "1"})
+        before = [await retried.status(), await refused.status()]
+        emulator.inject("requeue", on="status", times=2)
+        states = [await retried.status(), await refused.status()]
+        states += [await retried.status() for _ in range(3)]
+        with pytest.raises(FalClientHTTPError) as failed:
+            await refused.get(interval=0)
+        return retried, before, states, failed.value
+
+    retried, before, states, failed = drive(emulator, body)
+    assert before == [InProgress(logs=None)] * 2
+    assert states[0] == Queued(position=0)
+    assert isinstance(states[1], Completed) and states[1].error_type == "runner_disconnected"
+    assert states[2:4] == [InProgress(logs=None)] * 2 and isinstance(states[4], Completed)
+    assert failed.status_code == 503
+    assert emulator.requeued == [retried.request_id]
+
+
 def test_missing_or_empty_credentials_are_401():
     emulator = FalEmulator()
 

@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_fal_regression import replay
+from test_fal_runs import no_fal_credentials
 
 from harness.cli import main
 
@@ -90,6 +92,16 @@ def test_commands_that_read_runs_import_no_plugin_library(shards, tmp_path):
     # numpy, for the bootstrap intervals of the summary, is all they import from outside.
     expected = {"code": 0, "heavy": [], "plugins": [], "outside": ["numpy"]}
     assert results == {name: expected for name in commands}
+
+
+def test_reporting_a_fal_run_imports_its_backend_module_for_its_facts_but_no_library(
+    tmp_path, monkeypatch, synthetic_cache
+):
+    """A summary asks the run's backend what it reads in the records (`HasRunFacts`)."""
+    no_fal_credentials(monkeypatch)
+    reported = imported("report", str(replay(tmp_path, synthetic_cache)))
+    assert reported["code"] == 0 and reported["heavy"] == []
+    assert {"backends.fal", "backends.fal_account"} <= set(reported["plugins"])
 
 
 def test_list_imports_each_plugin_module_but_none_of_their_libraries():

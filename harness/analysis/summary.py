@@ -27,6 +27,10 @@ A benchmark with an official scoring rule (`ScoresOfficially`) adds `official`:
 that rule's accuracy beside ours over the same samples (failed ones counting
 as not correct in both), the answers the two read or score differently, with
 examples, and the answers the rule could not score, by reason.
+
+A backend with facts of its own about a run (`HasRunFacts`: fal's account
+concurrency) adds them as `backend_facts`; for that, a summary imports the run's
+backend module (never its libraries), when the backend is registered here.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from harness.analysis.provenance import provenance
 from harness.analysis.published import comparison
 from harness.analysis.stats import LEVEL, RESAMPLES, bootstrap_ci
 from harness.analysis.summary_file import Summary
+from harness.protocols import HasRunFacts
 from harness.run.directory import Run
 from harness.run.manifest import Manifest, Session
 from harness.run.store import RecordLog
@@ -108,6 +113,7 @@ def summarize(log: RecordLog, manifest: Manifest) -> Summary:
         metrics=metric_means(outcomes),
         judge=judge_stats(outcomes),
         official=official_stats(outcomes),
+        backend_facts=backend_facts(manifest.backend.name, outcomes),
         categories=breakdown(outcomes, lambda r: r.category or "(none)"),
         tasks=breakdown(outcomes, lambda r: r.groups.get("task")),
         durations=breakdown(outcomes, lambda r: r.groups.get("duration"), DURATION_ORDER),
@@ -295,6 +301,18 @@ def official_stats(outcomes: Sequence[Record]) -> dict[str, Any] | None:
         "examples": [_difference(r) for r in list(differ.values())[:OFFICIAL_EXAMPLES]],
         "unscored": dict(Counter(e for r in scored if (e := _official(r).error) is not None)),
     }
+
+
+def backend_facts(backend: str, outcomes: Sequence[Record]) -> dict[str, Any] | None:
+    """What backend `backend` reads in the run's records (`HasRunFacts`), if it is
+    registered here and reads any."""
+    from harness.plugins import backends
+
+    if backend not in backends.names():
+        return None
+    cls = backends.get(backend)
+    facts = cls.run_facts(outcomes) if isinstance(cls, HasRunFacts) else None
+    return facts.to_dict() if facts else None
 
 
 def _official(record: Record) -> OfficialScore:

@@ -16,10 +16,10 @@ from typing import Any
 
 from harness.types import UNVERSIONED, schema_of
 
-SUMMARY_SCHEMA = 2
+SUMMARY_SCHEMA = 3
 """Version of the `summary.json` format written by this package: 2 added `official`
-and `preset`, which summaries of schema 1 and 0 lack."""
-READABLE_SUMMARY_SCHEMAS = (UNVERSIONED, 1, 2)
+and `preset`, 3 `backend_facts`, which summaries of older schemas lack."""
+READABLE_SUMMARY_SCHEMAS = (UNVERSIONED, 1, 2, 3)
 # Parts left out of the JSON when empty: breakdowns and metrics no record has.
 _OPTIONAL = (
     "provenance",
@@ -29,6 +29,7 @@ _OPTIONAL = (
     "metrics",
     "judge",
     "official",
+    "backend_facts",
     "tasks",
     "durations",
 )
@@ -58,6 +59,9 @@ class Summary:
     judge: dict[str, Any] | None = None
     official: dict[str, Any] | None = None
     """The benchmark's official scoring beside its own, where it has one."""
+    backend_facts: dict[str, Any] | None = None
+    """What the run's backend reads in its records (`harness.protocols.HasRunFacts`):
+    `title`, `facts`, `warnings`; where it has any."""
     categories: dict[str, dict[str, Any]] = field(default_factory=dict)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     durations: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -15,7 +15,11 @@ from harness.files import visible, write_bytes_atomic, write_json_atomic
 
 def write_report(run_dir: Path) -> str:
     """Summarise the run in `run_dir`, write `summary.json` and `report.md`, return the Markdown."""
-    summary = summarize_run(run_dir)
+    return write_summary(run_dir, summarize_run(run_dir))
+
+
+def write_summary(run_dir: Path, summary: Summary) -> str:
+    """Write `summary` as the run's `summary.json` and `report.md`; return the Markdown."""
     markdown = visible(render_markdown(summary))  # any text in the run shown, never a crash
     write_json_atomic(run_dir / "summary.json", summary.to_dict())
     write_bytes_atomic(run_dir / "report.md", markdown.encode())
@@ -144,6 +148,24 @@ def official_lines(official: dict[str, Any]) -> list[str]:
     return lines
 
 
+def backend_facts_lines(backend_facts: dict[str, Any]) -> list[str]:
+    """What the run's backend read in its records: a section of its facts and warnings."""
+    lines = [f"## {inline(backend_facts['title'])}", ""]
+    lines += table(
+        ["fact", "value"],
+        [[name, _fact(value)] for name, value in backend_facts["facts"].items()],
+    )
+    for warning in backend_facts["warnings"]:
+        lines += ["", f"**Warning:** {inline(warning)}"]
+    return lines
+
+
+def _fact(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 def _reading(verdict: dict[str, Any]) -> str:
     """A scorer's reading of an answer: what it read, and whether that is correct."""
     read = "unreadable" if verdict["prediction"] is None else repr(verdict["prediction"])
@@ -266,6 +288,8 @@ def render_markdown(summary: Summary) -> str:
             f"Throughput: {throughput['samples_per_s']:.2f} samples/s "
             f"over {throughput['wall_s']:.1f} s.",
         ]
+    if summary.backend_facts:
+        lines += ["", *backend_facts_lines(summary.backend_facts)]
     if summary.skipped_lines:
         lines += [
             "",
