@@ -47,8 +47,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import httpx
-
 from backends import fal_billing
 from backends.fal_account import InFlight, account_facts, requeues
 from backends.fal_journal import (
@@ -63,7 +61,6 @@ from backends.uploads import ContentHashes, UploadCache
 from harness.files import not_a_file
 from harness.media.cache import cache_root
 from harness.protocols import Cost, HttpMode, RunFacts, SessionSpan, StandIn, note, time_left
-from harness.run.recording import NotRecorded, cassette_source
 from harness.types import PARTIAL_TIMINGS, Answer, BackendError, Query, Record
 
 if TYPE_CHECKING:
@@ -313,6 +310,8 @@ class FalBackend:
     @classmethod
     def bench_standin(cls, benchmark: str, demo_dir: Path | None) -> StandIn | str | None:
         """Without a key: the committed recording of `benchmark`, replayed, if there is one."""
+        from harness.run.recording import cassette_source
+
         reason = cls.unavailable_reason()
         replay = REPLAY_SETS.get(benchmark)
         if reason is None or replay is None:
@@ -653,6 +652,7 @@ def _as_backend_error(
     exc: BaseException, request_id: str | None = None, *, kind_prefix: str = ""
 ) -> BackendError:
     import fal_client
+    import httpx
     from fal_client.auth import MissingCredentialsError
 
     details: dict[str, Any] = {"request_id": request_id} if request_id else {}
@@ -764,6 +764,8 @@ class _NoReplayMisses(logging.Filter):
     when a replay did not hold the upload: the sample's record says so, and the run once."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from harness.run.recording import NotRecorded
+
         args = record.args if isinstance(record.args, tuple) else ()
         return not any(isinstance(arg, NotRecorded) for arg in args)
 

@@ -36,19 +36,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-import httpx
-
 from harness.protocols import Cost
 from harness.types import BackendError, Record
 
 if TYPE_CHECKING:
     import fal_client
+    import httpx
 
 BILLABLE_UNITS = "x-fal-billable-units"
 PRICING_URL = "https://api.fal.ai/v1/models/pricing"
 ATTEMPTS = 10  # as fal-client 1.0.x (MAX_ATTEMPTS)
 # As fal-client's queue requests: a stall at connect is seen well before the whole timeout.
-TIMEOUT = httpx.Timeout(120.0, connect=30.0)
+TIMEOUT_S, CONNECT_TIMEOUT_S = 120.0, 30.0
 _RETRY_CODES = (408, 409, 429)
 _INGRESS_CODES = (502, 503, 504)
 
@@ -248,12 +247,14 @@ async def _send(
     client: httpx.AsyncClient, method: str, url: str, retries: list[int], **kwargs: Any
 ) -> httpx.Response:
     """One request, retried as fal-client retries (`ATTEMPTS` tries at most)."""
+    import httpx
     from fal_client.client import _get_retry_delay
 
+    timeout = httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
     attempt = 1
     while True:
         try:
-            response = await client.request(method, url, timeout=TIMEOUT, **kwargs)
+            response = await client.request(method, url, timeout=timeout, **kwargs)
         except httpx.TransportError:
             if attempt >= ATTEMPTS:
                 raise
