@@ -96,12 +96,10 @@ def interrupted_run(
 ) -> tuple[Path, dict[str, str]]:
     """A run interrupted (SIGTERM) while each of its `limit` requests runs at fal, polled
     twice or more; the run directory and its journaled requests by sample. Unless
-    `cancels`, fal's runner ignores the cancel the interrupt sends (fal only signals a
-    running app, which may finish and bill; the emulator cancels at once, so here the
-    cancel is refused)."""
+    `cancels`, the app runs on after the cancel the interrupt sends (fal only signals a
+    running app, which may finish and bill)."""
     emulator.progress_polls = NEVER
-    if not cancels:
-        emulator.inject("server_error", on="cancel", times=limit, message="cancel ignored")
+    emulator.app_honours_cancel = cancels
     run_dir = tmp_path / "r"
 
     def waiting() -> bool:
