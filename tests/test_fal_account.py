@@ -131,30 +131,16 @@ def test_a_requeued_request_shows_in_its_states_and_counts(tmp_path, synthetic_c
 
 
 def answered(submitted_at, in_flight, spans, queue=0.0, **meta):
-    return Record(
-        sample_id=f"s{submitted_at}-{in_flight}",
-        status="ok",
-        category="c",
-        video="v.mp4",
-        prompt="p",
-        target="A",
-        response="A",
-        timings={"total": 1.0, "queue": queue},
-        meta={"submitted_at": submitted_at, "in_flight": in_flight, "in_progress": spans, **meta},
-    )
+    meta = {"submitted_at": submitted_at, "in_flight": in_flight, "in_progress": spans, **meta}
+    sample = f"s{submitted_at}-{in_flight}"
+    timings = {"total": 1.0, "queue": queue}
+    return Record(sample, "ok", "c", "v.mp4", "p", "A", response="A", timings=timings, meta=meta)
 
 
 def given_up(submitted_at, in_flight, spans):
     details = {"submitted_at": submitted_at, "in_flight": in_flight, "in_progress": spans}
-    return Record(
-        sample_id=f"f{submitted_at}",
-        status="failed",
-        category="c",
-        video="v.mp4",
-        prompt="p",
-        target="A",
-        error=ErrorInfo("deadline", "no answer within the deadline", details),
-    )
+    error = ErrorInfo("deadline", "no answer within the deadline", details)
+    return Record(f"f{submitted_at}", "failed", "c", "v.mp4", "p", "A", error=error)
 
 
 @pytest.mark.parametrize(

@@ -308,18 +308,9 @@ def test_merge_carries_each_shards_journal_and_logs(tmp_path, synthetic_cache):
 
 def test_latency_statistics_leave_out_answers_with_partial_timings():
     def answered(sample_id: str, total: float, **meta: str) -> Record:
-        return Record(
-            sample_id=sample_id,
-            status="ok",
-            category="c",
-            video="v.mp4",
-            prompt="p",
-            target="A",
-            response="A",
-            score=Score(correct=True, prediction="A"),
-            timings={"total": total},
-            meta=meta,
-        )
+        score = Score(correct=True, prediction="A")
+        timings = {"total": total}
+        return Record(sample_id, "ok", "c", "v", "p", "A", "A", score, timings=timings, meta=meta)
 
     manifest = Manifest.from_dict(
         {
