@@ -16,6 +16,10 @@ result a 504 with `X-Fal-Request-Timeout-Type: user` and `error_type` `request_t
 the endpoint is down and fal's model fallback answers that text, unless the submit sent
 `x-fal-disable-fallbacks`, when the request fails (`runner_scheduling_failure`, 503).
 Each submit's `x-fal-*` headers are kept in `submit_headers` for tests to assert.
+A submit with `?fal_webhook=URL` has its outcome delivered there, signed, when it
+completes, and completes by time alone (`service_time` after its submit, polled or
+not): `webhooks` (`tests/fal_webhook_sender.py`, which says what it follows) signs and
+delivers, with its faults, and `rest.fal.ai` serves its keys at fal's JWKS URL.
 It stands in for the hosted service, which tests cannot reach; it is not a
 specification of that service, and where the client does not look (ids, log text,
 timestamps) its answers are plausible stand-ins.
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import re
@@ -43,6 +48,7 @@ from typing import Any
 
 import httpx
 from fal_client.auth import FAL_QUEUE_RUN_HOST
+from fal_webhook_sender import JWKS_PATH, WebhookSender
 from httpx_routing import routed_to
 
 QUEUE_HOST = "queue.fal.run"
@@ -205,6 +211,7 @@ class FalEmulator:
         self.polls: dict[str, int] = {}
         self.submit_headers: dict[str, dict[str, str]] = {}  # id -> its x-fal-* headers
         self.stored_payloads: dict[str, dict] = {}  # what fal would keep (not X-Fal-Store-IO: 0)
+        self.webhooks = WebhookSender()
 
         self._jobs: dict[str, _Job] = {}
         self._faults: list[_Fault] = []
@@ -306,6 +313,8 @@ class FalEmulator:
                 return _json(405, {"detail": "Method Not Allowed"})
             return _Plan(request, endpoint, job=self._jobs.get(match[2]))
         if host == REST_HOST:
+            if method == "GET" and path == JWKS_PATH:  # public: no key needed
+                return self.webhooks.jwks_response()
             if denied := _check_auth(request):
                 return denied
             storage_type = request.url.params.get("storage_type")
@@ -421,6 +430,9 @@ class FalEmulator:
         }
         if headers.get(STORE_IO) != "0":
             self.stored_payloads[request_id] = arguments
+        if webhook := plan.request.url.params.get("fal_webhook"):
+            outcome = functools.partial(self._webhook_outcome, job)
+            self.webhooks.schedule(request_id, webhook, self.service_time, arguments, outcome)
         return _json(
             200,
             {
@@ -497,19 +509,32 @@ class FalEmulator:
                 if job.served_polls <= self.queue_polls:
                     return "IN_QUEUE"
                 finished = job.served_polls > self.queue_polls + self.progress_polls
-            if finished and job.fallbacks is False and self.fallback_reply is not None:
-                self._fail(job, "No runner available", "runner_scheduling_failure", 503)
-                return "COMPLETED"
             if finished:
-                job.done = True
-                message = f"Inference finished in {self.inference_time:.2f}s"
-                job.logs.append(self._log(job, message))
+                self._finish(job)
                 return "COMPLETED"
         step = sum(1 for log in job.logs if log["message"].startswith("Generating"))
         if not job.logs:
             job.logs.append(self._log(job, "Decoding video frames"))
         job.logs.append(self._log(job, f"Generating answer (step {step + 1})"))
         return "IN_PROGRESS"
+
+    def _finish(self, job: _Job) -> None:
+        """The request's service time is over: it is answered (or fails, when only a
+        fallback could answer and fallbacks are off)."""
+        if job.fallbacks is False and self.fallback_reply is not None:
+            self._fail(job, "No runner available", "runner_scheduling_failure", 503)
+            return
+        job.done = True
+        job.logs.append(self._log(job, f"Inference finished in {self.inference_time:.2f}s"))
+
+    def _webhook_outcome(self, job: _Job) -> tuple[int, Any]:
+        """Complete `job` now, if nothing did before, and say what its result endpoint
+        answers: what a webhook delivers (HTTP status, body)."""
+        with self._lock:
+            if not (job.done or self._timed_out(job)):
+                self._finish(job)
+            response = self._result(_Plan(httpx.Request("GET", job.base_url), "result", job=job))
+        return response.status_code, json.loads(response.content)
 
     def _timed_out(self, job: _Job) -> bool:
         """Whether the request's start timeout passed while it waited for a runner (then it
