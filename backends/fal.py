@@ -17,6 +17,11 @@ the sample as `start_timeout`); `describe()` puts these in the manifest.
 The endpoint exposes no frame count, temperature or token limit and returns no
 token counts: only `upload`, `queue` and `inference` are observable (the runner adds `total`).
 
+With `webhook_url`, fal posts each result to a local receiver instead
+(`backends/fal_webhooks.py`): a sample answered so makes no status poll, and a request
+whose delivery has not come within `webhook_wait` is polled as above. A webhook
+cannot be recorded or replayed (fal calls us), so such a run is live only.
+
 Whether a run is live, recorded or replayed comes from the runner
 (`use_http_mode`). fal-client and PyAV are imported on first use, so pricing a
 finished run or listing the backend does not load them; `bench` replays the
@@ -40,6 +45,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import httpx
 
 from backends.uploads import UploadCache, file_sha256
+from harness.errors import UsageError
 from harness.files import not_a_file
 from harness.media.cache import cache_root
 from harness.protocols import Cost, HttpMode, SessionSpan, StandIn, note, time_left
@@ -48,6 +54,8 @@ from harness.types import Answer, BackendError, Query, Record
 
 if TYPE_CHECKING:
     import fal_client
+
+    from backends.fal_webhooks import Delivery
 
 DEFAULT_APP = "fal-ai/mini-cpm/video"
 SECRET_VARIABLES = ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET")
@@ -105,6 +113,7 @@ class _Life:
     states: list[list[Any]] = field(default_factory=list)  # [seconds, state, queue position]
     logs: list[str] = field(default_factory=list)
     cancel: str | None = None
+    webhook: dict[str, Any] | None = None  # how a webhook went, in webhook mode
 
     def saw(self, status: fal_client.Status) -> None:
         import fal_client
@@ -128,6 +137,8 @@ class _Life:
         facts["logs"] = self.logs[-LOG_LINES_KEPT:]
         if self.cancel is not None:
             facts["cancel"] = self.cancel
+        if self.webhook is not None:
+            facts["webhook"] = self.webhook
         return facts
 
     def failed(self, error: BackendError) -> BackendError:
@@ -187,12 +198,37 @@ class FalBackend:
             "time left to the sample's deadline; sent as X-Fal-Request-Timeout)"
         },
     )
+    webhook_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "public URL fal posts each result to (a tunnel to webhook_listen): "
+            "results come by webhook instead of status polls"
+        },
+    )
+    webhook_listen: str | None = field(
+        default=None,
+        metadata={
+            "help": "HOST:PORT the webhook receiver binds (default: 127.0.0.1 and "
+            "webhook_url's port)"
+        },
+    )
+    webhook_wait: float = field(
+        default=120.0,
+        metadata={
+            "help": "seconds to wait for a request's webhook before polling it instead "
+            "(and no longer than the sample's deadline allows)"
+        },
+    )
     _client: Any = field(default=None, init=False, repr=False)  # fal_client.AsyncClient
+    _webhooks: Any = field(default=None, init=False, repr=False)  # fal_webhooks.WebhookMode
     _uploads: UploadCache | None = field(default=None, init=False, repr=False)
     _mode: HttpMode = field(default="live", init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for option in ("poll_interval", "poll_max_interval", "data_uri_max_mb", "upload_ttl_hours"):
+        for option in (
+            *("poll_interval", "poll_max_interval", "data_uri_max_mb", "upload_ttl_hours"),
+            "webhook_wait",
+        ):
             if getattr(self, option) <= 0:
                 raise ValueError(f"{option} must be positive, got {getattr(self, option)}")
         if self.start_timeout is not None and self.start_timeout <= MIN_START_TIMEOUT_S:
@@ -201,6 +237,10 @@ class FalBackend:
             )
         if self.poll_backoff < 0:
             raise ValueError(f"poll_backoff must be 0 or more, got {self.poll_backoff}")
+        if self.webhook_url is not None or self.webhook_listen is not None:
+            from backends.fal_webhooks import WebhookMode
+
+            self._webhooks = WebhookMode(self.webhook_url, self.webhook_listen, self.webhook_wait)
         _filter_fal_logs()
 
     @classmethod
@@ -217,7 +257,12 @@ class FalBackend:
 
     def use_http_mode(self, mode: HttpMode) -> None:
         """Live: uploads cached on disk. Record, replay: in memory, so the cassette has them;
-        a replay needs no key and does not wait between polls."""
+        a replay needs no key and does not wait between polls. Webhooks are live only."""
+        if self.webhook_url is not None and mode != "live":
+            raise UsageError(
+                f"backend 'fal': webhook_url cannot be used with --{mode}: fal posts "
+                "results to the receiver, which a cassette cannot record or replay"
+            )
         self._mode = mode
 
     @classmethod
@@ -268,6 +313,7 @@ class FalBackend:
                 else self.start_timeout
             ),
             "submit_headers": sorted(self._submit_headers()),
+            **(self._webhooks.describe() if self._webhooks else {}),
         }
 
     def _submit_headers(self) -> dict[str, str]:
@@ -305,13 +351,19 @@ class FalBackend:
                 {"video_url": video_url, "prompt": query.prompt},
                 headers=self._submit_headers(),
                 start_timeout=start_timeout,
+                webhook_url=self.webhook_url,
             )
         except Exception as exc:
             raise _as_backend_error(exc) from exc
         life.request_id = handle.request_id
         note(**life.facts())
+        queue_s: float | None
+        delivery: Delivery | None = None
         try:
-            completed, polls, queue_s = await self._wait(handle, life)
+            if self._webhooks is None:
+                completed, polls, queue_s = await self._wait(handle, life)
+            else:
+                completed, polls, queue_s, delivery = await self._delivered(handle, life)
         except BaseException as exc:
             # Given up before COMPLETED (deadline, Ctrl-C, a failed poll): the request
             # may still be queued or running at fal, so cancel it there too.
@@ -320,10 +372,13 @@ class FalBackend:
             if isinstance(exc, Exception):
                 raise life.failed(_as_backend_error(exc, handle.request_id)) from exc
             raise
+        if delivery is not None and delivery.status != "OK":
+            raise life.failed(_delivery_error(delivery))
         if completed.error:
             raise life.failed(await _completed_error(handle, completed))
         try:
-            result = await handle.get()
+            # A delivery carries the result, unless fal could not serialise it (then null).
+            result = delivery.payload if delivery and delivery.payload else await handle.get()
         except Exception as exc:
             raise life.failed(_as_backend_error(exc, handle.request_id)) from exc
         output = result.get("output") if isinstance(result, dict) else None
@@ -332,7 +387,9 @@ class FalBackend:
             raise life.failed(
                 BackendError("invalid_response", f"fal result has no 'output' text (got: {keys})")
             )
-        timings = {"upload": upload_s, "queue": queue_s}
+        timings = {"upload": upload_s}
+        if queue_s is not None:
+            timings["queue"] = queue_s
         inference = completed.metrics.get("inference_time") if completed.metrics else None
         if isinstance(inference, int | float):
             timings["inference"] = float(inference)
@@ -346,10 +403,14 @@ class FalBackend:
             "states": life.states,
             "logs": life.logs[-LOG_LINES_KEPT:],
         }
+        if life.webhook is not None:
+            meta["webhook"] = life.webhook
         return Answer(text=output, timings=timings, meta=meta)
 
     async def aclose(self) -> None:
         self._client = None  # fal-client owns its httpx clients; they close with the process
+        if self._webhooks is not None:
+            await self._webhooks.close()
 
     def _fal(self) -> fal_client.AsyncClient:
         if self._client is None:
@@ -402,6 +463,30 @@ class FalBackend:
             path = (self.upload_cache or cache_root() / "fal-uploads.json") if on_disk else None
             self._uploads = UploadCache(path, ttl_s=self.upload_ttl_hours * 3600)
         return self._uploads
+
+    async def _delivered(
+        self, handle: fal_client.AsyncRequestHandle, life: _Life
+    ) -> tuple[fal_client.Completed, int, float | None, Delivery | None]:
+        """As `_wait`, by the request's webhook, which is returned too; when none came in
+        time, polled (`_wait`), its queue time then known only if a poll saw it queued."""
+        import fal_client
+
+        life.webhook = {}
+        margin = self.poll_max_interval  # time for a poll before the deadline
+        delivery = await self._webhooks.delivery(
+            handle.request_id, life.submitted, life.webhook, margin
+        )
+        if delivery is None:
+            try:
+                completed, polls, queue_s = await self._wait(handle, life)
+            finally:
+                life.webhook.update(self._webhooks.seen(handle.request_id))
+            queued = life.states[0][1] == "IN_QUEUE"
+            return completed, polls, queue_s if queued else None, None
+        completed = fal_client.Completed(logs=None, metrics={})
+        life.saw(completed)
+        note(**life.facts())
+        return completed, 0, None, delivery
 
     async def _wait(
         self, handle: fal_client.AsyncRequestHandle, life: _Life
@@ -473,6 +558,28 @@ async def _completed_error(
     except Exception as exc:  # unreadable: the status's error stands
         details["error_body"] = f"not read: {_as_backend_error(exc).message}"
     return BackendError(kind, str(completed.error), **details)
+
+
+def _delivery_error(delivery: Delivery) -> BackendError:
+    """An ERROR delivery as the error its result would have raised: fal's `error` names
+    the result's HTTP status, and the payload is its error body."""
+    import fal_client
+
+    details = {"request_id": delivery.request_id, "webhook_error": delivery.error}
+    status = delivery.http_status()
+    if status is None:
+        return BackendError("webhook_error", str(delivery.error), **details)
+    body = delivery.payload if isinstance(delivery.payload, dict) else {}
+    detail: Any = body.get("detail", delivery.error)  # text, or validation errors
+    refused = fal_client.FalClientHTTPError(
+        detail,
+        status,
+        {},
+        response=httpx.Response(status, json=delivery.payload),
+        error_type=body.get("error_type"),
+    )
+    error = _as_backend_error(refused, delivery.request_id)
+    return BackendError(error.kind, error.message, **{**error.details, **details})
 
 
 def _as_backend_error(
