@@ -14,9 +14,12 @@ ERROR's `error` is "Invalid status code: N" and its payload the result's error b
 (the documents' example has that form); each attempt is signed anew, with its own
 timestamp; `gateway_request_id` is the request id (the emulator never re-runs one).
 
-Deliveries are real HTTP, through an `httpx.AsyncHTTPTransport` made here (so the
-emulator's own routing does not catch them), and only to loopback hosts: an attempt to
-any other host fails at once as unreachable, so no test reaches the network.
+Deliveries are real HTTP, made with aiohttp's client, which the emulator's routing of
+httpx does not catch (an httpx client would need its own transport for that, and costs
+several times more per request: the deliveries' cost is fal's, not the client's under
+test, yet here it is paid in the same process and event loop); and only to loopback
+hosts: an attempt to any other host fails at once as unreachable, so no test reaches
+the network.
 
 Faults (`inject`), matched in injection order against the submit's input (`when`):
 per delivery, "late" (`delay` seconds after completion) and "duplicate" (`copies`
@@ -36,10 +39,12 @@ import json
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -79,9 +84,11 @@ class WebhookSender:
         self._kid = uuid.uuid4().hex[:16]
         self._faults: list[WebhookFault] = []
         self._lock = threading.Lock()
-        self._client: httpx.AsyncClient | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Each event loop's session, and the task that closes it when the loop ends.
+        self._sessions: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, asyncio.Task[None]]
+        ] = weakref.WeakKeyDictionary()
 
     def inject(
         self,
@@ -107,8 +114,8 @@ class WebhookSender:
         """The JWKS document fal publishes its webhook keys in."""
         raw = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-        key = {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": self._kid, "use": "sig"}
-        return {"keys": [{**key, "alg": "EdDSA"}]}
+        key = {"kty": "OKP", "crv": "Ed25519", "x": x, "kid": self._kid, "alg": "EdDSA"}
+        return {"keys": [key]}
 
     def jwks_response(self) -> httpx.Response:
         return httpx.Response(200, json=self.jwks())
@@ -126,9 +133,14 @@ class WebhookSender:
         body); `subject` is the submit's input, for the faults' `when`."""
         work = self._deliver(request_id, url, after, subject, outcome)
         try:
-            asyncio.get_running_loop().create_task(work)
+            self._keep(asyncio.get_running_loop().create_task(work))
         except RuntimeError:  # a submit from a synchronous client: deliver from a thread
             threading.Thread(target=asyncio.run, args=(work,), daemon=True).start()
+
+    async def drain(self) -> None:
+        """Wait until the deliveries under way in this event loop have ended."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(task for task in self._tasks if task.get_loop() is loop))
 
     # -- delivering -----------------------------------------------------------------
 
@@ -152,20 +164,13 @@ class WebhookSender:
         if fault is not None and fault.kind == "late":
             await asyncio.sleep(float(fault.params.get("delay", 1.0)))
         copies = int(fault.params.get("copies", 1)) if fault and fault.kind == "duplicate" else 0
-        self._in_flight += 1
-        try:
-            for attempt in range(self.retries + 1):
-                if attempt:
-                    await asyncio.sleep(self.retry_delay * 2 ** (attempt - 1))
-                if await self._post(url, request_id, content, self._match(subject)):
-                    for _ in range(copies):
-                        await self._post(url, request_id, content, None)
-                    return
-        finally:
-            self._in_flight -= 1
-            if not self._in_flight and self._client is not None:
-                client, self._client = self._client, None
-                await client.aclose()
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(self.retry_delay * 2 ** (attempt - 1))
+            if await self._post(url, request_id, content, self._match(subject)):
+                for _ in range(copies):
+                    await self._post(url, request_id, content, None)
+                return
 
     async def _post(
         self, url: str, request_id: str, content: bytes, fault: WebhookFault | None
@@ -178,9 +183,9 @@ class WebhookSender:
                 **self._signed(request_id, content, fault),
             }
             try:
-                response = await self._http().post(url, content=content, headers=headers)
-                status = response.status_code
-            except httpx.TransportError:
+                async with self._session().post(url, data=content, headers=headers) as response:
+                    status = response.status
+            except aiohttp.ClientError:
                 pass
         self.attempts.append(Attempt(request_id, fault.kind if fault else None, status))
         return status is not None and 200 <= status < 300
@@ -205,14 +210,19 @@ class WebhookSender:
             "X-Fal-Webhook-Signature": key.sign(message).hex(),
         }
 
-    def _http(self) -> httpx.AsyncClient:
-        """A client of this event loop, over real HTTP (no routing, no proxy from the
-        environment, whose transport the routing would catch); closed when idle."""
+    def _session(self) -> aiohttp.ClientSession:
+        """The session of this event loop, its connections kept for the next deliveries
+        until the loop ends."""
         loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(), trust_env=False)
-            self._client_loop = loop
-        return self._client
+        if loop not in self._sessions:
+            session = aiohttp.ClientSession()
+            self._sessions[loop] = session, loop.create_task(_close_at_end(session))
+        return self._sessions[loop][0]
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        """Hold a reference to `task` until it is done (the loop holds only weak ones)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _match(
         self, subject: dict, kinds: tuple[str, ...] = ("unsigned", "bad_signature", "stale")
@@ -226,6 +236,14 @@ class WebhookSender:
                 fault.times -= 1
                 return fault
         return None
+
+
+async def _close_at_end(session: aiohttp.ClientSession) -> None:
+    """Hold `session` open until its event loop ends (`asyncio.run` cancels this), then close it."""
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await session.close()
 
 
 def _loopback(url: str) -> bool:

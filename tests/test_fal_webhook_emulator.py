@@ -62,6 +62,14 @@ class Inbox:
                 await asyncio.sleep(0.01)
 
 
+async def attempts(emulator: FalEmulator, count: int) -> list:
+    """The sender's attempts once `count` have been answered (or failed)."""
+    async with asyncio.timeout(10):
+        while len(emulator.webhooks.attempts) < count:
+            await asyncio.sleep(0.01)
+    return emulator.webhooks.attempts
+
+
 def verifies(headers: dict[str, str], body: bytes, jwks: dict[str, Any]) -> bool:
     """Whether a delivery is signed as fal documents, by a key of `jwks`."""
     digest = hashlib.sha256(body).hexdigest()
@@ -154,19 +162,16 @@ def test_a_delivery_not_answered_2xx_is_retried():
     async def body(client: fal_client.AsyncClient) -> tuple[list, list]:
         async with Inbox(answers=(500, 401)) as inbox:
             handle = await submit(client, inbox.url)
-            await inbox.wait_for(3)
+            answered = [a.status for a in await attempts(emulator, 3)]
             await asyncio.sleep(0.1)  # no fourth
             bodies = {content for _, content, _ in inbox.received}
             assert len(inbox.received) == 3 and len(bodies) == 1  # the same delivery
-            answered = [a.status for a in emulator.webhooks.attempts]
         with socket.socket() as probe:  # a port nothing listens on
             probe.bind(("127.0.0.1", 0))
             closed = f"http://127.0.0.1:{probe.getsockname()[1]}/hook"
         emulator.webhooks.attempts.clear()
         gone = await submit(client, closed)
-        async with asyncio.timeout(5):
-            while len(emulator.webhooks.attempts) < emulator.webhooks.retries + 1:
-                await asyncio.sleep(0.01)
+        await attempts(emulator, emulator.webhooks.retries + 1)
         await asyncio.sleep(0.1)
         assert {a.request_id for a in emulator.webhooks.attempts} == {gone.request_id}
         assert handle.request_id != gone.request_id
@@ -193,7 +198,7 @@ def test_spoiled_signatures_fail_verification_one_attempt_each():
             assert verifies(stale, content, keys)
             assert time.time() - int(stale["x-fal-webhook-timestamp"]) >= 600
             assert verifies(good, content, keys)
-            assert [a.fault for a in emulator.webhooks.attempts] == [
+            assert [a.fault for a in await attempts(emulator, 4)] == [
                 *("unsigned", "bad_signature", "stale"),
                 None,
             ]
@@ -245,15 +250,30 @@ def test_a_webhook_url_off_loopback_is_never_reached():
 
     async def body(client: fal_client.AsyncClient) -> list:
         await submit(client, "https://hooks.example.com/fal")
-        async with asyncio.timeout(5):
-            while len(emulator.webhooks.attempts) < emulator.webhooks.retries + 1:
-                await asyncio.sleep(0.01)
-        return emulator.webhooks.attempts
+        return await attempts(emulator, emulator.webhooks.retries + 1)
 
-    attempts = exchange(emulator, body)
-    assert [a.status for a in attempts] == [None] * 4
+    made = exchange(emulator, body)
+    assert [a.status for a in made] == [None] * 4
 
 
 def test_an_unknown_webhook_fault_is_refused():
     with pytest.raises(ValueError, match="unknown webhook fault"):
         FalEmulator().webhooks.inject("lost")
+
+
+def test_a_synchronous_clients_submit_is_delivered_too():
+    emulator = FalEmulator(reply="D")
+
+    async def body(client: fal_client.AsyncClient) -> None:
+        async with Inbox() as inbox:
+            arguments = {"video_url": "https://x/v.mp4", "prompt": "p"}
+            sync = fal_client.SyncClient(key="k")
+            handle = await asyncio.to_thread(sync.submit, APP, arguments, webhook_url=inbox.url)
+            await inbox.wait_for(1)
+            delivered = json.loads(inbox.received[0][1])
+            assert (delivered["request_id"], delivered["payload"]) == (
+                handle.request_id,
+                {"output": "D"},
+            )
+
+    exchange(emulator, body)
