@@ -342,6 +342,8 @@ class FalBackend:
         _retries.set(retries)
         video_url, upload_s, upload_kind = await self._video_url(query.video)
         client = self._fal()
+        if self._webhooks is not None:
+            await self._webhooks.start()  # listening before fal can deliver
         start_timeout = self._start_timeout()
         submitted = time.perf_counter()
         life = _Life(submitted)

@@ -137,14 +137,8 @@ class WebhookMode:
             "not_measured": NOT_MEASURED,
         }
 
-    async def delivery(
-        self, request_id: str, submitted: float, facts: dict[str, Any], margin: float
-    ) -> Delivery | None:
-        """The request's delivery, waiting `wait_s` at most, and no later than `margin`
-        seconds before the sample's deadline; None if none came. `facts` (noted for the
-        sample as `webhook`) say how it went: the outcome, the wait, and for a delivery
-        its time after the submit (`submitted`, a `time.perf_counter()`), its status and
-        what else came for the request by then."""
+    async def start(self) -> None:
+        """Have the receiver listening (it is started once); a `BackendError` if it cannot."""
         if self.receiver is None:
             self.receiver = WebhookReceiver(self.host, self.port)
         try:
@@ -152,6 +146,16 @@ class WebhookMode:
         except OSError as exc:
             where = f"{self.host}:{self.port}"
             raise BackendError("webhook_listen", f"cannot listen on {where}: {exc}") from exc
+
+    async def delivery(
+        self, request_id: str, submitted: float, facts: dict[str, Any], margin: float
+    ) -> Delivery | None:
+        """The request's delivery, waiting `wait_s` at most, and no later than `margin`
+        seconds before the sample's deadline; None if none came. `facts` (noted for the
+        sample as `webhook`) say how it went: the outcome, the wait, and for a delivery
+        its time after the submit (`submitted`, a `time.perf_counter()`), its status and
+        what else came for the request by then. Call `start` first."""
+        assert self.receiver is not None
         left = time_left()
         bound = self.wait_s if left is None else min(self.wait_s, left - margin)
         facts.update(outcome="waiting", wait_s=round(max(bound, 0.0), 3))
@@ -247,7 +251,8 @@ class WebhookReceiver:
         self._keys_at: float | None = None  # time.monotonic() of the last fetch
         self._tried_at: float | None = None  # ... and of the last attempt
         self._runner: web.AppRunner | None = None
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._starting = asyncio.Lock()
+        self._fetching = asyncio.Lock()  # the keys, one fetch at a time
         self._waiting: dict[str, asyncio.Future[Delivery]] = {}
         self._early: dict[str, Delivery] = {}
         self._closed: dict[str, bool] = {}  # request id -> delivered (True) or given up
@@ -255,7 +260,7 @@ class WebhookReceiver:
 
     async def start(self) -> None:
         """Listen (once; later calls return at once). Raises `OSError` when it cannot."""
-        async with self._lock("start"):
+        async with self._starting:
             if self._runner is not None:
                 return
             app = web.Application()
@@ -370,7 +375,7 @@ class WebhookReceiver:
         """fal's keys: cached ones while fresh, else fetched (one fetch at a time); with
         `refetch`, fetched again unless that was done within `refetch_gap_s`. None when
         there are none and they cannot be fetched."""
-        async with self._lock("keys"):
+        async with self._fetching:
             now = time.monotonic()
             limit = self.refetch_gap_s if refetch else self.keys_ttl_s
             due = self._keys_at is None or now - self._keys_at > limit
@@ -391,9 +396,6 @@ class WebhookReceiver:
         if not keys:
             raise ValueError("the JWKS holds no Ed25519 key")
         return keys
-
-    def _lock(self, name: str) -> asyncio.Lock:
-        return self._locks.setdefault(name, asyncio.Lock())
 
 
 def _verifies(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
