@@ -2,13 +2,15 @@
 
 The emulator of the tests (`tests/fal_emulator.py`) stands in for the hosted
 service with a fixed simulated service time; fal-client talks to it unmodified
-through httpx's transport layer.
+through httpx's transport layer. In webhook mode the emulator posts each result,
+signed, to the backend's receiver over real HTTP on loopback.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -34,6 +36,9 @@ TARGET_CONCURRENCY, TARGET_EFFICIENCY = 16, 0.8
 # concurrency -> samples: 200 at 16 (issue 3); fewer at 1 and 4 to keep them short.
 FULL = {1: 10, 4: 40, 16: 200, 64: 200}
 QUICK = {1: 4, 4: 16, 16: 64, 64: 128}
+# Webhooks against polling (issue 19): at 64 in flight, each mode run 5 times, alternately,
+# and its run of median wall time kept (the two differ by a few percent, as runs do).
+WEBHOOK_CONCURRENCY, WEBHOOK_REPEATS = 64, 5
 
 
 @contextmanager
@@ -45,14 +50,19 @@ def emulated_fal(service_time: float) -> Iterator[FalEmulator]:
         yield emulator
 
 
-def fal_concurrency(samples: int, service_time: float, concurrency: int) -> dict[str, Any]:
-    """Wall time of a fal run over the emulator against the ideal of perfect overlap."""
+def fal_concurrency(
+    samples: int, service_time: float, concurrency: int, *, webhooks: bool = False
+) -> dict[str, Any]:
+    """Wall time of a fal run over the emulator against the ideal of perfect overlap;
+    with `webhooks`, results come by webhook to a receiver on a free loopback port."""
     benchmark = Questions([VIDEO_URL], per_video=samples, count=samples)  # no upload, no decode
     with tempfile.TemporaryDirectory() as scratch, emulated_fal(service_time) as emulator:
-        backend = FalBackend(upload_cache=Path(scratch) / "uploads.json")
+        hook = {"webhook_url": f"http://127.0.0.1:{_free_port()}/fal/webhook"} if webhooks else {}
+        backend = FalBackend(upload_cache=Path(scratch) / "uploads.json", **hook)
         settings = RunSettings(concurrency=concurrency)
         progress, wall, _ = timed_run(backend, benchmark, Path(scratch), settings)
         polls = sum(emulator.polls.values())
+        delivered = sum(a.status == 200 for a in emulator.webhooks.attempts)
     ideal = math.ceil(samples / concurrency) * service_time
     row: dict[str, Any] = {
         "name": f"fal emulator, concurrency {concurrency}",
@@ -64,6 +74,7 @@ def fal_concurrency(samples: int, service_time: float, concurrency: int) -> dict
         "efficiency": round(ideal / wall, 3),
         "failed_samples": progress.failed,
         "status_polls_per_sample": round(polls / samples, 2),
+        "webhooks_per_sample": round(delivered / samples, 2),
         "target": None,
         "met": None,
     }
@@ -98,3 +109,62 @@ def measure(*, quick: bool = False) -> Section:
         ],
         rows=[fal_concurrency(n, SERVICE_TIME, c) for c, n in plan.items()],
     )
+
+
+def measure_webhooks(*, quick: bool = False) -> Section:
+    """Webhook mode against polling at 64 in flight, in the same process, alternately."""
+    samples = (QUICK if quick else FULL)[WEBHOOK_CONCURRENCY]
+    runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+    for _ in range(WEBHOOK_REPEATS):
+        for webhooks in runs:
+            row = fal_concurrency(samples, SERVICE_TIME, WEBHOOK_CONCURRENCY, webhooks=webhooks)
+            runs[webhooks].append(row)
+    polling, webhook = (_median_run(runs[mode]) for mode in (False, True))
+    polling["name"] = f"fal emulator, polling, concurrency {WEBHOOK_CONCURRENCY}"
+    webhook["name"] = f"fal emulator, webhooks, concurrency {WEBHOOK_CONCURRENCY}"
+    polling["mode"], webhook["mode"] = "status polls", "webhooks"
+    webhook["target"] = (
+        f"0 status polls / sample, efficiency >= polling's ({polling['efficiency']})"
+    )
+    webhook["met"] = (
+        webhook["status_polls_per_sample"] == 0
+        and webhook["efficiency"] >= polling["efficiency"]
+        and webhook["failed_samples"] == 0
+    )
+    return Section(
+        key="remote_webhooks",
+        title="fal webhooks against status polls",
+        note=(
+            f"The `fal` backend over the emulator at {WEBHOOK_CONCURRENCY} in flight, {samples}"
+            f" samples of {SERVICE_TIME:g} s simulated service time, run {WEBHOOK_REPEATS} times"
+            " in each mode, alternately; the run of median wall time is shown. Polling: the"
+            " default schedule. Webhooks (`-B webhook_url`): the emulator posts each result,"
+            " signed, to the backend's receiver over loopback HTTP; the receiver checks the"
+            " signature and the answer is the delivered payload."
+        ),
+        columns=[
+            Column("mode", "mode"),
+            Column("samples", "samples"),
+            Column("wall", "wall_s", "{:.2f} s"),
+            Column("ideal", "ideal_s", "{:.2f} s"),
+            Column("efficiency", "efficiency", "{:.2f}"),
+            Column("status polls / sample", "status_polls_per_sample", "{:.1f}"),
+            Column("webhooks / sample", "webhooks_per_sample", "{:.1f}"),
+            Column("target", "target"),
+            Column("met", "met"),
+        ],
+        rows=[polling, webhook],
+    )
+
+
+def _median_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median wall time, with every run's wall time beside it."""
+    chosen = dict(sorted(rows, key=lambda r: r["wall_s"])[len(rows) // 2])
+    chosen["walls_s"] = [row["wall_s"] for row in rows]
+    return chosen
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -37,7 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTIONS: dict[str, Callable[[Path, bool], list[Section]]] = {
     "video_sampling": lambda clip_dir, quick: video_sampling.measure(clip_dir, quick=quick),
     "pipeline": lambda clip_dir, quick: pipeline.measure(clip_dir, quick=quick),
-    "remote": lambda clip_dir, quick: [remote.measure(quick=quick)],
+    "remote": lambda clip_dir, quick: [
+        remote.measure(quick=quick),
+        remote.measure_webhooks(quick=quick),
+    ],
     "replay": lambda clip_dir, quick: [replay.measure(quick=quick)],
     "openai": lambda clip_dir, quick: [openai_server.measure(clip_dir, quick=quick)],
     "startup": lambda clip_dir, quick: [startup.measure(quick=quick)],
