@@ -22,8 +22,10 @@ hosts: an attempt to any other host fails at once as unreachable, so no test rea
 the network.
 
 Faults (`inject`), matched in injection order against the submit's input (`when`):
-per delivery, "late" (`delay` seconds after completion) and "duplicate" (`copies`
-more deliveries of the same one after it was accepted); per attempt, "unsigned" (no
+per delivery, "late" (`delay` seconds after completion), "duplicate" (`copies` more
+deliveries of the same one after it was accepted) and "payload_error" (the payload
+null and `payload_error` set, as fal sends a result it cannot serialise, its page
+says; the text is a stand-in); per attempt, "unsigned" (no
 signature headers), "bad_signature" (signed by a key the JWKS does not hold) and
 "stale" (signed `age` seconds ago, 600 by default). `rotate_key` makes a new key the
 one that signs, and serves only it.
@@ -50,8 +52,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 JWKS_PATH = "/.well-known/jwks.json"
-WEBHOOK_FAULTS = ("late", "duplicate", "unsigned", "bad_signature", "stale")
-_PER_DELIVERY = ("late", "duplicate")
+WEBHOOK_FAULTS = ("late", "duplicate", "payload_error", "unsigned", "bad_signature", "stale")
+_PER_DELIVERY = ("late", "duplicate", "payload_error")
 USER_ID = "emulated-user"
 
 
@@ -159,8 +161,11 @@ class WebhookSender:
         body["payload"] = result
         if status != 200:
             body["error"] = f"Invalid status code: {status}"
-        content = json.dumps(body).encode()
         fault = self._match(subject, _PER_DELIVERY)
+        if fault is not None and fault.kind == "payload_error":
+            body["payload"] = None
+            body["payload_error"] = "Response payload is not JSON serializable"
+        content = json.dumps(body).encode()
         if fault is not None and fault.kind == "late":
             await asyncio.sleep(float(fault.params.get("delay", 1.0)))
         copies = int(fault.params.get("copies", 1)) if fault and fault.kind == "duplicate" else 0

@@ -227,6 +227,21 @@ def test_duplicate_and_late_deliveries():
     exchange(emulator, body)
 
 
+def test_a_payload_fal_cannot_serialise_is_delivered_null_with_payload_error():
+    emulator = FalEmulator()
+    emulator.webhooks.inject("payload_error")
+
+    async def body(client: fal_client.AsyncClient) -> None:
+        async with Inbox() as inbox:
+            await submit(client, inbox.url)
+            await inbox.wait_for(1)
+            delivered = json.loads(inbox.received[0][1])
+            assert delivered["status"] == "OK" and delivered["payload"] is None
+            assert delivered["payload_error"]
+
+    exchange(emulator, body)
+
+
 def test_the_jwks_holds_the_signing_key_and_follows_a_rotation():
     emulator = FalEmulator()
 

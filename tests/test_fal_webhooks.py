@@ -16,7 +16,8 @@ import pytest
 from fal_emulator import FalEmulator
 from record_fal import guessing_reply
 
-from backends.fal_webhooks import WebhookReceiver
+from backends.fal import _delivery_error
+from backends.fal_webhooks import Delivery, WebhookReceiver
 from harness.cli import main
 from harness.run.store import read_records
 
@@ -289,6 +290,23 @@ def test_an_error_delivery_fails_its_sample_with_fals_error(tmp_path, synthetic_
     assert details["webhook_error"] == "Invalid status code: 503"
     assert details["webhook"]["status"] == "ERROR" and details["last_state"] == "COMPLETED"
     assert "cancel" not in details
+
+
+def test_a_delivery_without_its_payload_has_the_result_fetched(tmp_path, synthetic_cache):
+    emulator = FalEmulator(reply="The answer is B.")
+    emulator.webhooks.inject("payload_error")
+    _, records = run(emulator, tmp_path, synthetic_cache, limit=1)
+    (record,) = records
+    assert record.ok and record.response == "The answer is B."
+    assert record.meta["polls"] == 0 and record.meta["webhook"]["outcome"] == "delivered"
+    assert sum(emulator.polls.values()) == 1  # fal-client's own, before it fetches a result
+
+
+def test_an_error_delivery_naming_no_status_fails_as_webhook_error():
+    delivery = Delivery("rid", "ERROR", "Request failed", None, received=0.0)
+    error = _delivery_error(delivery)
+    assert (error.kind, error.message) == ("webhook_error", "Request failed")
+    assert error.details == {"request_id": "rid", "webhook_error": "Request failed"}
 
 
 def test_a_receiver_that_cannot_listen_fails_its_samples(tmp_path, synthetic_cache):
