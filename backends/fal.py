@@ -27,6 +27,11 @@ the sample as `start_timeout`); `describe()` puts these in the manifest.
 The endpoint exposes no frame count, temperature or token limit and returns no
 token counts: only `upload`, `queue` and `inference` are observable (the runner adds `total`).
 
+With `webhook_url`, fal posts each result to a local receiver instead
+(`backends/fal_webhooks.py`): a sample answered so makes no status poll, and a request
+whose delivery has not come within `webhook_wait` is polled as above. A webhook
+cannot be recorded or replayed (fal calls us), so such a run is live only.
+
 Whether a run is live, recorded or replayed comes from the runner
 (`use_http_mode`). fal-client and PyAV are imported on first use, so pricing a
 finished run or listing the backend does not load them; `bench` replays the
@@ -58,6 +63,7 @@ from backends.fal_journal import (
     resubmitting,
 )
 from backends.uploads import ContentHashes, UploadCache
+from harness.errors import UsageError
 from harness.files import not_a_file
 from harness.media.cache import cache_root
 from harness.protocols import Cost, HttpMode, RunFacts, SessionSpan, StandIn, note, time_left
@@ -67,6 +73,7 @@ if TYPE_CHECKING:
     import fal_client
 
     from backends.fal_client_pool import PooledAsyncClient
+    from backends.fal_webhooks import Delivery
 
 DEFAULT_APP = "fal-ai/mini-cpm/video"
 SECRET_VARIABLES = ("FAL_KEY", "FAL_KEY_ID", "FAL_KEY_SECRET")
@@ -136,6 +143,7 @@ class _Life:
     billing: dict[str, Any] | None = None  # what fal billed for the result (`fal_billing`)
     account: dict[str, Any] = field(default_factory=dict)  # `InFlight.at_submit()`
     in_progress: list[list[float]] = field(default_factory=list)  # [first, last] seen, seconds
+    webhook: dict[str, Any] | None = None  # how a webhook went, in webhook mode
 
     def saw(self, status: fal_client.Status) -> None:
         import fal_client
@@ -169,6 +177,8 @@ class _Life:
             facts["resent_submits"] = self.resent_submits
         if self.reattached is not None:
             facts["reattached"] = self.reattached
+        if self.webhook is not None:
+            facts["webhook"] = self.webhook
         return {**facts, **self.concurrency()}
 
     def concurrency(self) -> dict[str, Any]:
@@ -246,7 +256,29 @@ class FalBackend:
             "queues the rest, as `queue`); the wait for a place here is `cap_wait`"
         },
     )
+    webhook_url: str | None = field(
+        default=None,
+        metadata={
+            "help": "public URL fal posts each result to (a tunnel to webhook_listen): "
+            "results come by webhook instead of status polls"
+        },
+    )
+    webhook_listen: str | None = field(
+        default=None,
+        metadata={
+            "help": "HOST:PORT the webhook receiver binds (default: 127.0.0.1 and "
+            "webhook_url's port)"
+        },
+    )
+    webhook_wait: float = field(
+        default=120.0,
+        metadata={
+            "help": "seconds to wait for a request's webhook before polling it instead "
+            "(and no longer than the sample's deadline allows)"
+        },
+    )
     _client: Any = field(default=None, init=False, repr=False)  # fal_client.AsyncClient
+    _webhooks: Any = field(default=None, init=False, repr=False)  # fal_webhooks.WebhookMode
     _uploads: UploadCache | None = field(default=None, init=False, repr=False)
     _hashes: ContentHashes = field(default_factory=ContentHashes, init=False, repr=False)
     _uploaded: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # url -> sha
@@ -256,7 +288,10 @@ class FalBackend:
     _in_flight: InFlight = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for option in ("poll_interval", "poll_max_interval", "data_uri_max_mb", "upload_ttl_hours"):
+        for option in (
+            *("poll_interval", "poll_max_interval", "data_uri_max_mb", "upload_ttl_hours"),
+            "webhook_wait",
+        ):
             if getattr(self, option) <= 0:
                 raise ValueError(f"{option} must be positive, got {getattr(self, option)}")
         if self.start_timeout is not None and self.start_timeout <= MIN_START_TIMEOUT_S:
@@ -270,6 +305,10 @@ class FalBackend:
                 f"account_concurrency must be at least 1, got {self.account_concurrency}"
             )
         self._in_flight = InFlight(self.account_concurrency)
+        if self.webhook_url is not None or self.webhook_listen is not None:
+            from backends.fal_webhooks import WebhookMode
+
+            self._webhooks = WebhookMode(self.webhook_url, self.webhook_listen, self.webhook_wait)
         _filter_fal_logs()
 
     @classmethod
@@ -286,7 +325,12 @@ class FalBackend:
 
     def use_http_mode(self, mode: HttpMode) -> None:
         """Live: uploads cached on disk. Record, replay: in memory, so the cassette has them;
-        a replay needs no key and does not wait between polls."""
+        a replay needs no key and does not wait between polls. Webhooks are live only."""
+        if self.webhook_url is not None and mode != "live":
+            raise UsageError(
+                f"backend 'fal': webhook_url cannot be used with --{mode}: fal posts "
+                "results to the receiver, which a cassette cannot record or replay"
+            )
         self._mode = mode
 
     def use_run_directory(self, path: Path, resuming: bool) -> None:
@@ -342,6 +386,7 @@ class FalBackend:
             # fal deletes each uploaded video this long after its upload (X-Fal-Object-Lifecycle).
             "upload_lifetime_s": self._upload_cache().expires_s,
             "account_concurrency": self.account_concurrency or "not capped here",
+            **(self._webhooks.describe() if self._webhooks else {}),
         }
 
     def _submit_headers(self) -> dict[str, str]:
@@ -404,6 +449,8 @@ class FalBackend:
     ) -> Answer:
         """One request at fal: submit it, journal it, wait for it, read its result."""
         client = self._fal()
+        if self._webhooks is not None:
+            await self._webhooks.start()  # listening before fal can deliver
         start_timeout = self._start_timeout()
         life = _Life(time.perf_counter(), reattached=reattached)
         life.account = self._in_flight.at_submit()
@@ -414,6 +461,7 @@ class FalBackend:
                 {"video_url": video_url, "prompt": query.prompt},
                 headers=self._submit_headers(),
                 start_timeout=start_timeout,
+                webhook_url=self.webhook_url,
             )
         except Exception as exc:
             refused = _as_backend_error(exc)
@@ -424,9 +472,14 @@ class FalBackend:
         life.request_id = handle.request_id
         note(**life.facts())
         completed, polls, queue_s, output = await self._follow(
-            handle, life, retries, journal=(query.sample_id, asked)
+            handle,
+            life,
+            retries,
+            journal=(query.sample_id, asked),
+            by_webhook=self._webhooks is not None,
         )
-        timings = {"queue": queue_s, **_inference(completed)}
+        timings = {} if queue_s is None else {"queue": queue_s}
+        timings |= _inference(completed)
         meta = _answer_meta(life, polls, retries[0], start_timeout=start_timeout)
         return Answer(text=output, timings=timings, meta=meta)
 
@@ -452,15 +505,22 @@ class FalBackend:
         life: _Life,
         retries: list[int],
         journal: tuple[str, str] | None = None,
-    ) -> tuple[fal_client.Completed, int, float, str]:
-        """Wait for a request and read its answer: (final status, polls, seconds queued,
-        output); what fal billed goes on `life`. A new request is journaled first
-        (`journal`: its sample id and fingerprint); its entry ends once its outcome is
-        known, and stays open when the run is interrupted, so a resume can re-attach."""
+        by_webhook: bool = False,
+    ) -> tuple[fal_client.Completed, int, float | None, str]:
+        """Wait for a request (`by_webhook`: for its delivery) and read its answer: (final
+        status, polls, seconds queued if seen, output); what fal billed goes on `life`.
+        A new request is journaled first (`journal`: its sample id and fingerprint); its
+        entry ends once its outcome is known, and stays open when the run is interrupted,
+        so a resume can re-attach."""
+        queue_s: float | None
+        delivery: Delivery | None = None
         try:
             if self._files is not None and journal is not None:
                 self._files.submitted(journal[0], handle.request_id, self.app, journal[1])
-            completed, polls, queue_s = await self._wait(handle, life)
+            if by_webhook:
+                completed, polls, queue_s, delivery = await self._delivered(handle, life)
+            else:
+                completed, polls, queue_s = await self._wait(handle, life)
         except BaseException as exc:
             # Given up before COMPLETED (deadline, Ctrl-C, a failed poll): the request
             # may still be queued or running at fal, so cancel it there too.
@@ -471,6 +531,9 @@ class FalBackend:
             if isinstance(exc, Exception):
                 raise life.failed(_as_backend_error(exc, handle.request_id)) from exc
             raise
+        if delivery is not None and delivery.status != "OK":
+            self._ended(handle.request_id, "error_read")
+            raise life.failed(_delivery_error(delivery))
         if completed.error:
             error = await _completed_error(handle, completed)
             self._ended(handle.request_id, "error_read")
@@ -502,6 +565,8 @@ class FalBackend:
         self._client = None
         if self._files is not None:
             self._files.close()
+        if self._webhooks is not None:
+            await self._webhooks.close()
 
     def _fal(self) -> PooledAsyncClient:
         if self._client is None:
@@ -559,6 +624,30 @@ class FalBackend:
             self._uploads = UploadCache(path, ttl_s=ttl_s, grace_s=UPLOAD_GRACE_S)
         return self._uploads
 
+    async def _delivered(
+        self, handle: fal_client.AsyncRequestHandle, life: _Life
+    ) -> tuple[fal_client.Completed, int, float | None, Delivery | None]:
+        """As `_wait`, by the request's webhook, which is returned too; when none came in
+        time, polled (`_wait`), its queue time then known only if a poll saw it queued."""
+        import fal_client
+
+        life.webhook = {}
+        margin = self.poll_max_interval  # time for a poll before the deadline
+        delivery = await self._webhooks.delivery(
+            handle.request_id, life.submitted, life.webhook, margin
+        )
+        if delivery is None:
+            try:
+                completed, polls, queue_s = await self._wait(handle, life)
+            finally:
+                life.webhook.update(self._webhooks.seen(handle.request_id))
+            queued = life.states[0][1] == "IN_QUEUE"
+            return completed, polls, queue_s if queued else None, None
+        completed = fal_client.Completed(logs=None, metrics={})
+        life.saw(completed)
+        note(**life.facts())
+        return completed, 0, None, delivery
+
     async def _wait(
         self, handle: fal_client.AsyncRequestHandle, life: _Life
     ) -> tuple[fal_client.Completed, int, float]:
@@ -599,6 +688,8 @@ def _answer_meta(life: _Life, polls: int, retries: int, **more: Any) -> dict[str
         meta["reattached"] = life.reattached
     if life.billing is not None:
         meta["billing"] = life.billing
+    if life.webhook is not None:
+        meta["webhook"] = life.webhook
     if life.resent_submits:
         meta["resent_submits"] = life.resent_submits
     return {**meta, **life.concurrency()}
@@ -646,6 +737,29 @@ async def _completed_error(
     except Exception as exc:  # unreadable: the status's error stands
         details["error_body"] = f"not read: {_as_backend_error(exc).message}"
     return BackendError(kind, str(completed.error), **details)
+
+
+def _delivery_error(delivery: Delivery) -> BackendError:
+    """An ERROR delivery as the error its result would have raised: fal's `error` names
+    the result's HTTP status, and the payload is its error body."""
+    import fal_client
+    import httpx
+
+    details = {"request_id": delivery.request_id, "webhook_error": delivery.error}
+    status = delivery.http_status()
+    if status is None:
+        return BackendError("webhook_error", str(delivery.error), **details)
+    body = delivery.payload if isinstance(delivery.payload, dict) else {}
+    detail: Any = body.get("detail", delivery.error)  # text, or validation errors
+    refused = fal_client.FalClientHTTPError(
+        detail,
+        status,
+        {},
+        response=httpx.Response(status, json=delivery.payload),
+        error_type=body.get("error_type"),
+    )
+    error = _as_backend_error(refused, delivery.request_id)
+    return BackendError(error.kind, error.message, **{**error.details, **details})
 
 
 def _as_backend_error(

@@ -5,12 +5,15 @@ service with a fixed simulated service time; fal-client talks to it unmodified
 through httpx's transport layer. A second section emulates an account whose
 concurrency limit (2, a new account's) is below the requests in flight: the run
 must read its `queue` as that limit's and measure the peak IN_PROGRESS at 2.
+In webhook mode the emulator posts each result, signed, to the backend's receiver
+over real HTTP on loopback.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -40,6 +43,9 @@ QUICK = {1: 4, 4: 16, 16: 64, 64: 128}
 # An emulated account limit below the requests in flight: (limit, in flight, samples).
 ACCOUNT_LIMIT, ACCOUNT_IN_FLIGHT = 2, 8
 ACCOUNT_SAMPLES = {False: 40, True: 16}  # by --quick
+# Webhooks against polling (issue 19): at 64 in flight, each mode run 5 times, alternately,
+# and its run of median wall time kept (the two differ by a few percent, as runs do).
+WEBHOOK_CONCURRENCY, WEBHOOK_REPEATS = 64, 5
 
 
 @contextmanager
@@ -52,14 +58,19 @@ def emulated_fal(service_time: float, account_limit: int | None = None) -> Itera
         yield emulator
 
 
-def fal_concurrency(samples: int, service_time: float, concurrency: int) -> dict[str, Any]:
-    """Wall time of a fal run over the emulator against the ideal of perfect overlap."""
+def fal_concurrency(
+    samples: int, service_time: float, concurrency: int, *, webhooks: bool = False
+) -> dict[str, Any]:
+    """Wall time of a fal run over the emulator against the ideal of perfect overlap;
+    with `webhooks`, results come by webhook to a receiver on a free loopback port."""
     benchmark = Questions([VIDEO_URL], per_video=samples, count=samples)  # no upload, no decode
     with tempfile.TemporaryDirectory() as scratch, emulated_fal(service_time) as emulator:
-        backend = FalBackend(upload_cache=Path(scratch) / "uploads.json")
+        hook = {"webhook_url": f"http://127.0.0.1:{_free_port()}/fal/webhook"} if webhooks else {}
+        backend = FalBackend(upload_cache=Path(scratch) / "uploads.json", **hook)
         settings = RunSettings(concurrency=concurrency)
         progress, wall, _ = timed_run(backend, benchmark, Path(scratch), settings)
         polls = sum(emulator.polls.values())
+        delivered = sum(a.status == 200 for a in emulator.webhooks.attempts)
     ideal = math.ceil(samples / concurrency) * service_time
     row: dict[str, Any] = {
         "name": f"fal emulator, concurrency {concurrency}",
@@ -71,6 +82,7 @@ def fal_concurrency(samples: int, service_time: float, concurrency: int) -> dict
         "efficiency": round(ideal / wall, 3),
         "failed_samples": progress.failed,
         "status_polls_per_sample": round(polls / samples, 2),
+        "webhooks_per_sample": round(delivered / samples, 2),
         "target": None,
         "met": None,
     }
@@ -174,3 +186,62 @@ def measure_account_limit(*, quick: bool = False) -> Section:
         ],
         rows=[fal_account_limit(samples, SERVICE_TIME)],
     )
+
+
+def measure_webhooks(*, quick: bool = False) -> Section:
+    """Webhook mode against polling at 64 in flight, in the same process, alternately."""
+    samples = (QUICK if quick else FULL)[WEBHOOK_CONCURRENCY]
+    runs: dict[bool, list[dict[str, Any]]] = {False: [], True: []}
+    for _ in range(WEBHOOK_REPEATS):
+        for webhooks in runs:
+            row = fal_concurrency(samples, SERVICE_TIME, WEBHOOK_CONCURRENCY, webhooks=webhooks)
+            runs[webhooks].append(row)
+    polling, webhook = (_median_run(runs[mode]) for mode in (False, True))
+    polling["name"] = f"fal emulator, polling, concurrency {WEBHOOK_CONCURRENCY}"
+    webhook["name"] = f"fal emulator, webhooks, concurrency {WEBHOOK_CONCURRENCY}"
+    polling["mode"], webhook["mode"] = "status polls", "webhooks"
+    webhook["target"] = (
+        f"0 status polls / sample, efficiency >= polling's ({polling['efficiency']})"
+    )
+    webhook["met"] = (
+        webhook["status_polls_per_sample"] == 0
+        and webhook["efficiency"] >= polling["efficiency"]
+        and webhook["failed_samples"] == 0
+    )
+    return Section(
+        key="remote_webhooks",
+        title="fal webhooks against status polls",
+        note=(
+            f"The `fal` backend over the emulator at {WEBHOOK_CONCURRENCY} in flight, {samples}"
+            f" samples of {SERVICE_TIME:g} s simulated service time, run {WEBHOOK_REPEATS} times"
+            " in each mode, alternately; the run of median wall time is shown. Polling: the"
+            " default schedule. Webhooks (`-B webhook_url`): the emulator posts each result,"
+            " signed, to the backend's receiver over loopback HTTP; the receiver checks the"
+            " signature and the answer is the delivered payload."
+        ),
+        columns=[
+            Column("mode", "mode"),
+            Column("samples", "samples"),
+            Column("wall", "wall_s", "{:.2f} s"),
+            Column("ideal", "ideal_s", "{:.2f} s"),
+            Column("efficiency", "efficiency", "{:.2f}"),
+            Column("status polls / sample", "status_polls_per_sample", "{:.1f}"),
+            Column("webhooks / sample", "webhooks_per_sample", "{:.1f}"),
+            Column("target", "target"),
+            Column("met", "met"),
+        ],
+        rows=[polling, webhook],
+    )
+
+
+def _median_run(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median wall time, with every run's wall time beside it."""
+    chosen = dict(sorted(rows, key=lambda r: r["wall_s"])[len(rows) // 2])
+    chosen["walls_s"] = [row["wall_s"] for row in rows]
+    return chosen
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -40,6 +40,7 @@ SECTIONS: dict[str, Callable[[Path, bool], list[Section]]] = {
     "remote": lambda clip_dir, quick: [
         remote.measure(quick=quick),
         remote.measure_account_limit(quick=quick),
+        remote.measure_webhooks(quick=quick),
     ],
     "replay": lambda clip_dir, quick: [replay.measure(quick=quick)],
     "openai": lambda clip_dir, quick: [openai_server.measure(clip_dir, quick=quick)],

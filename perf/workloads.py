@@ -100,12 +100,21 @@ class FixedTimeBackend(InstantBackend):
 def timed_run(
     backend: Any, benchmark: Questions, scratch: Path, settings: RunSettings
 ) -> tuple[Progress, float, float]:
-    """Run `benchmark` into a new run directory under `scratch`: (progress, wall s, CPU s)."""
+    """Run `benchmark` into a new run directory under `scratch`: (progress, wall s, CPU s).
+    The backend is closed after, in the run's event loop as a session closes it (a fal
+    webhook receiver stops there), outside the times."""
     store = RunStore(scratch / f"run-{time.monotonic_ns()}")
     store.path.mkdir(parents=True)
     samples = list(benchmark.samples())
-    wall, cpu = time.perf_counter(), time.process_time()
-    progress = asyncio.run(
-        execute(backend, benchmark, samples, store, settings, show_progress=False)
-    )
-    return progress, time.perf_counter() - wall, time.process_time() - cpu
+
+    async def run() -> tuple[Progress, float, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            progress = await execute(
+                backend, benchmark, samples, store, settings, show_progress=False
+            )
+            return progress, time.perf_counter() - wall, time.process_time() - cpu
+        finally:
+            await backend.aclose()
+
+    return asyncio.run(run())

@@ -59,6 +59,11 @@ it answers for any unknown request.
 `forget(request_id)` drops a request as fal does once it stops keeping its result (1 h,
 6 min when 10 KB or larger: "Get request result"); what fal answers then is not
 documented, so its status, result and cancel answer as for an id fal never gave (404).
+
+A submit with `?fal_webhook=URL` has its outcome delivered there, signed, when it
+completes, and completes by time alone (`service_time` after it starts, polled or
+not): `webhooks` (`tests/fal_webhook_sender.py`, which says what it follows) signs and
+delivers, with its faults, and `rest.fal.ai` serves its keys at fal's JWKS URL.
 It stands in for the hosted service, which tests cannot reach; it is not a
 specification of that service, and where the client does not look (ids, log text,
 timestamps) its answers are plausible stand-ins.
@@ -73,6 +78,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -88,6 +94,7 @@ from typing import Any
 import httpx
 from fal_client.auth import FAL_QUEUE_RUN_HOST
 from fal_storage import DOWNLOAD_ERROR, FalStorage, download_failure, safe_name
+from fal_webhook_sender import JWKS_PATH, WebhookSender
 from httpx_routing import routed_to
 
 QUEUE_HOST = "queue.fal.run"
@@ -146,6 +153,9 @@ _NGINX_502 = (
 )
 _APP_NAMESPACES = ("workflows", "comfy")  # as fal_client.client.APP_NAMESPACES
 SHARED_STORAGE = FalStorage()
+# How often a request waiting for one of the account's places is looked at again, when no
+# poll comes to dispatch it (webhook mode).
+WEBHOOK_RECHECK_S = 0.01
 
 
 @dataclass
@@ -180,6 +190,7 @@ class _Job:
     running_polls: int = 0  # status calls served since then (poll-count mode)
     ended_at: float | None = None  # when it completed, freeing its runner
     retry: bool = True  # re-queued after a runner failure (no x-fal-no-retry)
+    webhook: str | None = None  # where its outcome is delivered (`fal_webhook`)
 
 
 @dataclass
@@ -299,6 +310,7 @@ class FalEmulator:
         self.polls: dict[str, int] = {}
         self.submit_headers: dict[str, dict[str, str]] = {}  # id -> its x-fal-* headers
         self.stored_payloads: dict[str, dict] = {}  # what fal would keep (not X-Fal-Store-IO: 0)
+        self.webhooks = WebhookSender()
 
         self._jobs: dict[str, _Job] = {}
         self._faults: list[_Fault] = []
@@ -421,6 +433,8 @@ class FalEmulator:
                 return _json(405, {"detail": "Method Not Allowed"})
             return _Plan(request, endpoint, job=self._jobs.get(match[2]))
         if host == REST_HOST:
+            if method == "GET" and path == JWKS_PATH:  # public: no key needed
+                return self.webhooks.jwks_response()
             if denied := _check_auth(request):
                 return denied
             storage_type = request.url.params.get("storage_type")
@@ -550,6 +564,7 @@ class FalEmulator:
         job = _Job(request_id, arguments, base, now, start_timeout=start_timeout, queued_at=now)
         job.fallbacks = headers.get(DISABLE_FALLBACKS, "").lower() not in ("1", "true", "yes")
         job.retry = headers.get(NO_RETRY, "").lower() not in ("1", "true", "yes")
+        job.webhook = plan.request.url.params.get("fal_webhook")
         self._jobs[request_id] = job
         self._waiting.append(job)
         self._dispatch(now)
@@ -559,6 +574,9 @@ class FalEmulator:
         }
         if headers.get(STORE_IO) != "0":
             self.stored_payloads[request_id] = arguments
+        if job.webhook is not None:
+            outcome = functools.partial(self._webhook_outcome, job)
+            self.webhooks.schedule(request_id, job.webhook, self.service_time, arguments, outcome)
         return _json(
             200,
             {
@@ -637,22 +655,41 @@ class FalEmulator:
                 job.running_polls += 1
                 finished = job.running_polls > self.progress_polls
             if finished:
-                job.ended_at = min(self._end(job), time.monotonic())
-            if finished and self._download_failed(job):
-                return "COMPLETED"
-            if finished and job.fallbacks is False and self.fallback_reply is not None:
-                self._fail(job, "No runner available", "runner_scheduling_failure", 503)
-                return "COMPLETED"
-            if finished:
-                job.done = True
-                message = f"Inference finished in {self.inference_time:.2f}s"
-                job.logs.append(self._log(job, message))
+                self._finish(job)
                 return "COMPLETED"
         step = sum(1 for log in job.logs if log["message"].startswith("Generating"))
         if not job.logs:
             job.logs.append(self._log(job, "Decoding video frames"))
         job.logs.append(self._log(job, f"Generating answer (step {step + 1})"))
         return "IN_PROGRESS"
+
+    def _finish(self, job: _Job) -> None:
+        """The request's service time is over: it is answered, or fails (its video could
+        not be downloaded; only a fallback could answer and fallbacks are off)."""
+        job.ended_at = min(self._end(job), time.monotonic())
+        if self._download_failed(job):
+            return
+        if job.fallbacks is False and self.fallback_reply is not None:
+            self._fail(job, "No runner available", "runner_scheduling_failure", 503)
+            return
+        job.done = True
+        job.logs.append(self._log(job, f"Inference finished in {self.inference_time:.2f}s"))
+
+    def _webhook_outcome(self, job: _Job) -> tuple[int, Any] | float:
+        """Complete `job` if its time has come and nothing did before, and say what its
+        result endpoint answers (HTTP status, body): what a webhook delivers; or, while it
+        still waits for one of the account's places or runs, seconds to ask again in."""
+        with self._lock:
+            now = time.monotonic()
+            self._dispatch(now)
+            if not (job.done or self._timed_out(job)):
+                if job.held or job.started_at is None:
+                    return WEBHOOK_RECHECK_S
+                if self.service_time > 0 and job.started_at + self.service_time > now:
+                    return job.started_at + self.service_time - now
+                self._finish(job)
+            response = self._result(_Plan(httpx.Request("GET", job.base_url), "result", job=job))
+        return response.status_code, json.loads(response.content)
 
     def _timed_out(self, job: _Job, at: float | None = None) -> bool:
         """Whether the request's start timeout passed while it waited for a runner, by now
@@ -720,10 +757,11 @@ class FalEmulator:
 
     def _may_start(self, job: _Job) -> bool:
         """Whether a runner may take the request: not held back by a fault and, in
-        poll-count mode without an account limit, after its `queue_polls` IN_QUEUE answers."""
+        poll-count mode without an account limit, after its `queue_polls` IN_QUEUE answers
+        (one delivered by webhook is never polled: at once)."""
         if job.held:
             return False
-        if self.account_concurrency is None and self.service_time == 0:
+        if self.account_concurrency is None and self.service_time == 0 and job.webhook is None:
             return job.served_polls >= self.queue_polls
         return True
 

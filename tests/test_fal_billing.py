@@ -5,6 +5,8 @@ labelled, only without them; requests billed without an answer are counted."""
 
 from __future__ import annotations
 
+import time
+
 import fal_client.client
 import pytest
 from fal_emulator import PRICING_PATH, FalEmulator
@@ -106,11 +108,15 @@ def test_a_request_cancelled_while_running_is_counted_and_its_app_may_bill(
 ):
     """A failed poll gives up a running request: fal answers CANCELLATION_REQUESTED, and
     an app that ignores the signal runs on to its output, billed."""
-    emulator = emulated(service_time=0.05, app_honours_cancel=False)
+    # Long enough a service time that the cancel, after the first poll, finds it running.
+    emulator = emulated(service_time=0.5, app_honours_cancel=False)
     emulator.inject("server_error", on="status", message="poll failed")
     records = run(emulator, tmp_path, synthetic_cache)
     (failed,) = [r for r in records if not r.ok]
     assert failed.error.details["cancel"] == RUNNING_CANCEL
+    ran_on = time.monotonic() + 5  # the app finishes its 0.5 s after the run gave it up
+    while failed.error.details["request_id"] not in emulator.billed and time.monotonic() < ran_on:
+        time.sleep(0.05)
     assert failed.error.details["request_id"] in emulator.billed
     row = fal_cost(tmp_path, capsys)
     assert "1 request(s) cancelled while running (the app may have run on and billed)" in row
