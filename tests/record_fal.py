@@ -67,7 +67,7 @@ def record_replay_set(directory: Path, runs: Path, *, limit: int | None = None) 
 def write_baseline(run_dir: Path, path: Path = BASELINE) -> None:
     """The run's summary, computed afresh, as the baseline a replay of it is gated against."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, summarize_run(run_dir))
+    write_json_atomic(path, summarize_run(run_dir).to_dict())
 
 
 def main() -> int:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
-from record_fal import BASELINE, REPLAY_SET
+from record_fal import BASELINE, REPLAY_SET, write_baseline
 from test_fal_runs import no_fal_credentials
 
 import harness.scoring.rules
@@ -65,3 +65,16 @@ def test_a_scoring_change_fails_the_gate_on_accuracy(
     base = baseline_accuracy()
     assert f"| accuracy | {base} | 0.00% | ≥ {base} (baseline - 0.00 pts) | FAIL |" in out
     assert out.endswith("**FAIL**: accuracy out of bounds.\n")
+
+
+def test_the_baseline_is_written_as_the_summary_gate_reads(
+    tmp_path, monkeypatch, capsys, synthetic_cache
+):
+    """`nox -s record` writes the baseline with `write_baseline`: a summary's JSON object."""
+    no_fal_credentials(monkeypatch)
+    run_dir = replay(tmp_path, synthetic_cache)
+    written = tmp_path / "baseline.json"
+    write_baseline(run_dir, written)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert json.loads(written.read_text())["accuracy"] == summary["accuracy"]
+    assert main(["gate", str(run_dir), "--baseline", str(written)]) == 0
