@@ -217,7 +217,8 @@ def measure_webhooks(*, quick: bool = False) -> Section:
             " in each mode, alternately; the run of median wall time is shown. Polling: the"
             " default schedule. Webhooks (`-B webhook_url`): the emulator posts each result,"
             " signed, to the backend's receiver over loopback HTTP; the receiver checks the"
-            " signature and the answer is the delivered payload."
+            " signature, and the sample reads its result once (for what fal billed), as"
+            " polling does."
         ),
         columns=[
             Column("mode", "mode"),
