@@ -68,7 +68,7 @@ def fal_concurrency(
         hook = {"webhook_url": f"http://127.0.0.1:{_free_port()}/fal/webhook"} if webhooks else {}
         backend = FalBackend(upload_cache=Path(scratch) / "uploads.json", **hook)
         settings = RunSettings(concurrency=concurrency)
-        progress, wall, _ = timed_run(backend, benchmark, Path(scratch), settings)
+        progress, wall, cpu = timed_run(backend, benchmark, Path(scratch), settings)
         polls = sum(emulator.polls.values())
         delivered = sum(a.status == 200 for a in emulator.webhooks.attempts)
     ideal = math.ceil(samples / concurrency) * service_time
@@ -80,6 +80,8 @@ def fal_concurrency(
         "wall_s": round(wall, 3),
         "ideal_s": ideal,
         "efficiency": round(ideal / wall, 3),
+        # The process's CPU: the backend's, the runner's and the emulated service's.
+        "cpu_ms_per_sample": round(1000 * cpu / samples, 2),
         "failed_samples": progress.failed,
         "status_polls_per_sample": round(polls / samples, 2),
         "webhooks_per_sample": round(delivered / samples, 2),
@@ -218,7 +220,8 @@ def measure_webhooks(*, quick: bool = False) -> Section:
             " default schedule. Webhooks (`-B webhook_url`): the emulator posts each result,"
             " signed, to the backend's receiver over loopback HTTP; the receiver checks the"
             " signature, and the sample reads its result once (for what fal billed), as"
-            " polling does."
+            " polling does. CPU / sample is the whole process's (backend, runner and the"
+            " emulated service: the deliveries' sending and the polls' serving) over the run."
         ),
         columns=[
             Column("mode", "mode"),
@@ -228,6 +231,7 @@ def measure_webhooks(*, quick: bool = False) -> Section:
             Column("efficiency", "efficiency", "{:.2f}"),
             Column("status polls / sample", "status_polls_per_sample", "{:.1f}"),
             Column("webhooks / sample", "webhooks_per_sample", "{:.1f}"),
+            Column("CPU / sample", "cpu_ms_per_sample", "{:.2f} ms"),
             Column("target", "target"),
             Column("met", "met"),
         ],
