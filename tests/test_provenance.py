@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from record_fal import EMULATOR_SOURCE, REPLAY_SET
 from test_compare import answered, write_run
 from test_fal_runs import no_fal_credentials
@@ -22,9 +23,21 @@ from harness.cli import main
 from harness.report.compare_tables import BELOW_RESOLUTION, render_markdown
 from harness.report.html import render_html
 from harness.run.manifest import Manifest
+from harness.run.recording import CASSETTE
 
 LIVE = "live · backend `scripted`, model not stated"
-REPLAY = f"replay of a recording made against an emulator on a day not recorded ({EMULATOR_SOURCE})"
+
+
+def recorded_on(directory: Path) -> str:
+    """When the cassette in `directory` says it was recorded, as provenance words it."""
+    metadata = yaml.safe_load((directory / CASSETTE).read_text()).get("metadata") or {}
+    day = metadata.get("recorded_at")
+    return f"on {day}" if day else "on a day not recorded"
+
+
+REPLAY = (
+    f"replay of a recording made against an emulator {recorded_on(REPLAY_SET)} ({EMULATOR_SOURCE})"
+)
 STANDIN = "stand-in model with random weights · backend `local`, model "
 TITLED = "Accuracy and agreement: pipeline check (not a measurement)"
 
@@ -127,7 +140,11 @@ def test_latency_ratios_of_sub_millisecond_components_are_not_shown(tmp_path):
     assert "| 0.50x |" in rows["total"] and BELOW_RESOLUTION not in rows["total"]
 
 
-def test_a_replay_of_a_live_recording_says_when_it_was_recorded():
+@pytest.mark.parametrize(
+    ("recorded_at", "when"), [("2026-11-25", "on 2026-11-25"), (None, "on a day not recorded")]
+)
+def test_a_replay_of_a_live_recording_says_when_it_was_recorded(recorded_at, when):
+    http = {"mode": "replay", "source": "live fal service", "recorded_at": recorded_at}
     manifest = Manifest.from_dict(
         {
             "run_id": "r",
@@ -135,12 +152,12 @@ def test_a_replay_of_a_live_recording_says_when_it_was_recorded():
             "spec": {"backend": "fal", "benchmark": "synthetic"},
             "backend": {"name": "fal", "describe": {"app": "fal-ai/app"}},
             "benchmark": {"name": "synthetic", "version": "1"},
-            "http": {"mode": "replay", "source": "live fal service", "recorded_at": "2026-11-25"},
+            "http": {k: v for k, v in http.items() if v is not None},  # older cassettes: none
         }
     )
     found = provenance(manifest)
     assert found.kind == "replay" and not found.measurement
     assert found.text == (
-        "replay of a recording made against the live service on 2026-11-25 (live fal service)"
+        f"replay of a recording made against the live service {when} (live fal service)"
         " · backend `fal`, model fal-ai/app"
     )
