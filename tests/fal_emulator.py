@@ -259,6 +259,7 @@ class FalEmulator:
         inference_time: float = 0.42,
         fallback_reply: str | None = None,
         storage: FalStorage | None = None,
+        webhooks: WebhookSender | None = None,
         billable_units: float | None = None,
         billing_unit: str = "second",
         unit_price: float = 0.0005,
@@ -310,7 +311,7 @@ class FalEmulator:
         self.polls: dict[str, int] = {}
         self.submit_headers: dict[str, dict[str, str]] = {}  # id -> its x-fal-* headers
         self.stored_payloads: dict[str, dict] = {}  # what fal would keep (not X-Fal-Store-IO: 0)
-        self.webhooks = WebhookSender()
+        self.webhooks = webhooks or WebhookSender()
 
         self._jobs: dict[str, _Job] = {}
         self._faults: list[_Fault] = []

@@ -19,7 +19,9 @@ httpx does not catch (an httpx client would need its own transport for that, and
 several times more per request: the deliveries' cost is fal's, not the client's under
 test, yet here it is paid in the same process and event loop); and only to loopback
 hosts: an attempt to any other host fails at once as unreachable, so no test reaches
-the network.
+the network. By default they are sent from the event loop of the submit; `own_loop`
+sends them from an event loop and thread of their own (as fal's servers are not part
+of the process they deliver to), which `close` ends: `perf/remote.py` measures so.
 
 Faults (`inject`), matched in injection order against the submit's input (`when`):
 per delivery, "late" (`delay` seconds after completion), "duplicate" (`copies` more
@@ -42,7 +44,7 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +80,9 @@ class Attempt:
 class WebhookSender:
     """Signs and delivers fal's webhooks; `attempts` lists every POST made."""
 
-    def __init__(self, *, retries: int = 3, retry_delay: float = 0.2) -> None:
+    def __init__(
+        self, *, retries: int = 3, retry_delay: float = 0.2, own_loop: bool = False
+    ) -> None:
         self.retries = retries
         self.retry_delay = retry_delay
         self.attempts: list[Attempt] = []
@@ -91,6 +95,14 @@ class WebhookSender:
         self._sessions: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, asyncio.Task[None]]
         ] = weakref.WeakKeyDictionary()
+        # With `own_loop`, deliveries run in an event loop and thread of their own, as fal's
+        # servers are not part of the process they deliver to (`close` ends them).
+        self._own: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
+        if own_loop:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="fal-webhooks", daemon=True)
+            thread.start()
+            self._own = loop, thread
 
     def inject(
         self,
@@ -135,6 +147,9 @@ class WebhookSender:
         body), or in how many seconds to ask again (it has not run yet); `subject` is the
         submit's input, for the faults' `when`."""
         work = self._deliver(request_id, url, after, subject, outcome)
+        if self._own is not None:
+            asyncio.run_coroutine_threadsafe(self._kept(work), self._own[0])
+            return
         try:
             self._keep(asyncio.get_running_loop().create_task(work))
         except RuntimeError:  # a submit from a synchronous client: deliver from a thread
@@ -144,6 +159,34 @@ class WebhookSender:
         """Wait until the deliveries under way in this event loop have ended."""
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(task for task in self._tasks if task.get_loop() is loop))
+
+    def close(self) -> None:
+        """End the deliveries' own event loop and thread (`own_loop`), closing its session."""
+        if self._own is None:
+            return
+        loop, thread = self._own
+        self._own = None
+
+        async def finish() -> None:
+            tasks = [task for task in self._tasks if task.get_loop() is loop]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if loop in self._sessions:
+                session, closer = self._sessions.pop(loop)
+                closer.cancel()
+                await session.close()
+
+        asyncio.run_coroutine_threadsafe(finish(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+    async def _kept(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` as a task of the running loop that `close` can find."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._keep(task)
+        await asyncio.gather(task, return_exceptions=True)
 
     # -- delivering -----------------------------------------------------------------
 

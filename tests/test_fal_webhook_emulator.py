@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,6 +24,7 @@ from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fal_emulator import FalEmulator
+from fal_webhook_sender import WebhookSender
 
 APP = "fal-ai/mini-cpm/video"
 JWKS = "https://rest.fal.ai/.well-known/jwks.json"
@@ -292,3 +294,22 @@ def test_a_synchronous_clients_submit_is_delivered_too():
             )
 
     exchange(emulator, body)
+
+
+def test_deliveries_sent_from_a_loop_of_their_own_arrive_and_it_closes_cleanly():
+    """As perf sends them: from a thread and event loop apart from the receiving run's."""
+    sender = WebhookSender(own_loop=True)
+    emulator = FalEmulator(webhooks=sender)
+
+    async def body(client: fal_client.AsyncClient) -> None:
+        async with Inbox() as inbox:
+            handle = await submit(client, inbox.url)
+            await inbox.wait_for(1)
+            assert json.loads(inbox.received[0][1])["request_id"] == handle.request_id
+
+    try:
+        exchange(emulator, body)
+    finally:
+        sender.close()
+    assert [attempt.status for attempt in sender.attempts] == [200]
+    assert not any(thread.name == "fal-webhooks" for thread in threading.enumerate())
