@@ -37,7 +37,7 @@ from harness.secrets import scrub
 # the backends' and benchmarks' libraries (tests/test_imports.py).
 if TYPE_CHECKING:
     from harness.analysis.compare import Prices
-    from harness.protocols import EstimatesCost, HttpMode
+    from harness.protocols import HttpMode
     from harness.registry import OptionSpec, Registry
     from harness.run.recording import Recording
     from harness.run.runner import Progress
@@ -690,23 +690,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _prices(given: list[tuple[str, float]]) -> Prices:
     """The `--price` table; each backend named must estimate its cost."""
-    from harness.analysis.compare import Prices
+    from harness.analysis.compare import Prices, registered_estimator
 
     for name, _ in given:
-        if _estimator(name) is None:
+        if registered_estimator(name) is None:
             raise UsageError(f"--price {name}=...: backend {name!r} estimates no cost (see `list`)")
-    return Prices(dict(given), _estimator)
-
-
-def _estimator(name: str) -> type[EstimatesCost] | None:
-    """Backend `name`, if it is registered and estimates its cost (imported only then)."""
-    from harness.plugins import backends
-    from harness.protocols import EstimatesCost
-
-    if name not in backends.names():
-        return None
-    cls = backends.get(name)
-    return cls if isinstance(cls, EstimatesCost) else None
+    return Prices(dict(given))
 
 
 if __name__ == "__main__":

@@ -267,3 +267,17 @@ def test_no_committed_cassette_holds_anything_key_like():
 )
 def test_the_key_scan_catches_secrets(text):
     assert key_like(text)
+
+
+def test_bench_prices_the_fal_replay_by_what_its_records_say_fal_billed(
+    tmp_path, monkeypatch, synthetic_cache
+):
+    """No `--price` in `bench`: a run whose records carry fal's billed units and unit price
+    prices itself in the comparison."""
+    no_fal_credentials(monkeypatch)
+    monkeypatch.setenv("VQA_HARNESS_CACHE", str(synthetic_cache.parent))
+    monkeypatch.chdir(tmp_path)
+    markdown = run_bench(["fal", "scripted"], "synthetic", tmp_path / "bench", limit=4)
+    cost = markdown.split("Cost per 1,000 samples")[1]
+    (row,) = [line for line in cost.splitlines() if "| fal |" in line]
+    assert "fal's billed units (x-fal-billable-units) times the unit price" in row

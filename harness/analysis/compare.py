@@ -136,13 +136,24 @@ class CategoryRow:
         return self.accuracy[index] - self.accuracy[0]
 
 
+def registered_estimator(name: str) -> type[EstimatesCost] | None:
+    """Backend `name`, if it is registered and estimates its cost (imported only then)."""
+    from harness.plugins import backends
+
+    if name not in backends.names():
+        return None
+    cls = backends.get(name)
+    return cls if isinstance(cls, EstimatesCost) else None
+
+
 @dataclass(frozen=True)
 class Prices:
     """USD per each backend's own unit, by backend name, and the backends that apply them."""
 
     usd: Mapping[str, float] = field(default_factory=dict)
-    estimator: Callable[[str], type[EstimatesCost] | None] = lambda name: None
-    """The backend registered as a name, where it estimates its cost."""
+    estimator: Callable[[str], type[EstimatesCost] | None] = registered_estimator
+    """The backend registered as a name, where it estimates its cost (a run whose records
+    say what it was billed prices itself with no `usd` given)."""
 
     def __bool__(self) -> bool:
         return bool(self.usd)
