@@ -43,9 +43,9 @@ class BenchEntry:
 
 def plan(name: str, benchmark: str, demo_dir: Path | None) -> StandIn | str | None:
     """How the bench runs backend `name`: None for real, a `StandIn`, or why it cannot."""
-    if name not in backends.names():
+    cls = backends.find(name)
+    if cls is None:
         return "not registered: no installed package provides it yet"
-    cls = backends.get(name)
     if isinstance(cls, HasBenchStandIn):
         return cls.bench_standin(benchmark, demo_dir)
     return cls.unavailable_reason()

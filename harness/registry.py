@@ -106,6 +106,11 @@ class Registry(Generic[T]):
         self._load_entry_points()
         return sorted(self._targets)
 
+    def find(self, name: str) -> type[T] | None:
+        """The class registered as `name` (imported, as `get`), or None when none is."""
+        self._load_entry_points()
+        return self.get(name) if name in self._targets else None
+
     def get(self, name: str) -> type[T]:
         """The class registered as `name`, importing its module on first use."""
         self._load_entry_points()

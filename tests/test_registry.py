@@ -81,6 +81,11 @@ def test_unknown_name_lists_what_is_available(registry):
         Registry("backend").get("fal")
 
 
+def test_find_gives_the_class_or_none_for_a_name_not_registered(registry):
+    assert registry.find("widget") is registry.get("widget")
+    assert registry.find("gadget") is None
+
+
 def test_registration_needs_a_named_dataclass(registry):
     class Plain:
         name = "plain"

@@ -140,9 +140,7 @@ def registered_estimator(name: str) -> type[EstimatesCost] | None:
     """Backend `name`, if it is registered and estimates its cost (imported only then)."""
     from harness.plugins import backends
 
-    if name not in backends.names():
-        return None
-    cls = backends.get(name)
+    cls = backends.find(name)
     return cls if isinstance(cls, EstimatesCost) else None
 
 

@@ -308,9 +308,7 @@ def backend_facts(backend: str, outcomes: Sequence[Record]) -> dict[str, Any] | 
     registered here and reads any."""
     from harness.plugins import backends
 
-    if backend not in backends.names():
-        return None
-    cls = backends.get(backend)
+    cls = backends.find(backend)
     facts = cls.run_facts(outcomes) if isinstance(cls, HasRunFacts) else None
     return facts.to_dict() if facts else None
 
