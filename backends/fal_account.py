@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.protocols import RunFacts
-from harness.types import Record
+from harness.types import Record, finite_number, whole_number
 
 TITLE = "fal account concurrency"
 QUEUE_GROWTH_S = 0.1
@@ -110,16 +110,12 @@ class _Request:
     requeued: bool
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _request(record: Record) -> _Request | None:
     """The record's request, from its meta (an answer) or error details (a failure);
     None when it has no `submitted_at` and `in_flight` (a record from before them)."""
     facts = record.meta if record.ok else (record.error.details if record.error else {})
     submitted, in_flight = facts.get("submitted_at"), facts.get("in_flight")
-    if not _number(submitted) or not isinstance(in_flight, int) or isinstance(in_flight, bool):
+    if not finite_number(submitted) or not whole_number(in_flight):
         return None
     seen = facts.get("in_progress")
     spans = [
@@ -127,7 +123,7 @@ def _request(record: Record) -> _Request | None:
         for span in (seen if isinstance(seen, list) else [])
         if isinstance(span, list)
         and len(span) == 2
-        and all(map(_number, span))
+        and all(map(finite_number, span))
         and span[0] <= span[1]
     ]
     requeued = facts.get("requeues")

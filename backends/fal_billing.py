@@ -34,10 +34,10 @@ import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import TYPE_CHECKING, Any
 
 from harness.protocols import Cost
-from harness.types import BackendError, Record
+from harness.types import BackendError, Record, finite_number, whole_number
 
 if TYPE_CHECKING:
     import fal_client
@@ -144,7 +144,7 @@ def price_of(body: Any, endpoint_id: str) -> Price | str:
         if isinstance(entry, dict) and entry.get("endpoint_id") == endpoint_id:
             unit_price, unit, currency = (entry.get(k) for k in ("unit_price", "unit", "currency"))
             if (
-                _number(unit_price)
+                finite_number(unit_price)
                 and unit_price >= 0
                 and isinstance(unit, str)
                 and isinstance(currency, str)
@@ -218,7 +218,9 @@ def _billed_usd(record: Record) -> float | None:
     if not isinstance(billing, dict) or billing.get("currency") != "USD":
         return None
     units, unit_price = billing.get("units"), billing.get("unit_price")
-    if not (_number(units) and _number(unit_price) and isinstance(billing.get("unit"), str)):
+    if not (
+        finite_number(units) and finite_number(unit_price) and isinstance(billing.get("unit"), str)
+    ):
         return None
     return float(units) * float(unit_price)
 
@@ -229,7 +231,7 @@ def _billed_without_answer(records: Sequence[Record]) -> str:
     for record in records:
         facts = record.meta if record.ok else record.error.details if record.error else {}
         count = facts.get("resent_submits")
-        resent += count if isinstance(count, int) and not isinstance(count, bool) else 0
+        resent += count if whole_number(count) else 0
         cancelled += facts.get("cancel") == RUNNING_CANCEL
         expired += record.error is not None and record.error.kind == EXPIRED
     parts = [
@@ -317,8 +319,3 @@ def _describe(exc: Exception) -> str:
     else:
         text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= DESCRIBED_CHARS else text[: DESCRIBED_CHARS - 1] + "…"
-
-
-def _number(value: Any) -> TypeGuard[int | float]:
-    """A finite JSON number (not a bool)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -13,7 +13,7 @@ import types
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, is_dataclass
 from functools import cache
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal, TypeGuard, Union, get_args, get_origin, get_type_hints
 
 from harness.errors import HarnessError
 from harness.secrets import scrub_data
@@ -357,14 +357,23 @@ def _joined(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 
 
+def finite_number(value: Any) -> TypeGuard[int | float]:
+    """A finite JSON number, not a bool (JSON's `true` reads as Python's 1)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def whole_number(value: Any) -> TypeGuard[int]:
+    """A JSON integer, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _fits(value: Any, hint: Any) -> bool:
     if hint is Any:
         return True
     if hint is float:
-        number = isinstance(value, int | float) and not isinstance(value, bool)
-        return number and math.isfinite(value)
+        return finite_number(value)
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+        return whole_number(value)
     return isinstance(value, hint)
 
 
