@@ -681,18 +681,14 @@ class FalBackend:
 
 
 def _answer_meta(life: _Life, polls: int, retries: int, **more: Any) -> dict[str, Any]:
-    """An answer's meta: its request's life, the polls and retries it took, and `more`."""
-    meta = {"request_id": life.request_id, "polls": polls, "retries": retries, **more}
-    meta |= {"frames": NOT_REPORTED, "states": life.states, "logs": life.logs[-LOG_LINES_KEPT:]}
-    if life.reattached is not None:
-        meta["reattached"] = life.reattached
+    """An answer's meta: its request's life (`_Life.facts`, less the last state, which
+    an answer's is), what fal billed, the polls and retries it took, and `more`."""
+    facts = life.facts()
+    del facts["last_state"]
+    meta = {"polls": polls, "retries": retries, "frames": NOT_REPORTED, **more, **facts}
     if life.billing is not None:
         meta["billing"] = life.billing
-    if life.webhook is not None:
-        meta["webhook"] = life.webhook
-    if life.resent_submits:
-        meta["resent_submits"] = life.resent_submits
-    return {**meta, **life.concurrency()}
+    return meta
 
 
 def _inference(completed: fal_client.Completed) -> dict[str, float]:
