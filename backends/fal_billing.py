@@ -174,8 +174,9 @@ def estimate_cost(records: Sequence[Record], price: float | None) -> Cost:
     unbilled = _billed_without_answer(records)
     if not answered:
         return Cost(None, "no answered samples" + unbilled)
-    billed = [usd for r in answered if (usd := _billed_usd(r)) is not None]
-    rest = [r for r in answered if _billed_usd(r) is None]
+    usd = [_billed_usd(r) for r in answered]
+    billed = [amount for amount in usd if amount is not None]
+    rest = [r for r, amount in zip(answered, usd, strict=True) if amount is None]
     by_units = _by_units_basis(answered) if billed else ""
     if not rest:
         return Cost(1000 * sum(billed) / len(answered), by_units + unbilled)
