@@ -62,7 +62,7 @@ from backends.fal_journal import (
     fingerprint,
     resubmitting,
 )
-from backends.uploads import ContentHashes, UploadCache
+from backends.uploads import ContentHashes, UploadCache, upload_lifetime_s
 from harness.errors import UsageError
 from harness.files import not_a_file
 from harness.media.cache import cache_root
@@ -384,7 +384,7 @@ class FalBackend:
             ),
             "submit_headers": sorted(self._submit_headers()),
             # fal deletes each uploaded video this long after its upload (X-Fal-Object-Lifecycle).
-            "upload_lifetime_s": self._upload_cache().expires_s,
+            "upload_lifetime_s": upload_lifetime_s(self._upload_ttl_s(), UPLOAD_GRACE_S),
             "account_concurrency": self.account_concurrency or "not capped here",
             **(self._webhooks.describe() if self._webhooks else {}),
         }
@@ -620,9 +620,11 @@ class FalBackend:
             # Recorded and replayed runs keep uploads in memory, so the cassette holds them all.
             on_disk = self._mode == "live"
             path = (self.upload_cache or cache_root() / "fal-uploads.json") if on_disk else None
-            ttl_s = self.upload_ttl_hours * 3600
-            self._uploads = UploadCache(path, ttl_s=ttl_s, grace_s=UPLOAD_GRACE_S)
+            self._uploads = UploadCache(path, ttl_s=self._upload_ttl_s(), grace_s=UPLOAD_GRACE_S)
         return self._uploads
+
+    def _upload_ttl_s(self) -> float:
+        return self.upload_ttl_hours * 3600
 
     async def _delivered(
         self, handle: fal_client.AsyncRequestHandle, life: _Life

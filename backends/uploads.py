@@ -61,6 +61,12 @@ class ContentHashes:
         return known
 
 
+def upload_lifetime_s(ttl_s: float, grace_s: float) -> int:
+    """How long an upload reused for `ttl_s` asks fal to keep its file: `grace_s` more,
+    rounded up to whole seconds."""
+    return int(ttl_s + grace_s + 0.999)
+
+
 class UploadCache:
     """sha256 -> URL of an uploaded copy; `path` None keeps it in memory only.
 
@@ -79,7 +85,7 @@ class UploadCache:
     @property
     def expires_s(self) -> int:
         """How long each upload asks fal to keep its file, in whole seconds."""
-        return int(self.ttl_s + self.grace_s + 0.999)
+        return upload_lifetime_s(self.ttl_s, self.grace_s)
 
     def forget(self, sha256: str) -> None:
         """Stop handing out the URL of `sha256` (fal could not read it)."""
